@@ -1,0 +1,39 @@
+# `make demo` and `make test` create .venv, install what they need, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test venv fashion-mnist experiments benchmarks clean
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { \
+	  echo "python3-venv is missing; installing it with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/python experiments/demo.py
+
+test: venv
+	$(BIN)/python -m pytest -q -n 2 tests
+
+# Debian's Fashion-MNIST IDX files (needs root); tfds or --data-dir work without it.
+fashion-mnist:
+	@test -d $(FMNIST_DIR) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }
+
+experiments: venv fashion-mnist
+	$(BIN)/python experiments/inr_classification.py
+
+benchmarks: venv
+	$(BIN)/python benchmarks/probe_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,21 @@
+"""Zoo-member architectures as pure ``init``/``apply`` pairs, and adapters for user code."""
+
+from probegen_jax.archs.base import (
+    Arch,
+    arch_from_function,
+    arch_from_linen,
+    arch_from_nnx,
+    arch_from_spec,
+    check_finite,
+    flatten_params,
+    make_arch,
+    register_arch,
+    registered_archs,
+    tree_path_name,
+)
+from probegen_jax.archs.dense import mlp, siren
+
+__all__ = [
+    "Arch", "arch_from_function", "arch_from_linen", "arch_from_nnx", "arch_from_spec",
+    "check_finite", "flatten_params", "make_arch", "mlp", "register_arch", "registered_archs", "siren", "tree_path_name",
+]

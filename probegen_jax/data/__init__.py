@@ -1,0 +1,14 @@
+"""Image datasets: Fashion-MNIST (IDX files or tfds) and scikit-learn digits (embedded)."""
+
+from probegen_jax.data.images import (
+    FASHION_MNIST_DIR,
+    ImageDataset,
+    load_dataset,
+    load_digits,
+    load_fashion_mnist,
+    load_fashion_mnist_idx,
+    read_idx,
+)
+
+__all__ = ["FASHION_MNIST_DIR", "ImageDataset", "load_dataset", "load_digits", "load_fashion_mnist",
+           "load_fashion_mnist_idx", "read_idx"]

@@ -1,0 +1,66 @@
+"""The central operation: pass probes through every network of a zoo in one compiled call."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from probegen_jax.archs import Arch
+from probegen_jax.parallel import map_in_blocks, place_blocks, replicated
+from probegen_jax.types import Array, Params
+
+ApplyFn = Callable[[Params, Array], Array]
+
+
+def probe(apply_fn: ApplyFn, zoo_params: Params, probes: Array) -> Array:
+    """Responses of every network to every probe.
+
+    Args:
+      apply_fn: ``(params, x[K, ...]) -> y[K, ...]`` for one network.
+      zoo_params: params pytree with a leading zoo axis ``N``.
+      probes: ``[K, *input_shape]``.
+
+    Returns:
+      ``[N, K, out_dim]`` (outputs flattened per probe). Pure and traceable: call it under
+      ``jit``/``grad`` (gradients flow into ``probes``) or use ``probe_zoo`` for large zoos.
+    """
+    out = jax.vmap(apply_fn, in_axes=(0, None))(zoo_params, probes)
+    return out.reshape(out.shape[0], probes.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _probe_in_blocks(apply_fn: ApplyFn, zoo_params: Params, probes: Array, devices: int, block: int) -> Array:
+    return map_in_blocks(lambda p: probe(apply_fn, p, probes), zoo_params, devices, block)
+
+
+def probe_zoo(
+    arch: Arch,
+    zoo_params: Params,
+    probes: Array,
+    *,
+    mesh: Mesh | None = None,
+    batch_size: int | None = None,
+) -> Array:
+    """``probe`` for a whole zoo: checked, jit-compiled, sharded over ``mesh``, memory-bounded.
+
+    Args:
+      arch: the zoo's architecture (its ``apply`` and input shape are used).
+      zoo_params: stacked params ``[N, ...]``.
+      probes: ``[K, *arch.input_shape]``.
+      mesh: a ``zoo_mesh``; the zoo axis is split across its devices (padded to a multiple).
+      batch_size: networks per device per inner step; bounds the activation memory.
+
+    Returns:
+      ``[N, K, arch.output_dim]``.
+    """
+    arch.check_input(probes)
+    arch.check_params(zoo_params, stacked=True, where="zoo params")
+    chex.assert_rank(probes, 1 + len(arch.input_shape))
+    padded, n, devices, block = place_blocks(zoo_params, mesh, batch_size)
+    probes = jnp.asarray(probes) if mesh is None else jax.device_put(probes, replicated(mesh))
+    return _probe_in_blocks(arch.apply, padded, probes, devices, block)[:n]

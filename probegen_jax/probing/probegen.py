@@ -1,0 +1,49 @@
+"""ProbeGen and probing learners: probes from a source, passed through each network, read by an MLP."""
+
+from __future__ import annotations
+
+import jax
+
+from probegen_jax.archs import Arch
+from probegen_jax.archs.dense import dense_widths, mlp_apply, mlp_init
+from probegen_jax.errors import ShapeMismatchError
+from probegen_jax.learner import Learner
+from probegen_jax.probing.probe import probe
+from probegen_jax.probing.sources import ProbeSource
+from probegen_jax.types import Array, Params, PRNGKey
+
+
+def mlp_head(in_dim: int, out_dim: int, *, hidden: int = 256, layers: int = 6) -> Learner:
+    """ProbeGen's head: ``layers`` linear layers of width ``hidden`` with ReLU, no normalisation."""
+    widths = dense_widths(in_dim, hidden, layers - 1, out_dim)
+    return Learner(lambda key: mlp_init(key, widths), mlp_apply)
+
+
+def probing_learner(
+    arch: Arch, source: ProbeSource, num_outputs: int, *, head_hidden: int = 256, head_layers: int = 6
+) -> Learner:
+    """Probes from ``source`` -> responses of each network (``arch``) -> flattened -> MLP head.
+
+    ``inputs`` of ``apply`` are a batch of zoo params ``[B, ...]``; gradients reach the source.
+    """
+    if tuple(source.input_shape) != tuple(arch.input_shape):
+        raise ShapeMismatchError(
+            f"probe source {source.name!r} makes probes of shape {source.input_shape}, but architecture "
+            f"{arch.name!r} takes inputs of shape {arch.input_shape}"
+        )
+    head = mlp_head(source.num_probes * arch.output_dim, num_outputs, hidden=head_hidden, layers=head_layers)
+
+    def init(key: PRNGKey) -> Params:
+        k_src, k_head = jax.random.split(key)
+        return {"source": source.init(k_src), "head": head.init(k_head)}
+
+    def apply(params: Params, zoo_params: Params) -> Array:
+        responses = probe(arch.apply, zoo_params, source.apply(params["source"]))
+        return head.apply(params["head"], responses.reshape(responses.shape[0], -1))
+
+    return Learner(init, apply)
+
+
+def learned_probes_of(source: ProbeSource, params: Params) -> Array:
+    """The probes a trained probing learner uses (``params["source"]``)."""
+    return source.apply(params["source"])

@@ -1,0 +1,259 @@
+"""The one training loop every method uses.
+
+optax (Adam or AdamW; cosine decay stepped every iteration, or one-cycle), batches of networks,
+an epoch as one jit-compiled ``lax.scan``, evaluation on val, the best-val params kept and test
+reported at them, orbax checkpoints after every evaluation, and resumption that gives the same
+final result as an uninterrupted run (batch order depends only on seed and epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from probegen_jax.errors import CheckpointError, MissingSplitError, ShapeMismatchError
+from probegen_jax.learner import Learner
+from probegen_jax.parallel import map_in_blocks, place_blocks, replicated, shard_zoo, zoo_sharding
+from probegen_jax.tasks import Task
+from probegen_jax.types import Array, Params, PyTree
+
+Split = tuple[PyTree, np.ndarray]  # (inputs with a leading axis N, targets [N, ...])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (ProbeGen's defaults)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    schedule: str = "cosine"  # cosine | constant | onecycle
+    optimizer: str = "adam"  # adam (weight_decay = coupled L2) | adamw (decoupled)
+    weight_decay: float = 0.0
+    eval_every: int = 1
+    eval_batch_size: int = 256
+    seed: int = 0
+
+
+class TrainState(NamedTuple):
+    params: Params
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: Params  # at the best validation epoch
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, float]]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "val": self.val, "test": self.test,
+                "history": self.history, "seconds": self.seconds}
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    schedules = {
+        "cosine": lambda: optax.cosine_decay_schedule(cfg.learning_rate, max(total_steps, 1)),
+        "constant": lambda: optax.constant_schedule(cfg.learning_rate),
+        "onecycle": lambda: optax.cosine_onecycle_schedule(max(total_steps, 1), cfg.learning_rate),
+    }
+    if cfg.schedule not in schedules:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; available: {sorted(schedules)}")
+    lr = schedules[cfg.schedule]()
+    if cfg.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.adam(lr)) if cfg.weight_decay \
+            else optax.adam(lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; available: ['adam', 'adamw']")
+
+
+def _size(split: Split, name: str) -> int:
+    inputs, targets = split
+    sizes = {int(a.shape[0]) for a in jax.tree.leaves(inputs)}
+    if len(sizes) != 1 or np.shape(targets)[0] not in sizes:
+        raise ShapeMismatchError(
+            f"split {name!r}: inputs and targets must share one leading size, got inputs {sorted(sizes)} "
+            f"and targets {np.shape(targets)}"
+        )
+    return sizes.pop()
+
+
+def predict(apply, params: Params, inputs: PyTree, *, batch_size: int = 256, mesh: Mesh | None = None) -> np.ndarray:
+    """``apply(params, inputs)`` over a whole split, ``batch_size`` rows per device at a time."""
+    padded, n, devices, block = place_blocks(inputs, mesh, batch_size)
+    if mesh is not None:
+        params = jax.device_put(params, replicated(mesh))
+    return np.asarray(_predict_blocks(apply, params, padded, devices, block))[:n]
+
+
+@partial(jax.jit, static_argnums=(0, 3, 4))
+def _predict_blocks(apply, params, inputs, devices, block):
+    return map_in_blocks(lambda x: apply(params, x), inputs, devices, block)
+
+
+def evaluate(learner: Learner, task: Task, params: Params, split: Split, *, batch_size: int = 256,
+             mesh: Mesh | None = None) -> dict[str, float]:
+    """Task metrics of ``params`` on one split."""
+    inputs, targets = split
+    return task.evaluate(predict(learner.apply, params, inputs, batch_size=batch_size, mesh=mesh),
+                         np.asarray(targets))
+
+
+def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """``[steps, batch_size]`` indices: a fresh permutation per epoch, remainder dropped."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    steps = n // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+def _epoch_fn(learner: Learner, task: Task, optimizer: optax.GradientTransformation, mesh: Mesh | None):
+    def loss_fn(params, inputs, targets):
+        return task.loss(learner.apply(params, inputs), targets)
+
+    def step(data, state: TrainState, idx: Array):
+        inputs, targets = jax.tree.map(lambda a: a[idx], data)
+        if mesh is not None:  # data-parallel: each device takes its share of the batch
+            inputs, targets = jax.lax.with_sharding_constraint((inputs, targets), zoo_sharding(mesh))
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, inputs, targets)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+
+    @partial(jax.jit, donate_argnums=(0,))
+    def epoch(state: TrainState, data, order: Array):
+        state, losses = jax.lax.scan(partial(step, data), state, order)
+        return state, jnp.mean(losses)
+
+    return epoch
+
+
+def fit(
+    learner: Learner,
+    task: Task,
+    splits: Mapping[str, Split],
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+    desc: str = "training",
+) -> TrainResult:
+    """Train ``learner`` on ``splits["train"]``, select on ``"val"``, report ``"test"`` at the best val.
+
+    Args:
+      splits: ``{"train": (inputs, targets), "val": ..., "test": ...}``; inputs are pytrees with a
+        leading axis (e.g. stacked zoo params). ``"test"`` is optional.
+      checkpoint_dir: orbax checkpoints after every evaluation; a run started again on the same
+        directory with the same settings resumes from the last one.
+      mesh: a ``zoo_mesh``: batches are split across its devices, params replicated.
+    """
+    for name in ("train", "val"):
+        if name not in splits:
+            raise MissingSplitError(f"fit needs a {name!r} split; got {sorted(splits)}")
+    n_train = _size(splits["train"], "train")
+    for name in splits:
+        _size(splits[name], name)
+    batch_size = min(cfg.batch_size, n_train)
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(f"batch size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
+    steps_per_epoch = n_train // batch_size
+    optimizer = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+
+    params = learner.init(jax.random.key(cfg.seed))
+    state = TrainState(params, optimizer.init(params))
+    best = {"params": params, "epoch": -1, "val": {}, "score": -np.inf}
+    history: list[dict[str, float]] = []
+    start_epoch, elapsed = 0, 0.0
+    manager = _CheckpointManager(checkpoint_dir, cfg) if checkpoint_dir is not None else None
+    if manager is not None and manager.latest() is not None:
+        state, best, history, start_epoch, elapsed = manager.restore(state)
+
+    train_data = jax.tree.map(jnp.asarray, splits["train"])
+    if mesh is not None:
+        train_data, _ = shard_zoo(train_data, mesh)
+        state = jax.device_put(state, replicated(mesh))
+    epoch_fn = _epoch_fn(learner, task, optimizer, mesh)
+    started = time.perf_counter() - elapsed
+    eval_kw = dict(batch_size=cfg.eval_batch_size, mesh=mesh)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress, unit="epoch",
+               initial=start_epoch, total=cfg.epochs)
+    for epoch in bar:
+        state, loss = epoch_fn(state, train_data, jnp.asarray(batch_order(cfg.seed, epoch, n_train, batch_size)))
+        if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
+            continue
+        val = evaluate(learner, task, state.params, splits["val"], **eval_kw)
+        history.append({"epoch": epoch, "train_loss": float(loss), **{f"val_{k}": v for k, v in val.items()}})
+        if val[task.select] > best["score"]:
+            best = {"params": jax.tree.map(jnp.copy, state.params), "epoch": epoch, "val": val,
+                    "score": val[task.select]}
+        bar.set_postfix(loss=f"{float(loss):.4f}", **{task.select: f"{val[task.select]:.4f}"})
+        if manager is not None:
+            manager.save(epoch, state, best, history, time.perf_counter() - started)
+    test = evaluate(learner, task, best["params"], splits["test"], **eval_kw) if "test" in splits else {}
+    return TrainResult(jax.device_get(best["params"]), best["epoch"], best["val"], test, history,
+                       round(time.perf_counter() - started, 3))
+
+
+class _CheckpointManager:
+    """Orbax checkpoints of (state, best params, progress) after each evaluation."""
+
+    def __init__(self, directory: str | os.PathLike, cfg: TrainConfig):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        self.config = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        )
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, epoch: int, state: TrainState, best: dict, history: list, seconds: float) -> None:
+        ocp = self._ocp
+        progress = {"config": self.config, "epoch": epoch, "best_epoch": best["epoch"], "best_val": best["val"],
+                    "best_score": float(best["score"]), "history": history, "seconds": seconds}
+        self.manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), best=ocp.args.StandardSave(best["params"]),
+            progress=ocp.args.JsonSave(progress)))
+        self.manager.wait_until_finished()
+
+    def restore(self, template: TrainState):
+        ocp = self._ocp
+        step = self.latest()
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        try:
+            got = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), best=ocp.args.StandardRestore(abstract.params),
+                progress=ocp.args.JsonRestore()))
+        except Exception as e:  # orbax raises many types for mismatched or damaged checkpoints
+            raise CheckpointError(
+                f"{self.directory}/{step}: cannot resume from this checkpoint ({type(e).__name__}: {e}); "
+                "it was written by a different model or is damaged: use a fresh checkpoint directory"
+            ) from e
+        progress = got["progress"]
+        if progress["config"] != self.config:
+            raise CheckpointError(
+                f"{self.directory}: checkpoint was written with settings {progress['config']}, not "
+                f"{self.config}; use a fresh checkpoint directory to train with new settings"
+            )
+        best = {"params": got["best"], "epoch": progress["best_epoch"], "val": progress["best_val"],
+                "score": progress["best_score"]}
+        return got["state"], best, progress["history"], progress["epoch"] + 1, progress["seconds"]

@@ -1,0 +1,85 @@
+"""Resumable chunked work: each finished chunk is written atomically, so an interrupted zoo
+generation restarts from the last finished chunk and gives the same zoo."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from probegen_jax.errors import ZooFormatError
+from probegen_jax.io import atomic_write, write_json
+
+ChunkFn = Callable[[int], Mapping[str, np.ndarray]]
+
+
+def work_dir_for(out: str | os.PathLike) -> Path:
+    """Where the chunks of a zoo bound for ``out`` are kept until it is complete."""
+    out = Path(out).absolute()
+    return out.with_name(out.name + ".partial")
+
+
+def run_chunks(
+    work_dir: str | os.PathLike | None,
+    plan: Mapping[str, Any],
+    num_chunks: int,
+    make_chunk: ChunkFn,
+    *,
+    desc: str = "chunks",
+    progress: bool = True,
+) -> list[dict[str, np.ndarray]]:
+    """Run ``make_chunk(i)`` for every chunk not yet on disk in ``work_dir``; return all chunks.
+
+    ``plan`` (JSON) describes the whole job; resuming with a different plan is refused, so
+    chunks of two different zoos are never mixed. With ``work_dir=None`` nothing is written.
+    """
+    if work_dir is None:
+        return [dict(make_chunk(i)) for i in tqdm(range(num_chunks), desc=desc, disable=not progress,
+                                                  unit="chunk")]
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_file = work_dir / "plan.json"
+    plan = json.loads(json.dumps(dict(plan)))  # normalise tuples etc.
+    if plan_file.exists():
+        saved = json.loads(plan_file.read_text())
+        if saved != plan:
+            raise ZooFormatError(
+                f"{plan_file}: an unfinished job with a different plan is here; remove {work_dir} "
+                f"or use another output path (saved plan {saved}, new plan {plan})"
+            )
+    else:
+        write_json(plan_file, plan)
+    chunks = []
+    done = sum((work_dir / f"chunk_{i:05d}.npz").exists() for i in range(num_chunks))
+    with tqdm(total=num_chunks, initial=done, desc=desc, disable=not progress, unit="chunk") as bar:
+        for i in range(num_chunks):
+            path = work_dir / f"chunk_{i:05d}.npz"
+            if path.exists():
+                try:
+                    with np.load(path) as f:
+                        chunks.append({k: f[k] for k in f.files})
+                    continue
+                except (OSError, ValueError) as e:  # unreadable chunk: redo it
+                    tqdm.write(f"{path}: unreadable ({e}); recomputing")
+            chunk = {k: np.asarray(v) for k, v in make_chunk(i).items()}
+            buf = io.BytesIO()
+            np.savez(buf, **chunk)
+            atomic_write(path, lambda f: f.write(buf.getvalue()))
+            chunks.append(chunk)
+            bar.update(1)
+    return chunks
+
+
+def concat_chunks(chunks: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def remove_work_dir(work_dir: str | os.PathLike) -> None:
+    shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""A ``Zoo``: one architecture, a params pytree stacked on a leading zoo axis, targets and splits."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from probegen_jax.archs import Arch, check_finite
+from probegen_jax.errors import MissingSplitError, ShapeMismatchError
+from probegen_jax.types import Params
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Zoo:
+    """A homogeneous model zoo.
+
+    Attributes:
+      arch: the architecture every member shares.
+      params: pytree of arrays ``[N, ...]`` matching ``arch.init``'s pytree.
+      targets: named arrays ``[N, ...]`` (``label``, ``test_accuracy``, ``psnr``, ...).
+      splits: named int index arrays into the zoo axis (``train``, ``val``, ``test``).
+      meta: JSON-serialisable record of how the zoo was made.
+    """
+
+    arch: Arch
+    params: Params
+    targets: Mapping[str, np.ndarray]
+    splits: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.arch.check_params(self.params, stacked=True, where="zoo params")
+        check_finite(self.params, where="zoo params")
+        object.__setattr__(self, "targets", {k: np.asarray(v) for k, v in self.targets.items()})
+        object.__setattr__(self, "splits", {k: np.asarray(v, np.int64) for k, v in self.splits.items()})
+        for name, value in self.targets.items():
+            if value.shape[:1] != (n,):
+                raise ShapeMismatchError(f"zoo target {name!r}: expected leading size {n}, got {value.shape}")
+        for name, idx in self.splits.items():
+            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
+                raise ShapeMismatchError(f"zoo split {name!r}: indices must be 1-D in [0, {n}), got {idx}")
+
+    def __len__(self) -> int:
+        return int(jax.tree.leaves(self.params)[0].shape[0])
+
+    def target(self, name: str) -> np.ndarray:
+        if name not in self.targets:
+            raise MissingSplitError(f"zoo has no target {name!r}; available: {sorted(self.targets)}")
+        return self.targets[name]
+
+    def indices(self, split: str) -> np.ndarray:
+        if split not in self.splits:
+            raise MissingSplitError(
+                f"zoo has no split {split!r}; available: {sorted(self.splits) or 'none'}"
+            )
+        return self.splits[split]
+
+    def subset(self, indices: np.ndarray, *, splits: Mapping[str, np.ndarray] | None = None) -> Zoo:
+        """Members ``indices`` (in that order), with new ``splits`` (default: none)."""
+        indices = np.asarray(indices)
+        return Zoo(
+            arch=self.arch,
+            params=jax.tree.map(lambda a: a[indices], self.params),
+            targets={k: v[indices] for k, v in self.targets.items()},
+            splits=dict(splits or {}),
+            meta=dict(self.meta),
+        )
+
+    def split(self, name: str) -> Zoo:
+        """The members of one split, as a zoo of its own."""
+        return self.subset(self.indices(name))
+
+    def split_arrays(self, target: str, splits: tuple[str, ...] = SPLITS) -> dict[str, tuple[Params, np.ndarray]]:
+        """``{split: (params, targets)}``: the form the training loop takes."""
+        y = self.target(target)
+        return {s: (jax.tree.map(lambda a: a[self.indices(s)], self.params), y[self.indices(s)])
+                for s in splits}
+
+    def describe(self) -> str:
+        """A few lines: size, architecture, targets, splits."""
+        lines = [
+            f"zoo of {len(self)} networks, architecture {self.arch.name} "
+            f"({self.arch.num_params()} params each, input {self.arch.input_shape}, output {self.arch.output_dim})",
+            "targets: " + ", ".join(f"{k} {v.dtype}{list(v.shape[1:])}" for k, v in self.targets.items()),
+            "splits: " + (", ".join(f"{k} {len(v)}" for k, v in self.splits.items()) or "none"),
+        ]
+        made = self.meta.get("generator")
+        if made:
+            lines.append(f"made by: {made} {self.meta.get('config', {})}")
+        return "\n".join(lines)
