@@ -177,6 +177,7 @@ def make_inr_zoo(
             "dataset": data.name,
             "class_names": list(data.class_names),
             "num_classes": data.num_classes,
+            "image_shape": [int(height), int(width)],
             "psnr_mean": float(np.mean(merged["psnr"])),
             "generation_seconds": round(time.perf_counter() - start, 2),
         },

@@ -1,0 +1,112 @@
+"""probe() and probe_zoo(): vmapped responses against a per-network loop, batching and sharding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probegen_jax.archs import mlp, siren
+from probegen_jax.errors import ShapeMismatchError
+from probegen_jax.parallel import pad_zoo_axis, zoo_mesh
+from probegen_jax.probing import probe, probe_zoo
+
+
+def make_zoo(arch, n, seed=0):
+    return jax.tree.map(lambda *a: jnp.stack(a), *[arch.init(jax.random.key(seed + i)) for i in range(n)])
+
+
+def loop_reference(arch, zoo, probes):
+    """One network at a time, in numpy: the responses computed another way."""
+    n = jax.tree.leaves(zoo)[0].shape[0]
+    rows = []
+    for i in range(n):
+        params = jax.tree.map(lambda a: a[i], zoo)
+        rows.append(np.asarray(arch.apply(params, probes)).reshape(probes.shape[0], -1))
+    return np.stack(rows)
+
+
+@pytest.fixture(scope="module")
+def siren_case():
+    arch = siren(hidden=16)
+    zoo = make_zoo(arch, 13)
+    probes = jax.random.uniform(jax.random.key(99), (11, 2), minval=-1, maxval=1)
+    return arch, zoo, probes
+
+
+def test_probe_equals_a_loop_over_networks(siren_case):
+    arch, zoo, probes = siren_case
+    got = probe(arch.apply, zoo, probes)
+    assert got.shape == (13, 11, 1)
+    np.testing.assert_allclose(np.asarray(got), loop_reference(arch, zoo, probes), rtol=1e-5, atol=1e-6)
+    # every network answers differently
+    assert np.unique(np.asarray(got[:, 0, 0]).round(6)).size == 13
+
+
+def test_probe_flattens_multi_dim_outputs_of_image_networks():
+    arch = mlp(input_shape=(4, 4, 1), hidden=8, depth=1, out_dim=3)
+    zoo = make_zoo(arch, 5)
+    probes = jax.random.normal(jax.random.key(1), (6, 4, 4, 1))
+    got = probe(arch.apply, zoo, probes)
+    assert got.shape == (5, 6, 3)
+    np.testing.assert_allclose(np.asarray(got), loop_reference(arch, zoo, probes), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(probe_zoo(arch, zoo, probes, batch_size=2)), np.asarray(got),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_gradients_reach_the_probes(siren_case):
+    arch, zoo, probes = siren_case
+    grad = jax.grad(lambda x: jnp.sum(probe(arch.apply, zoo, x) ** 2))(probes)
+    want = sum(
+        jax.grad(lambda x, i=i: jnp.sum(arch.apply(jax.tree.map(lambda a: a[i], zoo), x) ** 2))(probes)
+        for i in range(13)
+    )
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(want), rtol=1e-4, atol=1e-4)
+    assert np.abs(np.asarray(grad)).max() > 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 13, 100])
+def test_probe_zoo_in_batches_equals_probe(siren_case, batch_size):
+    arch, zoo, probes = siren_case  # 13 networks: no batch size above 1 divides it
+    want = np.asarray(probe(arch.apply, zoo, probes))
+    got = probe_zoo(arch, zoo, probes, batch_size=batch_size)
+    assert got.shape == (13, 11, 1)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_probe_zoo_on_8_devices_equals_one_device(siren_case, eight_devices, batch_size):
+    arch, zoo, probes = siren_case
+    mesh = zoo_mesh(8)
+    assert mesh.size == 8 and mesh.axis_names == ("zoo",)
+    want = np.asarray(probe_zoo(arch, zoo, probes))
+    got = probe_zoo(arch, zoo, probes, mesh=mesh, batch_size=batch_size)
+    assert got.shape == (13, 11, 1)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got), loop_reference(arch, zoo, probes), rtol=1e-5, atol=1e-6)
+
+
+def test_pad_zoo_axis_repeats_the_first_row():
+    tree = {"a": jnp.arange(10).reshape(5, 2), "b": jnp.arange(5.0)}
+    padded, n = pad_zoo_axis(tree, 8)
+    assert n == 5 and padded["a"].shape == (8, 2) and padded["b"].shape == (8,)
+    np.testing.assert_array_equal(padded["a"][5:], np.tile(np.asarray(tree["a"][:1]), (3, 1)))
+    same, n = pad_zoo_axis(tree, 5)
+    assert n == 5 and same["a"].shape == (5, 2)
+
+
+def test_wrong_probe_shape_is_refused(siren_case):
+    arch, zoo, _ = siren_case
+    with pytest.raises(ShapeMismatchError, match="probes") as err:
+        probe_zoo(arch, zoo, jnp.zeros((11, 3)))
+    assert "(K, 2)" in str(err.value) and "(11, 3)" in str(err.value)
+    with pytest.raises(ShapeMismatchError, match="probes"):
+        probe_zoo(arch, zoo, jnp.zeros((11,)))
+
+
+def test_wrong_zoo_params_are_refused(siren_case):
+    arch, zoo, probes = siren_case
+    with pytest.raises(ShapeMismatchError, match="zoo params"):
+        probe_zoo(siren(hidden=8), zoo, probes)
+    single = jax.tree.map(lambda a: a[0], zoo)
+    with pytest.raises(ShapeMismatchError):
+        probe_zoo(arch, single, probes)

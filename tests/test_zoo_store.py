@@ -1,0 +1,231 @@
+"""The Zoo container and its on-disk store: round trips and every documented refusal."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probegen_jax.archs import arch_from_function, siren
+from probegen_jax.errors import (
+    MissingSplitError,
+    NonFiniteWeightsError,
+    ShapeMismatchError,
+    UnknownNameError,
+    ZooFormatError,
+)
+from probegen_jax.zoo import FORMAT_VERSION, Zoo, load_zoo, read_zoo_meta, save_zoo
+
+N = 10
+
+
+def small_zoo(arch=None, n=N, seed=0) -> Zoo:
+    arch = arch or siren(hidden=8)
+    params = jax.tree.map(lambda *a: jnp.stack(a), *[arch.init(jax.random.key(seed * 1000 + i)) for i in range(n)])
+    rng = np.random.default_rng(seed)
+    return Zoo(
+        arch=arch,
+        params=params,
+        targets={
+            "label": rng.integers(0, 10, n).astype(np.int32),
+            "test_accuracy": rng.uniform(size=n).astype(np.float32),
+            "multi_hot": (rng.uniform(size=(n, 4)) > 0.5).astype(np.float32),
+        },
+        splits={"train": np.arange(0, 6), "val": np.arange(6, 8), "test": np.arange(8, n)},
+        meta={"generator": "test", "config": {"lr": 1e-3, "layers": [1, 2]}, "note": "ünïcode"},
+    )
+
+
+def assert_zoos_equal(a: Zoo, b: Zoo) -> None:
+    assert a.arch.spec() == b.arch.spec()
+    assert jax.tree.structure(a.params) == jax.tree.structure(b.params)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert sorted(a.targets) == sorted(b.targets) and sorted(a.splits) == sorted(b.splits)
+    for k in a.targets:
+        assert a.targets[k].dtype == b.targets[k].dtype
+        np.testing.assert_array_equal(a.targets[k], b.targets[k])
+    for k in a.splits:
+        np.testing.assert_array_equal(a.splits[k], b.splits[k])
+    assert dict(a.meta) == dict(b.meta)
+
+
+# ------------------------------------------------------------------------------------- Zoo
+
+
+def test_zoo_split_subset_and_arrays():
+    zoo = small_zoo()
+    assert len(zoo) == N
+    val = zoo.split("val")
+    assert len(val) == 2 and val.splits == {}
+    np.testing.assert_array_equal(val.targets["label"], zoo.targets["label"][6:8])
+    np.testing.assert_array_equal(val.params["dense1"]["kernel"], np.asarray(zoo.params["dense1"]["kernel"])[6:8])
+    arrays = zoo.split_arrays("test_accuracy")
+    assert sorted(arrays) == ["test", "train", "val"]
+    params, y = arrays["train"]
+    np.testing.assert_array_equal(y, zoo.targets["test_accuracy"][:6])
+    np.testing.assert_array_equal(params["dense0"]["bias"], np.asarray(zoo.params["dense0"]["bias"])[:6])
+    assert "10 networks" in zoo.describe()
+
+
+def test_missing_split_lists_available():
+    zoo = small_zoo()
+    no_val = zoo.subset(np.arange(N), splits={"train": np.arange(5), "test": np.arange(5, N)})
+    with pytest.raises(MissingSplitError) as err:
+        no_val.split("val")
+    msg = str(err.value)
+    assert "'val'" in msg and "train" in msg and "test" in msg
+    with pytest.raises(MissingSplitError, match="none"):
+        zoo.split("train").split("train")  # a split zoo has no splits of its own
+    with pytest.raises(MissingSplitError, match="label"):
+        zoo.target("accuracy")
+
+
+def test_nan_weights_are_refused_naming_the_tensor():
+    zoo = small_zoo()
+    params = jax.tree.map(np.array, zoo.params)
+    params["dense2"]["kernel"][3, 0, 0] = np.nan
+    with pytest.raises(NonFiniteWeightsError) as err:
+        Zoo(zoo.arch, params, zoo.targets, zoo.splits)
+    assert "dense2/kernel" in str(err.value) and "1 of 10" in str(err.value)
+    assert "dense1" not in str(err.value)
+
+
+def test_zoo_refuses_misshaped_targets_splits_and_params():
+    zoo = small_zoo()
+    with pytest.raises(ShapeMismatchError, match="label"):
+        Zoo(zoo.arch, zoo.params, {"label": np.zeros(N - 1)})
+    with pytest.raises(ShapeMismatchError, match="val"):
+        Zoo(zoo.arch, zoo.params, {}, {"val": np.array([0, N])})
+    with pytest.raises(ShapeMismatchError, match=r"dense0/(kernel|bias).*\(N, 16\)"):
+        Zoo(siren(hidden=16), zoo.params, {})
+
+
+# ----------------------------------------------------------------------------------- store
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path):
+    zoo = small_zoo()
+    path = save_zoo(zoo, tmp_path / "zoo")
+    assert path == (tmp_path / "zoo").absolute()
+    back = load_zoo(tmp_path / "zoo")
+    assert_zoos_equal(zoo, back)
+    assert back.arch.registered and back.arch.name == "siren"
+    meta = read_zoo_meta(tmp_path / "zoo")
+    assert meta["format_version"] == FORMAT_VERSION and meta["size"] == N
+
+
+def test_round_trip_of_a_zoo_without_targets_or_splits(tmp_path):
+    zoo = small_zoo()
+    bare = Zoo(zoo.arch, zoo.params, {})
+    save_zoo(bare, tmp_path / "bare")
+    assert_zoos_equal(bare, load_zoo(tmp_path / "bare"))
+
+
+def test_save_refuses_existing_path_unless_overwrite(tmp_path):
+    first, second = small_zoo(seed=0), small_zoo(seed=1)
+    save_zoo(first, tmp_path / "zoo")
+    with pytest.raises(FileExistsError) as err:
+        save_zoo(second, tmp_path / "zoo")
+    assert str(tmp_path / "zoo") in str(err.value)
+    assert_zoos_equal(first, load_zoo(tmp_path / "zoo"))  # untouched
+    save_zoo(second, tmp_path / "zoo", overwrite=True)
+    assert_zoos_equal(second, load_zoo(tmp_path / "zoo"))
+
+
+def test_changed_format_version_is_refused(tmp_path):
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    meta_file = tmp_path / "zoo" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    meta["format_version"] = FORMAT_VERSION + 98
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ZooFormatError) as err:
+        load_zoo(tmp_path / "zoo")
+    msg = str(err.value)
+    assert f"version {FORMAT_VERSION + 98}" in msg and str(tmp_path / "zoo") in msg
+
+
+def test_not_a_zoo_is_refused(tmp_path):
+    with pytest.raises(ZooFormatError, match="not found"):
+        load_zoo(tmp_path / "nothing-here")
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    meta_file = tmp_path / "zoo" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta["format"] = "someone.else"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ZooFormatError, match="someone.else"):
+        load_zoo(tmp_path / "zoo")
+    meta_file.write_text("{not json")
+    with pytest.raises(ZooFormatError) as err:
+        load_zoo(tmp_path / "zoo")
+    assert str(meta_file) in str(err.value)
+    meta_file.unlink()
+    with pytest.raises(ZooFormatError) as err:
+        load_zoo(tmp_path / "zoo")
+    assert str(meta_file) in str(err.value)
+
+
+def test_deleted_arrays_dir_names_the_path(tmp_path):
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    shutil.rmtree(tmp_path / "zoo" / "arrays")
+    with pytest.raises(ZooFormatError) as err:
+        load_zoo(tmp_path / "zoo")
+    assert str((tmp_path / "zoo" / "arrays").absolute()) in str(err.value)
+
+
+def _flip_bytes(path):
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("victim", ["_METADATA", "manifest.ocdbt", "all data files"])
+@pytest.mark.parametrize("damage", [_flip_bytes, _truncate], ids=["garbage", "truncated"])
+def test_corrupt_array_files_name_the_path(tmp_path, victim, damage):
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    arrays = tmp_path / "zoo" / "arrays"
+    if victim == "all data files":
+        files = [p for p in arrays.rglob("*") if p.is_file() and p.parent.name == "d"]
+    else:
+        files = [arrays / victim]
+    assert files and all(f.is_file() for f in files), sorted(arrays.rglob("*"))
+    for f in files:
+        damage(f)
+    with pytest.raises(ZooFormatError) as err:
+        load_zoo(tmp_path / "zoo")
+    assert str(arrays.absolute()) in str(err.value)
+
+
+def test_unregistered_arch_needs_arch_argument(tmp_path):
+    def init(key):
+        return {"w": jax.random.normal(key, (2, 3)), "b": jnp.zeros(3)}
+
+    def apply(params, x):
+        return jnp.tanh(x @ params["w"] + params["b"])
+
+    arch = arch_from_function(apply, init, (2,), name="my_tanh_layer")
+    zoo = small_zoo(arch=arch)
+    save_zoo(zoo, tmp_path / "zoo")
+    with pytest.raises(UnknownNameError) as err:
+        load_zoo(tmp_path / "zoo")
+    assert "my_tanh_layer" in str(err.value) and "arch=" in str(err.value)
+    back = load_zoo(tmp_path / "zoo", arch=arch)
+    assert_zoos_equal(zoo, back)
+    x = jnp.ones((4, 2))
+    np.testing.assert_array_equal(back.arch.apply(jax.tree.map(lambda a: a[0], back.params), x),
+                                  apply(jax.tree.map(lambda a: a[0], zoo.params), x))
+
+
+def test_loading_with_the_wrong_arch_names_the_tensor(tmp_path):
+    save_zoo(small_zoo(), tmp_path / "zoo")  # siren(hidden=8)
+    with pytest.raises(ShapeMismatchError, match=r"dense0/(kernel|bias).*\(N, 16\)"):
+        load_zoo(tmp_path / "zoo", arch=siren(hidden=16))
