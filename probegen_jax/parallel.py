@@ -44,16 +44,32 @@ def pad_zoo_axis(tree: PyTree, multiple: int) -> tuple[PyTree, int]:
         return tree, n
 
     def pad_leaf(a):
-        filler = jnp.broadcast_to(a[:1], (pad, *a.shape[1:]))
-        return jnp.concatenate([jnp.asarray(a), filler.astype(a.dtype)], axis=0)
+        xp = jnp if isinstance(a, jax.Array) else np  # pad where the array lives
+        return xp.concatenate([a, xp.repeat(a[:1], pad, axis=0)], axis=0)
 
     return jax.tree.map(pad_leaf, tree), n
+
+
+def place_on_mesh(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    """Place host arrays with ``sharding``; each device reads only its own slice.
+
+    Built with ``jax.make_array_from_callback``, so it also works on multi-host meshes (TPU pods)
+    where every process holds the same host copy and owns only its local devices' shards.
+    """
+
+    def place(a):
+        if isinstance(a, jax.Array) and jax.process_count() == 1:
+            return jax.device_put(a, sharding)
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+    return jax.tree.map(place, tree)
 
 
 def shard_zoo(tree: PyTree, mesh: Mesh) -> tuple[PyTree, int]:
     """Pad to the mesh size and place the leading axis across the mesh; returns (tree, true size)."""
     padded, n = pad_zoo_axis(tree, mesh.size)
-    return jax.device_put(padded, zoo_sharding(mesh)), n
+    return place_on_mesh(padded, zoo_sharding(mesh)), n
 
 
 def map_in_blocks(fn, tree: PyTree, devices: int, block: int):
@@ -84,5 +100,5 @@ def place_blocks(tree: PyTree, mesh: Mesh | None, batch_size: int | None) -> tup
     block = max(1, min(batch_size or n, -(-n // devices)))
     padded, _ = pad_zoo_axis(tree, block * devices)
     if mesh is not None:
-        padded = jax.device_put(padded, zoo_sharding(mesh))
+        padded = place_on_mesh(padded, zoo_sharding(mesh))
     return padded, n, devices, block
