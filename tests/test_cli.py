@@ -1,0 +1,51 @@
+"""The ``probegen-jax`` command, end to end on a tiny digits INR zoo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probegen_jax.cli import build_parser, main
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("zoo", "train", "eval"):
+        assert command in out
+
+
+def test_make_info_train_eval(tmp_path, capsys):
+    zoo_dir, run_dir = tmp_path / "zoo", tmp_path / "run"
+    assert main(["zoo", "make", "inr", "--dataset", "digits", "--out", str(zoo_dir), "--train", "96",
+                 "--val", "32", "--test", "32", "--steps", "20", "--chunk-size", "64"]) == 0
+    assert (zoo_dir / "meta").is_dir() and not (tmp_path / "zoo.partial").exists()
+    assert main(["zoo", "info", str(zoo_dir)]) == 0
+    assert "zoo of 160 networks" in capsys.readouterr().out
+
+    assert main(["train", "probegen", "--zoo", str(zoo_dir), "--out", str(run_dir), "--probes", "8",
+                 "--epochs", "2", "--batch-size", "16"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["spec"]["num_probes"] == 8 and record["result"]["test"] == trained["test"]
+
+    assert main(["eval", "--run", str(run_dir), "--split", "test"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["test"]["accuracy"] == pytest.approx(trained["test"]["accuracy"])
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["zoo", "info", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("probegen-jax: error:") and "missing" in err and "Traceback" not in err
+    assert main(["eval", "--run", str(tmp_path)]) == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_parser_rejects_unknown_probe_source():
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", "probegen", "--zoo", "z", "--out", "o", "--source", "bogus"])
+    assert exit_info.value.code == 2
