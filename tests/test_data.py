@@ -63,21 +63,16 @@ def write_fake_fashion(folder: Path, arrays, *, gz: bool) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------- IDX
 
 
-def test_idx_header_layout_is_the_documented_one():
-    """Our writer itself: magic 0x00000803 for 3-D ubyte images, 0x00000801 for 1-D labels."""
-    images = idx_bytes(np.zeros((2, 28, 28), np.uint8))
-    labels = idx_bytes(np.zeros(2, np.uint8))
-    assert struct.unpack(">I", images[:4])[0] == 0x00000803
-    assert struct.unpack(">III", images[4:16]) == (2, 28, 28)
-    assert struct.unpack(">I", labels[:4])[0] == 0x00000801
-    assert struct.unpack(">I", labels[4:8])[0] == 2
-    assert len(images) == 16 + 2 * 28 * 28 and len(labels) == 8 + 2
-
-
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
 def test_load_fashion_mnist_idx_reads_what_was_written(tmp_path, gz):
     arrays = make_fake_fashion(np.random.default_rng(0))
-    write_fake_fashion(tmp_path, arrays, gz=gz)
+    paths = write_fake_fashion(tmp_path, arrays, gz=gz)
+    # The files are in the documented layout: magic 0x00000803 / 0x00000801, big-endian dims.
+    raw = (gzip.decompress if gz else bytes)(paths["train_images"].read_bytes())
+    assert struct.unpack(">IIII", raw[:16]) == (0x00000803, 12, 28, 28) and len(raw) == 16 + 12 * 28 * 28
+    raw = (gzip.decompress if gz else bytes)(paths["test_labels"].read_bytes())
+    assert struct.unpack(">II", raw[:8]) == (0x00000801, 7) and len(raw) == 8 + 7
+    assert paths["train_images"].name == "train-images-idx3-ubyte" + (".gz" if gz else "")
 
     ds = load_fashion_mnist_idx(tmp_path)
 
@@ -100,9 +95,6 @@ def test_load_fashion_mnist_with_data_dir_uses_the_idx_files(tmp_path):
     np.testing.assert_allclose(ds.test_images[..., 0], arrays["test_images"] / 255.0, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: data/images.py _to_dataset divides by 255 only when x.max() > 1.0, so ubyte IDX "
-    "images whose pixels are all 0 or 1 (e.g. dark images) come back as 1.0 instead of 1/255"))
 def test_idx_scaling_does_not_depend_on_the_pixel_values(tmp_path):
     arrays = make_fake_fashion(np.random.default_rng(2), n_train=4, n_test=3)
     arrays["test_images"] = np.random.default_rng(3).integers(0, 2, (3, 28, 28), dtype=np.uint8)
@@ -173,6 +165,18 @@ def test_missing_folder_points_at_the_debian_package(tmp_path):
         load_fashion_mnist_idx(missing)
     assert str(missing) in str(err.value)
     assert isinstance(err.value, FileNotFoundError)  # callers may catch the builtin
+
+
+def test_without_idx_folder_or_tfds_data_the_error_points_at_the_debian_package(tmp_path, monkeypatch):
+    import probegen_jax.data.images as images
+
+    missing = tmp_path / "fashion-mnist"
+    real_tfds = images.load_fashion_mnist_tfds
+    monkeypatch.setattr(images, "FASHION_MNIST_DIR", missing)
+    monkeypatch.setattr(images, "load_fashion_mnist_tfds", lambda: real_tfds(tmp_path / "tfds"))  # empty
+    with pytest.raises(DataFileError, match="dataset-fashion-mnist") as err:
+        images.load_fashion_mnist()
+    assert str(missing) in str(err.value)
 
 
 def test_one_missing_file_names_it(tmp_path):

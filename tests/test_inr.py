@@ -25,6 +25,12 @@ def digits():
     return load_digits()
 
 
+@pytest.fixture(scope="module")
+def small_reference(digits):
+    """SMALL generated in memory, uninterrupted: what every other way of making it must equal."""
+    return make_inr_zoo(SMALL, data=digits, progress=False)
+
+
 def grid(h, w):
     rows, cols = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     return np.stack([rows, cols], -1).reshape(-1, 2).astype(np.float32)
@@ -110,8 +116,8 @@ def test_fit_inrs_lowers_the_error_and_stops_at_target(digits):
 # ------------------------------------------------------------------------ determinism, chunks
 
 
-def test_same_seed_same_zoo_other_seed_other_zoo(digits):
-    a = make_inr_zoo(SMALL, data=digits, progress=False)
+def test_same_seed_same_zoo_other_seed_other_zoo(digits, small_reference):
+    a = small_reference
     b = make_inr_zoo(SMALL, data=digits, progress=False)
     assert_params_equal(a.params, b.params)
     np.testing.assert_array_equal(a.targets["label"], b.targets["label"])
@@ -119,8 +125,8 @@ def test_same_seed_same_zoo_other_seed_other_zoo(digits):
     assert not np.allclose(np.asarray(a.params["dense0"]["kernel"]), np.asarray(c.params["dense0"]["kernel"]))
 
 
-def test_zoo_does_not_depend_on_chunk_size(digits):
-    a = make_inr_zoo(SMALL, data=digits, progress=False)  # chunks of 32: 32 + 28 (padded)
+def test_zoo_does_not_depend_on_chunk_size(digits, small_reference):
+    a = small_reference  # chunks of 32: 32 + 28 (padded)
     b = make_inr_zoo(dataclasses.replace(SMALL, chunk_size=60), data=digits, progress=False)  # one chunk
     assert_params_equal(a.params, b.params, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(a.targets["psnr"], b.targets["psnr"], rtol=1e-6)
@@ -151,10 +157,10 @@ def interrupt_on_call(monkeypatch, n):
     return calls
 
 
-def test_interrupted_generation_resumes_to_the_same_zoo(tmp_path, monkeypatch, digits):
+def test_interrupted_generation_resumes_to_the_same_zoo(tmp_path, monkeypatch, digits, small_reference):
     out = tmp_path / "zoo"
     partial = tmp_path / "zoo.partial"
-    reference = make_inr_zoo(SMALL, data=digits, progress=False)
+    reference = small_reference
 
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Boom):
@@ -195,11 +201,7 @@ def test_resume_with_a_different_plan_is_refused(tmp_path, monkeypatch, digits):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=zipfile.BadZipFile, reason=(
-    "library bug: zoo/chunks.py run_chunks catches only (OSError, ValueError) around np.load of a "
-    "finished chunk, but a truncated or garbled .npz raises zipfile.BadZipFile (an Exception), so the "
-    "documented 'unreadable chunk: redo it' path is never taken and resumption crashes"))
-def test_unreadable_chunk_is_recomputed(tmp_path, monkeypatch, digits):
+def test_unreadable_chunk_is_recomputed(tmp_path, monkeypatch, digits, small_reference):
     out = tmp_path / "zoo"
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Boom):
@@ -208,7 +210,7 @@ def test_unreadable_chunk_is_recomputed(tmp_path, monkeypatch, digits):
     chunk = tmp_path / "zoo.partial" / "chunk_00000.npz"
     chunk.write_bytes(chunk.read_bytes()[:100])
     resumed = make_inr_zoo(SMALL, out, data=digits, progress=False)
-    assert_params_equal(resumed.params, make_inr_zoo(SMALL, data=digits, progress=False).params)
+    assert_params_equal(resumed.params, small_reference.params)
 
 
 def test_too_many_inrs_for_the_dataset_is_refused(digits):

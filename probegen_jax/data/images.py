@@ -88,8 +88,8 @@ def _find_idx(data_dir: Path, stem: str) -> Path:
 
 def _to_dataset(name, xtr, ytr, xte, yte, classes) -> ImageDataset:
     def images(x):
-        x = np.asarray(x, np.float32)
-        x = x / 255.0 if x.max() > 1.0 else x
+        x = np.asarray(x)
+        x = x.astype(np.float32) / 255.0 if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
         return x[..., None] if x.ndim == 3 else x
 
     return ImageDataset(name, images(xtr), np.asarray(ytr, np.int32), images(xte),

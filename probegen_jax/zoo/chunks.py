@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def run_chunks(
                     with np.load(path) as f:
                         chunks.append({k: f[k] for k in f.files})
                     continue
-                except (OSError, ValueError) as e:  # unreadable chunk: redo it
+                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # unreadable: redo it
                     tqdm.write(f"{path}: unreadable ({e}); recomputing")
             chunk = {k: np.asarray(v) for k, v in make_chunk(i).items()}
             buf = io.BytesIO()

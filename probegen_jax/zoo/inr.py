@@ -132,12 +132,15 @@ def make_inr_zoo(
     data: ImageDataset | None = None,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Zoo:
     """Fit an INR zoo; with ``out``, resumable chunks are kept beside it and the zoo is saved there.
 
     Network ``i`` is initialised from ``fold_in(key(seed), i)``, so the zoo does not depend on
-    the chunk size.
+    the chunk size. An existing zoo at ``out`` is only replaced with ``overwrite=True``.
     """
+    if out is not None and Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out}: a zoo already exists here; load it, or pass overwrite=True (--overwrite)")
     data = data if data is not None else load_dataset(cfg.dataset, data_dir)
     images, labels, splits = _split_items(data, cfg)
     arch = make_arch("siren", in_dim=2, hidden=cfg.hidden, depth=cfg.depth, out_dim=1, w0=cfg.w0)
@@ -183,6 +186,6 @@ def make_inr_zoo(
         },
     )
     if out is not None:
-        save_zoo(zoo, out, overwrite=Path(out).exists())
+        save_zoo(zoo, out, overwrite=overwrite)
         remove_work_dir(work_dir)
     return zoo
