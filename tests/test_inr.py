@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import zipfile
 
 import jax
 import jax.numpy as jnp
