@@ -19,6 +19,11 @@ def learner_from_nnx(make_module: Callable[[Any], Any]) -> Learner:
 
     Its ``nnx.Param`` state is the params pytree; the module is rebuilt by ``nnx.merge``.
     """
+    return Learner(*nnx_pure_functions(make_module))
+
+
+def nnx_pure_functions(make_module: Callable[[Any], Any]) -> tuple[Callable, Callable]:
+    """``(init(key) -> pure param dict, apply(params, x) -> module(x))`` for an NNX module factory."""
     import jax
     from flax import nnx
 
@@ -32,4 +37,4 @@ def learner_from_nnx(make_module: Callable[[Any], Any]) -> Learner:
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(graphdef, state)(inputs)
 
-    return Learner(init, apply)
+    return init, apply

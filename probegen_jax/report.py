@@ -11,6 +11,28 @@ import numpy as np
 from probegen_jax.io import write_text
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Lay out, save as PNG (parents created) and close ``fig``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     """``"81.23 ± 0.45"``; the std is the sample std over seeds (0 for one value)."""
     v = np.asarray(values, float) * scale
@@ -35,10 +57,7 @@ def plot_coordinate_probes(
     title: str = "learned probes on the INR domain",
 ) -> Path:
     """One panel per method: probe coordinates (row, col) over [-1, 1]^2, on ``background``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(probes)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
@@ -52,21 +71,13 @@ def plot_coordinate_probes(
         ax.set(xlim=(-lim, lim), ylim=(lim, -lim), title=name, aspect="equal")
         ax.tick_params(labelsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
                 xlabel: str, ylabel: str, title: str = "") -> Path:
     """Line plot of ``{label: (x, y)}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, (x, y) in curves.items():
@@ -74,9 +85,25 @@ def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | os.PathLike, *, ylabel: str,
+                      title: str = "", chance: float | None = None) -> Path:
+    """Grouped bar chart of ``{group: {series: value}}`` (e.g. per tree, per method)."""
+    plt = pyplot()
+
+    groups = list(values)
+    series = list(dict.fromkeys(s for g in groups for s in values[g]))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(series) / 3), 3.8))
+    for j, s in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [values[g].get(s, np.nan) for g in groups], width, label=s)
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)

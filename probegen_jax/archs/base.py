@@ -215,16 +215,8 @@ def arch_from_nnx(
     """Wrap a Flax NNX module factory ``rngs -> module``; params are its pure ``nnx.Param`` dict."""
     from flax import nnx
 
-    input_shape = tuple(input_shape)
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: make_module(nnx.Rngs(0))))
+    from probegen_jax.learner import nnx_pure_functions
 
-    def init(key: PRNGKey) -> Params:
-        return nnx.to_pure_dict(nnx.split(make_module(nnx.Rngs(key)))[1])
-
-    def apply(params: Params, x: Array) -> Array:
-        state = jax.tree.map(lambda a: a, abstract_state)
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(graphdef, state)(x)
-
+    init, apply = nnx_pure_functions(make_module)
     label = name or type(nnx.eval_shape(lambda: make_module(nnx.Rngs(0)))).__name__
-    return arch_from_function(apply, init, input_shape, name=label)
+    return arch_from_function(apply, init, tuple(input_shape), name=label)
