@@ -39,3 +39,7 @@ class UnknownNameError(ProbegenError, KeyError):
 
 class CheckpointError(ProbegenError, ValueError):
     """A training checkpoint is corrupt or belongs to a different run configuration."""
+
+
+class MissingDependencyError(ProbegenError, ImportError):
+    """An optional package that a feature needs is not installed."""

@@ -1,0 +1,191 @@
+"""Readers and writers of the public zoo formats, by name.
+
+    zoo = import_zoo("dwsnets", "mnist-inrs/")            # -> Zoo
+    buckets = import_zoo("wild-park", "cnn_park/")         # -> list[Zoo] (one per architecture)
+    export_zoo("small-cnn-zoo", zoo, "out/small_cnn_zoo")
+
+| name            | reads                                              | writes | returns     |
+|-----------------|----------------------------------------------------|--------|-------------|
+| dwsnets         | MNIST/FMNIST-INR (folder layout or splits JSON)    | yes    | Zoo         |
+| nfn-siren       | NFN's SIREN folders (``<prefix>_<label>s/netN.pth``) | no   | Zoo         |
+| small-cnn-zoo   | weights.npy + metrics.csv.gz + layout.csv          | yes    | Zoo         |
+| wild-park       | CNN Wild Park checkpoints (+ splits JSON)          | no     | list[Zoo]   |
+| model-zoos      | Model Zoos folders (params.json, result.json, ...) | no     | list[Zoo]   |
+| model-j         | Model-J safetensors trees                          | no     | list[Zoo]   |
+
+Readers of zoos whose networks differ in architecture (Wild Park, Model Zoos) return a list of
+homogeneous buckets, largest first; each bucket's ``meta["order"]`` gives its members' positions
+in the format's global order. Model-J gives one zoo per model tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from probegen_jax.errors import UnknownNameError
+from probegen_jax.zoo.zoo import Zoo
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooFormat:
+    """A public format: ``module:function`` names of its reader and writer (imported lazily)."""
+
+    name: str
+    description: str
+    reader: str | None
+    writer: str | None = None
+
+    def _load(self, ref: str) -> Callable[..., Any]:
+        module, fn = ref.split(":")
+        return getattr(importlib.import_module(f"probegen_jax.zoo.formats.{module}"), fn)
+
+    @property
+    def read(self) -> Callable[..., Zoo | list[Zoo]] | None:
+        return self._load(self.reader) if self.reader else None
+
+    @property
+    def write(self) -> Callable[..., Path] | None:
+        return self._load(self.writer) if self.writer else None
+
+
+FORMATS: dict[str, ZooFormat] = {f.name: f for f in [
+    ZooFormat("dwsnets", "DWSNets MNIST/FMNIST-INR SIRENs (torch state dicts + splits JSON)",
+              "dwsnets:read_dwsnets", "dwsnets:write_dwsnets"),
+    ZooFormat("nfn-siren", "NFN SIREN zoos (<prefix>_<label>s/net<idx>.pth)", "dwsnets:read_nfn_siren"),
+    ZooFormat("small-cnn-zoo", "Small CNN Zoo (weights.npy, metrics.csv.gz, layout.csv)",
+              "small_cnn_zoo:read_small_cnn_zoo", "small_cnn_zoo:write_small_cnn_zoo"),
+    ZooFormat("wild-park", "CNN Wild Park (torch dicts with model and config)", "wild_park:read_wild_park"),
+    ZooFormat("model-zoos", "Model Zoos (params.json, result.json, checkpoint_N/checkpoints)",
+              "model_zoos:read_model_zoos"),
+    ZooFormat("model-j", "Model-J trees (one safetensors file per model, classes in its metadata)",
+              "model_j:read_model_j"),
+]}
+
+
+def get_format(name: str, *, need: str = "read") -> ZooFormat:
+    """The registered format ``name``, checked to have a reader (or writer)."""
+    if name not in FORMATS:
+        raise UnknownNameError(f"unknown zoo format {name!r}; known formats: {', '.join(sorted(FORMATS))}")
+    fmt = FORMATS[name]
+    if (fmt.reader if need == "read" else fmt.writer) is None:
+        able = sorted(n for n, f in FORMATS.items() if (f.reader if need == "read" else f.writer))
+        raise UnknownNameError(f"zoo format {name!r} cannot be {need}; formats that can: {', '.join(able)}")
+    return fmt
+
+
+def import_zoo(format: str, path: str | os.PathLike, **options: Any) -> Zoo | list[Zoo]:
+    """Read a zoo stored in a public ``format`` (see ``FORMATS``)."""
+    return get_format(format, need="read").read(path, **options)
+
+
+def export_zoo(format: str, zoo: Zoo | list[Zoo], path: str | os.PathLike, **options: Any) -> Path:
+    """Write ``zoo`` in a public ``format`` that the reference implementations read unchanged."""
+    return get_format(format, need="write").write(zoo, path, **options)
+
+
+def reader_options(format: str) -> list[str]:
+    """Keyword options the reader of ``format`` takes (beyond the path)."""
+    import inspect
+
+    params = inspect.signature(get_format(format, need="read").read).parameters
+    return [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+
+
+BUCKETS_FILE = "buckets.json"
+
+
+def to_hetero(buckets: list[Zoo]) -> Any:
+    """Buckets read from a heterogeneous format as one ``HeteroZoo`` in the format's global
+    order (``meta["order"]``), with the buckets' splits mapped onto that order."""
+    import numpy as np
+
+    from probegen_jax.zoo.hetero import HeteroZoo
+
+    n = sum(len(b) for b in buckets)
+    bucket, position = np.empty(n, np.int64), np.empty(n, np.int64)
+    orders = [np.asarray(b.meta.get("order", []), np.int64) for b in buckets]
+    if sorted(np.concatenate(orders).tolist()) != list(range(n)):
+        raise ValueError("buckets carry no complete global order (meta['order'])")
+    rank = np.argsort(np.concatenate(orders), kind="stable")  # global position -> stacked row
+    stacked_bucket = np.concatenate([np.full(len(b), i) for i, b in enumerate(buckets)])
+    stacked_pos = np.concatenate([np.arange(len(b)) for b in buckets])
+    bucket[:], position[:] = stacked_bucket[rank], stacked_pos[rank]
+    splits = {}
+    for name in sorted({s for b in buckets for s in b.splits}):
+        splits[name] = np.sort(np.concatenate([o[b.splits[name]] for b, o in zip(buckets, orders) if name in b.splits]))
+    meta = {k: v for k, v in buckets[0].meta.items() if k != "order"}
+    return HeteroZoo(tuple(buckets), bucket, position, splits, meta)
+
+
+def save_imported(result: Zoo | list[Zoo], out: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
+    """Save an imported zoo to ``out``. Buckets are saved as one heterogeneous zoo (``zoo.hetero``)
+    when they share input and output shapes, else as ``out/bucket_000``... with an index
+    ``out/buckets.json`` (written last); ``load_imported`` reads either."""
+    from probegen_jax.errors import ShapeMismatchError
+    from probegen_jax.io import write_json
+    from probegen_jax.zoo.store import save_zoo
+
+    out = Path(out).absolute()
+    if isinstance(result, Zoo):
+        return [save_zoo(result, out, overwrite=overwrite)]
+    try:
+        from probegen_jax.zoo.hetero import save_hetero_zoo
+
+        return [save_hetero_zoo(to_hetero(result), out, overwrite=overwrite)]
+    except (ImportError, ShapeMismatchError, ValueError):
+        pass
+    if (out / BUCKETS_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out}: already holds imported buckets; pass overwrite=True (--overwrite)")
+    paths = [save_zoo(z, out / f"bucket_{i:03d}", overwrite=overwrite) for i, z in enumerate(result)]
+    write_json(out / BUCKETS_FILE, {"buckets": [p.name for p in paths], "sizes": [len(z) for z in result],
+                                    "archs": [z.arch.spec() for z in result]})
+    return paths
+
+
+def load_imported(path: str | os.PathLike) -> Any:
+    """What ``save_imported`` (or ``save_zoo``) wrote: a zoo, a heterogeneous zoo, or buckets."""
+    from probegen_jax.zoo.formats.common import read_json
+    from probegen_jax.zoo.store import load_zoo
+
+    path = Path(path)
+    if (path / "hetero.json").is_file():
+        from probegen_jax.zoo.hetero import load_hetero_zoo
+
+        return load_hetero_zoo(path)
+    if (path / BUCKETS_FILE).is_file():
+        index = read_json(path / BUCKETS_FILE)
+        return [load_zoo(path / name) for name in index.get("buckets", [])]
+    return load_zoo(path)
+
+
+def describe(result: Any) -> str:
+    """Size, architecture(s), targets, splits (and what a reader skipped) of a zoo, a
+    heterogeneous zoo or a list of buckets."""
+    zoos = [result] if isinstance(result, Zoo) else list(getattr(result, "buckets", result))
+    lines = []
+    if not isinstance(result, Zoo):
+        lines.append(result.describe() if hasattr(result, "describe") else
+                     f"{len(zoos)} architecture buckets, {sum(len(z) for z in zoos)} networks in all")
+    for i, zoo in enumerate(zoos):
+        if isinstance(result, Zoo):
+            lines.append(zoo.describe())
+        else:
+            lines.append(f"  bucket {i}: {len(zoo)} x {zoo.arch.name} ({zoo.arch.num_params()} params) "
+                         f"{json.dumps(zoo.arch.config, sort_keys=True)[:160]}")
+    meta = zoos[0].meta if zoos else {}
+    if meta.get("format"):
+        lines.append(f"imported from {meta['format']}: {meta.get('source', '?')}")
+    skipped = meta.get("skipped")
+    if isinstance(skipped, dict) and skipped.get("count"):
+        lines.append(f"skipped {skipped['count']} by the format's protocol, e.g. {skipped['examples'][0]}")
+    return "\n".join(lines)
+
+
+__all__ = ["FORMATS", "ZooFormat", "describe", "export_zoo", "get_format", "import_zoo", "load_imported",
+           "reader_options", "save_imported", "to_hetero"]

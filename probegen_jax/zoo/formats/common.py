@@ -1,0 +1,283 @@
+"""Helpers shared by the public-format readers and writers: PyTorch files, stacking many small
+networks into preallocated arrays (one network in memory at a time), skip counts, path checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from probegen_jax.errors import (
+    DataFileError,
+    MissingDependencyError,
+    NonFiniteWeightsError,
+    ShapeMismatchError,
+    ZooFormatError,
+)
+from probegen_jax.io import atomic_write
+
+TORCH_HINT = "pip install 'probegen_jax[torch]' (or pip install torch==2.13.0)"
+
+
+def require_torch(what: str) -> Any:
+    """The ``torch`` module, or a ``MissingDependencyError`` saying how to install it."""
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependencyError(f"{what} needs PyTorch, which is not installed; {TORCH_HINT}") from e
+    return torch
+
+
+def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False) -> Any:
+    """The object a PyTorch file holds, on the CPU.
+
+    Plain files (tensors in dicts and lists, Python scalars) are parsed directly, tensors as
+    numpy arrays (``torchfile``, several times faster than ``torch.load`` and torch-free); other
+    files go through ``torch.load`` with ``weights_only`` unless ``trust_pickle``. Every failure
+    becomes a ``ZooFormatError`` (``DataFileError`` if the file is missing) naming the file.
+    """
+    from probegen_jax.zoo.formats import torchfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    if not trust_pickle and zipfile.is_zipfile(path):
+        try:
+            return torchfile.load(path)
+        except torchfile.Unsupported:
+            pass
+        except Exception as e:  # a damaged zip or pickle: zipfile, zlib, pickle and struct errors
+            raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)})") from e
+    torch = require_torch(f"reading {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
+        hint = ""
+        if not trust_pickle and "weights_only" in str(e):
+            hint = ("; the file holds Python objects beyond tensors: if it comes from a source you trust, "
+                    "pass trust_pickle=True (--trust-pickle)")
+        raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)}){hint}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically."""
+    torch = require_torch(f"writing {path}")
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def to_numpy(value: Any, *, where: str) -> np.ndarray:
+    """A tensor (torch or numpy) as a float32 numpy array; anything else is a format error."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if str(value.dtype).startswith("torch.bfloat16"):
+            value = value.float()
+        value = value.numpy()
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+        raise ZooFormatError(f"{where}: expected a numeric tensor, got {type(value).__name__}")
+    return value.astype(np.float32, copy=False)
+
+
+def as_state_dict(obj: Any, *, where: str) -> Mapping[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ZooFormatError(f"{where}: expected a state dict (a mapping of names to tensors), got "
+                             f"{type(obj).__name__}")
+    return obj
+
+
+def get_key(mapping: Any, key: str, *, where: str) -> Any:
+    """``mapping[key]`` or a ``ZooFormatError`` naming the missing key and those present."""
+    if not isinstance(mapping, Mapping):
+        raise ZooFormatError(f"{where}: expected a mapping with key {key!r}, got {type(mapping).__name__}")
+    if key not in mapping:
+        raise ZooFormatError(f"{where}: missing key {key!r}; present: {sorted(map(str, mapping))[:20]}")
+    return mapping[key]
+
+
+def check_shape(array: np.ndarray, shape: Sequence[int], *, where: str) -> None:
+    if tuple(array.shape) != tuple(shape):
+        raise ShapeMismatchError(f"{where}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
+
+
+def all_finite(flat: Mapping[str, np.ndarray]) -> bool:
+    return all(bool(np.isfinite(v).all()) for v in flat.values())
+
+
+def require_finite(flat: Mapping[str, np.ndarray], *, where: str) -> None:
+    bad = [k for k, v in flat.items() if not np.isfinite(v).all()]
+    if bad:
+        raise NonFiniteWeightsError(f"{where}: NaN or inf weights in {bad}")
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ZooFormatError(f"{path}: not valid JSON ({e})") from e
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataFileError(f"{path}: {what} not found (expected a directory)")
+    return path
+
+
+@dataclasses.dataclass
+class SkipLog:
+    """Models a format's protocol leaves out, counted with a few example reasons."""
+
+    count: int = 0
+    examples: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < 10:
+            self.examples.append(reason)
+
+    def as_meta(self) -> dict[str, Any]:
+        return {"count": self.count, "examples": list(self.examples)}
+
+
+class FlatStack:
+    """Preallocated ``[N, ...]`` arrays filled one network at a time (bounded memory)."""
+
+    def __init__(self, size: int, shapes: Mapping[str, Sequence[int]]):
+        self.arrays = {k: np.empty((size, *s), np.float32) for k, s in shapes.items()}
+        self.shapes = {k: tuple(s) for k, s in shapes.items()}
+
+    def put(self, i: int, flat: Mapping[str, np.ndarray], *, where: str) -> None:
+        for key, shape in self.shapes.items():
+            value = flat[key]
+            check_shape(value, shape, where=f"{where}/{key}")
+            self.arrays[key][i] = value
+
+    def take(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+        return {k: v[rows] for k, v in self.arrays.items()}
+
+
+def progress_iter(items: Iterable, *, total: int | None, desc: str, progress: bool) -> Iterable:
+    return tqdm(items, total=total, desc=desc, disable=not progress, unit="net", mininterval=0.5)
+
+
+def resolve_listed_path(listed: str, listing_file: Path) -> Path | None:
+    """A path as written in a splits file: as given, relative to the splits file, or (when the
+    dataset was moved) its last components relative to the splits file's folder."""
+    p = Path(listed)
+    candidates = [p] if p.is_absolute() else [listing_file.parent / p, p]
+    candidates += [listing_file.parent / Path(*p.parts[-k:]) for k in (4, 3, 2) if len(p.parts) > k]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def encode_categories(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes and the sorted vocabulary of a categorical column."""
+    vocab = sorted({v for v in values}, key=str)
+    index = {v: i for i, v in enumerate(vocab)}
+    return np.asarray([index[v] for v in values], np.int32), vocab
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, threads: int) -> Iterable[Any]:
+    """``map(fn, items)`` in order; with ``threads > 1`` file reads overlap (torch and numpy
+    release the GIL while reading), with at most ``2 * threads`` results waiting."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        window = []
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 2 * threads:
+                yield window.pop(0).result()
+        for future in window:
+            yield future.result()
+
+
+class Buckets:
+    """Networks of several architectures gathered into homogeneous zoos, one per architecture."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, dict[str, Any]] = {}
+
+    def add(self, arch: Any, flat: Mapping[str, np.ndarray], targets: Mapping[str, Any], split: str | None,
+            order: int) -> None:
+        key = json.dumps(arch.spec(), sort_keys=True)
+        b = self._buckets.setdefault(key, {"arch": arch, "flats": [], "targets": [], "splits": [], "order": []})
+        b["flats"].append(dict(flat))
+        b["targets"].append(dict(targets))
+        b["splits"].append(split)
+        b["order"].append(order)
+
+    def __len__(self) -> int:
+        return sum(len(b["order"]) for b in self._buckets.values())
+
+    def zoos(self, meta: Mapping[str, Any], *, encode: Sequence[str] = ()) -> list[Any]:
+        """One ``Zoo`` per architecture, largest first; ``encode`` names categorical targets
+        (integer-coded over all buckets, vocabulary in ``meta["categories"]``)."""
+        from probegen_jax.zoo.zoo import Zoo
+
+        vocab = {name: sorted({t[name] for b in self._buckets.values() for t in b["targets"]}, key=str)
+                 for name in encode}
+        zoos = []
+        for b in sorted(self._buckets.values(), key=lambda b: -len(b["order"])):
+            keys = b["flats"][0].keys()
+            flat = {k: np.stack([f[k] for f in b["flats"]]) for k in keys}
+            targets = {}
+            for name in b["targets"][0]:
+                values = [t[name] for t in b["targets"]]
+                if name in vocab:
+                    targets[name] = np.asarray([vocab[name].index(v) for v in values], np.int32)
+                else:
+                    targets[name] = np.asarray(values, np.int64 if isinstance(values[0], (int, np.integer))
+                                               else np.float32)
+            names = np.asarray(b["splits"], dtype=object)
+            splits = {s: np.flatnonzero(names == s) for s in dict.fromkeys(b["splits"]) if s}
+            zoos.append(Zoo(arch=b["arch"], params=b["arch"].unflatten(flat), targets=targets, splits=splits,
+                            meta={**meta, "order": list(b["order"]),
+                                  "categories": {k: [str(x) for x in v] for k, v in vocab.items()}}))
+        return zoos
+
+
+def split_by_group(groups: Sequence[Any], fractions: Sequence[float], seed: int) -> dict[Any, str]:
+    """``{group: split}``: groups (networks) shuffled with ``random.Random(seed)`` after sorting,
+    then cut into train/val/test by ``fractions``."""
+    import random
+
+    unique = sorted(set(groups), key=str)
+    random.Random(seed).shuffle(unique)
+    n_train = int(fractions[0] * len(unique))
+    n_val = int(fractions[1] * len(unique))
+    return {g: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, g in enumerate(unique)}
+
+
+def as_int(value: Any, *, where: str) -> int:
+    """``int(value)`` or a ``ZooFormatError`` naming where the value came from."""
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError(f"{value!r} is not an integer")
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ZooFormatError(f"{where}: expected an integer, got {value!r:.60}") from e
+
+
+def as_float(value: Any, *, where: str) -> float:
+    """``float(value)`` (``None`` gives NaN) or a ``ZooFormatError`` naming where it came from."""
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise ZooFormatError(f"{where}: expected a number, got {value!r:.60}") from e

@@ -1,0 +1,356 @@
+"""INR zoos in the DWSNets and NFN layouts: one SIREN per image, one PyTorch state dict per file.
+
+DWSNets (MNIST-INR, FMNIST-INR):
+  * MNIST folder: ``<root>/mnist_png_{training,testing}_<label>_<n>/checkpoints/model_final.pth``;
+    the split comes from ``training``/``testing`` in the folder name and the label from its
+    second-to-last ``_`` field. DWSNets draws a 5,000-INR validation set from the training INRs
+    without a seed; here it is a seeded permutation (``val_size``, ``seed``); pass a splits file to
+    use a particular split.
+  * splits JSON: ``{split: {"path": [...], "label": [...]}}`` (as DWSNets' split scripts write it),
+    or the raw FMNIST-INR ``{split: [path, ...]}`` whose files carry a ``label`` key.
+  * files: ``seq.{0,1,2}.{weight,bias}``, weights ``[out, in]``; ``sin(30 (W x + b))`` after the
+    first two layers and ``+ 0.5`` on the output. Coordinates are fed as ``(x, y)`` = (column,
+    row) (``np.meshgrid`` default); this library's ``coordinate_grid`` feeds (row, column), so an
+    imported INR rendered on that grid shows its image transposed (``meta["coordinates"]``).
+NFN SIREN (``siren_mnist_wts``, ``siren_fashion_wts``...): ``<root>/<prefix>_<label>s/net<idx>.pth``
+  with keys ``net.{0,1}.linear.{weight,bias}``, ``net.2.{weight,bias}``; no output offset;
+  coordinates (row, column) (``torch.meshgrid`` 'ij'); split by index at ``split_points``
+  (train ``[0, a)``, val ``[a, b)``, test ``[b, N)``; NFN uses (45000, 50000)).
+
+Both readers take layers positionally (each ``*.weight`` followed by its ``*.bias``), as the
+reference loaders do, and ignore other keys such as ``label``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probegen_jax.archs import Arch, flatten_params, make_arch
+from probegen_jax.errors import DataFileError, ShapeMismatchError, ZooFormatError
+from probegen_jax.io import write_json
+from probegen_jax.zoo.formats.common import (
+    FlatStack,
+    as_state_dict,
+    load_torch,
+    map_ordered,
+    progress_iter,
+    read_json,
+    require_dir,
+    require_finite,
+    require_torch,
+    resolve_listed_path,
+    save_torch,
+    to_numpy,
+)
+from probegen_jax.zoo.zoo import Zoo
+
+DWSNETS_W0 = 30.0
+DWSNETS_OFFSET = 0.5
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """Files of an INR zoo, their labels (``None``: read from the file) and split indices."""
+
+    paths: list[Path]
+    labels: list[int | None]
+    splits: dict[str, np.ndarray]
+    source: Path
+
+
+# ----------------------------------------------------------------------------- state dicts
+
+
+def linear_layers(state_dict: Mapping[str, Any], *, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W [out, in], b [out]), ...]`` in key order; keys not ending in weight/bias are ignored."""
+    keys = [k for k in state_dict if isinstance(k, str) and k.rsplit(".", 1)[-1] in ("weight", "bias")]
+    layers = []
+    i = 0
+    while i < len(keys):
+        key = keys[i]
+        prefix, kind = key.rsplit(".", 1) if "." in key else ("", key)
+        bias_key = f"{prefix}.bias" if prefix else "bias"
+        if kind != "weight":
+            raise ZooFormatError(f"{where}: tensor {key!r} has no weight before it (keys {keys})")
+        if i + 1 >= len(keys) or keys[i + 1] != bias_key:
+            raise ZooFormatError(f"{where}: missing key {bias_key!r} after {key!r} (keys {keys})")
+        w = to_numpy(state_dict[key], where=f"{where}/{key}")
+        b = to_numpy(state_dict[bias_key], where=f"{where}/{bias_key}")
+        if w.ndim != 2 or b.shape != (w.shape[0],):
+            raise ShapeMismatchError(f"{where}: {key!r} {tuple(w.shape)} and {bias_key!r} {tuple(b.shape)} "
+                                     "are not a linear layer ([out, in] and [out])")
+        layers.append((w, b))
+        i += 2
+    if not layers:
+        raise ZooFormatError(f"{where}: no weight/bias tensors found (keys {list(state_dict)[:20]})")
+    return layers
+
+
+def siren_arch_for(layers: Sequence[tuple[np.ndarray, np.ndarray]], *, output_offset: float,
+                   where: str) -> Arch:
+    """The ``siren`` arch whose widths match ``layers`` (as read from the first file)."""
+    hidden = {w.shape[0] for w, _ in layers[:-1]}
+    if len(layers) < 2 or len(hidden) != 1:
+        raise ShapeMismatchError(f"{where}: layer widths {[w.shape for w, _ in layers]} are not a SIREN "
+                                 "with equal hidden widths")
+    return make_arch("siren", in_dim=int(layers[0][0].shape[1]), hidden=hidden.pop(),
+                     depth=len(layers) - 1, out_dim=int(layers[-1][0].shape[0]), w0=DWSNETS_W0,
+                     output_offset=output_offset)
+
+
+def siren_flat(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``{"dense0/kernel": W.T, "dense0/bias": b, ...}`` (the ``siren`` arch's flat params)."""
+    flat = {}
+    for i, (w, b) in enumerate(layers):
+        flat[f"dense{i}/kernel"] = w.T
+        flat[f"dense{i}/bias"] = b
+    return flat
+
+
+def _file_label(obj: Mapping[str, Any], *, where: str) -> int | None:
+    if "label" not in obj:
+        return None
+    value = obj["label"]
+    try:
+        return int(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError) as e:
+        raise ZooFormatError(f"{where}: 'label' is not an integer ({value!r})") from e
+
+
+def _read_one(path: Path, trust_pickle: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]], int | None]:
+    obj = as_state_dict(load_torch(path, trust_pickle=trust_pickle), where=str(path))
+    return linear_layers(obj, where=str(path)), _file_label(obj, where=str(path))
+
+
+# ----------------------------------------------------------------------------- listings
+
+
+def _int_label(value: Any, *, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as e:
+        raise ZooFormatError(f"{where}: label {value!r} is not an integer") from e
+
+
+def _splits_from_sizes(sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    bounds = np.cumsum([0, *sizes.values()])
+    return {s: np.arange(bounds[i], bounds[i + 1]) for i, s in enumerate(sizes)}
+
+
+def list_splits_json(path: Path) -> Listing:
+    """Files named by a DWSNets splits JSON (``{split: {path, label}}`` or ``{split: [path]}``)."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not data:
+        raise ZooFormatError(f"{path}: expected {{split: {{'path': [...], 'label': [...]}}}}")
+    paths: list[Path] = []
+    labels: list[int | None] = []
+    sizes: dict[str, int] = {}
+    missing: list[str] = []
+    for split in sorted(data, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s)):
+        entry = data[split]
+        if isinstance(entry, list):
+            listed, split_labels = entry, [None] * len(entry)
+        elif isinstance(entry, dict) and "path" in entry:
+            listed = entry["path"]
+            split_labels = entry.get("label", [None] * len(listed))
+            if len(split_labels) != len(listed):
+                raise ZooFormatError(f"{path}: split {split!r} lists {len(listed)} paths but "
+                                     f"{len(split_labels)} labels")
+        else:
+            raise ZooFormatError(f"{path}: split {split!r} must be a list of paths or "
+                                 "{'path': [...], 'label': [...]}")
+        for p, lab in zip(listed, split_labels):
+            found = resolve_listed_path(str(p), path)
+            if found is None:
+                missing.append(f"{split}: {p}")
+                continue
+            paths.append(found)
+            labels.append(None if lab is None else _int_label(lab, where=f"{path} ({split})"))
+        sizes[split] = len(listed)
+    if missing:
+        raise DataFileError(f"{path}: {len(missing)} listed model files do not exist, e.g. {missing[:3]}")
+    return Listing(paths, labels, _splits_from_sizes(sizes), path)
+
+
+def list_mnist_folder(root: Path, *, val_size: int = 5000, seed: int = 0) -> Listing:
+    """DWSNets' MNIST-INR folder; validation: ``min(val_size, n_train // 10)`` seeded train INRs."""
+    files = sorted(root.glob("mnist_png_*/**/*.pth"))
+    if not files:
+        raise DataFileError(f"{root}: no DWSNets INRs here (expected mnist_png_*/**/*.pth)")
+    by_split: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
+    for f in files:
+        folder = f.relative_to(root).parts[0]
+        fields = folder.split("_")
+        if len(fields) < 4:
+            raise ZooFormatError(f"{f}: folder {folder!r} does not read mnist_png_<split>_<label>_<n>")
+        split = "train" if "train" in folder else "test"
+        by_split[split].append((f, _int_label(fields[-2], where=str(f))))
+    train = by_split["train"]
+    order = np.random.default_rng(seed).permutation(len(train))
+    n_val = min(val_size, len(train) // 10)
+    val_set = set(order[:n_val].tolist())
+    groups = {"train": [t for i, t in enumerate(train) if i not in val_set],
+              "val": [train[i] for i in sorted(val_set)], "test": by_split["test"]}
+    paths = [p for g in groups.values() for p, _ in g]
+    labels: list[int | None] = [lab for g in groups.values() for _, lab in g]
+    return Listing(paths, labels, _splits_from_sizes({s: len(g) for s, g in groups.items()}), root)
+
+
+def list_nfn_siren(root: Path, *, prefix: str = "randinit_smaller",
+                   split_points: tuple[int, int] = (45000, 50000)) -> Listing:
+    """NFN's SIREN folder: ``<prefix>_<label>s/net<idx>.pth``, split by index."""
+    by_index: dict[int, tuple[Path, int]] = {}
+    for f in root.glob(f"{prefix}_*/*.pth"):
+        idx, lab = re.search(r"net(\d+)\.pth$", f.name), re.search(r"_(\d)s$", f.parent.name)
+        if idx is None or lab is None:
+            raise ZooFormatError(f"{f}: name does not read {prefix}_<label>s/net<index>.pth")
+        by_index[int(idx.group(1))] = (f, int(lab.group(1)))
+    if not by_index:
+        raise DataFileError(f"{root}: no NFN SIRENs here (expected {prefix}_<label>s/net<index>.pth)")
+    n = len(by_index)
+    gaps = sorted(set(range(n)) - set(by_index))
+    if gaps:
+        raise DataFileError(f"{root}: NFN indexes SIRENs 0..{n - 1}, but net{gaps[0]}.pth "
+                            f"({len(gaps)} indices in all) is missing")
+    a, b = (min(int(p), n) for p in split_points)
+    return Listing([by_index[i][0] for i in range(n)], [by_index[i][1] for i in range(n)],
+                   {"train": np.arange(0, a), "val": np.arange(a, b), "test": np.arange(b, n)}, root)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[str, Any],
+                     progress: bool = True, trust_pickle: bool = False, threads: int = 1) -> Zoo:
+    """Read every file of ``listing`` into one SIREN zoo (one file in memory at a time)."""
+    first_layers, _ = _read_one(listing.paths[0], trust_pickle)
+    arch = siren_arch_for(first_layers, output_offset=output_offset, where=str(listing.paths[0]))
+    shapes = {k: v.shape for k, v in siren_flat(first_layers).items()}
+    stack = FlatStack(len(listing.paths), shapes)
+    labels = np.empty(len(listing.paths), np.int32)
+    reads = map_ordered(lambda p: _read_one(p, trust_pickle), listing.paths, threads=threads)
+    for i, (path, listed, (layers, in_file)) in enumerate(progress_iter(
+            zip(listing.paths, listing.labels, reads), total=len(listing.paths), desc="reading INRs",
+            progress=progress)):
+        if len(layers) != len(first_layers):
+            raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(first_layers)} like "
+                                     f"{listing.paths[0]}")
+        flat = siren_flat(layers)
+        require_finite(flat, where=str(path))
+        stack.put(i, flat, where=str(path))
+        label = listed if listed is not None else in_file
+        if label is None:
+            raise ZooFormatError(f"{path}: no label (neither in {listing.source} nor a 'label' key)")
+        if listed is not None and in_file is not None and listed != in_file:
+            raise ZooFormatError(f"{path}: label {in_file} in the file but {listed} in {listing.source}")
+        labels[i] = label
+    params = arch.unflatten(stack.arrays, where=str(listing.source))
+    return Zoo(arch=arch, params=params, targets={"label": labels}, splits=listing.splits,
+               meta={**meta, "source": str(listing.source), "num_classes": int(labels.max()) + 1,
+                     "files": len(listing.paths)})
+
+
+def read_dwsnets(path: str | os.PathLike, *, val_size: int = 5000, seed: int = 0, progress: bool = True,
+                 trust_pickle: bool = False, threads: int = 1) -> Zoo:
+    """A DWSNets INR zoo from a splits JSON, a folder holding one (``splits.json`` first), or the
+    MNIST-INR folder layout."""
+    path = Path(path)
+    if path.is_file():
+        listing = list_splits_json(path)
+    else:
+        require_dir(path, "DWSNets INR folder or splits JSON")
+        jsons = sorted(path.glob("*splits*.json"), key=lambda p: (p.name != "splits.json", p.name))
+        if jsons:
+            listing = list_splits_json(jsons[0])
+        else:
+            listing = list_mnist_folder(path, val_size=val_size, seed=seed)
+    meta = {"format": "dwsnets", "coordinates": "xy (column, row)"}
+    return read_inr_listing(listing, output_offset=DWSNETS_OFFSET, meta=meta, progress=progress,
+                            trust_pickle=trust_pickle, threads=threads)
+
+
+def read_nfn_siren(path: str | os.PathLike, *, prefix: str = "randinit_smaller",
+                   split_points: tuple[int, int] = (45000, 50000), progress: bool = True,
+                   trust_pickle: bool = False, threads: int = 1) -> Zoo:
+    """An NFN SIREN zoo (``<prefix>_<label>s/net<idx>.pth``)."""
+    root = require_dir(Path(path), "NFN SIREN folder")
+    listing = list_nfn_siren(root, prefix=prefix, split_points=split_points)
+    meta = {"format": "nfn-siren", "coordinates": "ij (row, column)", "prefix": prefix}
+    return read_inr_listing(listing, output_offset=0.0, meta=meta, progress=progress,
+                            trust_pickle=trust_pickle, threads=threads)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def dwsnets_state_dicts(zoo: Zoo) -> tuple[dict[str, np.ndarray], int]:
+    """Stacked DWSNets tensors ``{"seq.0.weight": [N, out, in], ...}`` of a ``siren`` zoo.
+
+    DWSNets' SIREN fixes ``w0 = 30`` and adds 0.5 to its output: a zoo with another ``w0`` or
+    offset is rescaled exactly (``sin(w0 z) = sin(30 (w0 / 30) z)``; the offset moves into the
+    last bias), so the written networks compute the same functions.
+    """
+    if zoo.arch.name != "siren":
+        raise ZooFormatError(f"the DWSNets format holds SIRENs; this zoo's architecture is {zoo.arch.name!r}")
+    cfg = zoo.arch.config
+    scale = float(cfg["w0"]) / DWSNETS_W0
+    flat = {k: np.asarray(v, np.float32) for k, v in flatten_params(zoo.params).items()}
+    n_layers = int(cfg["depth"]) + 1
+    tensors = {}
+    for i in range(n_layers):
+        w = np.swapaxes(flat[f"dense{i}/kernel"], 1, 2)
+        b = flat[f"dense{i}/bias"]
+        if i < n_layers - 1:
+            w, b = w * scale, b * scale
+        else:
+            b = b + (float(cfg["output_offset"]) - DWSNETS_OFFSET)
+        tensors[f"seq.{i}.weight"], tensors[f"seq.{i}.bias"] = w, b
+    return tensors, n_layers
+
+
+def _split_of(zoo: Zoo) -> np.ndarray:
+    names = np.full(len(zoo), "", dtype=object)
+    for split, idx in zoo.splits.items():
+        names[idx] = split
+    return names
+
+
+def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``zoo`` as DWSNets INRs: the MNIST-INR folder layout plus ``splits.json``.
+
+    Files: ``<out>/mnist_png_{training,testing}_<label>_<i>/checkpoints/model_final.pth`` (train
+    and val INRs under ``training``, test under ``testing``), each a state dict
+    ``seq.{i}.{weight,bias}`` plus its integer ``label``; ``splits.json`` lists absolute paths and
+    labels per split (written last, so it never names a file that is not there).
+    """
+    torch = require_torch("writing DWSNets INRs")
+    out = Path(out).absolute()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: already exists and is not empty; pass overwrite=True (--overwrite)")
+    labels = np.asarray(zoo.target("label")).astype(np.int64)
+    tensors, _ = dwsnets_state_dicts(zoo)
+    split_of = _split_of(zoo)
+    listing: dict[str, dict[str, list]] = {s: {"path": [], "label": []} for s in zoo.splits}
+    digits = max(5, len(str(len(zoo))))
+    for i in progress_iter(range(len(zoo)), total=len(zoo), desc="writing INRs", progress=progress):
+        kind = "testing" if split_of[i] == "test" else "training"
+        path = out / f"mnist_png_{kind}_{labels[i]}_{i:0{digits}d}" / "checkpoints" / "model_final.pth"
+        state = {k: torch.from_numpy(np.array(v[i])) for k, v in tensors.items()}
+        state["label"] = int(labels[i])
+        save_torch(state, path)
+        if split_of[i]:
+            listing[split_of[i]]["path"].append(str(path))
+            listing[split_of[i]]["label"].append(int(labels[i]))
+    write_json(out / "splits.json", listing)
+    write_json(out / "zoo_meta.json", {"meta": json.loads(json.dumps(dict(zoo.meta), default=str)),
+                                       "arch": zoo.arch.spec(), "size": len(zoo)})
+    return out

@@ -1,0 +1,295 @@
+"""DWSNets and NFN INR formats: files written exactly as the reference code writes them, read back
+into JAX zoos whose outputs match PyTorch's; the writer's files read by the same rules; errors."""
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from probegen_jax.archs import siren  # noqa: E402
+from probegen_jax.errors import (  # noqa: E402
+    DataFileError,
+    NonFiniteWeightsError,
+    ShapeMismatchError,
+    UnknownNameError,
+    ZooFormatError,
+)
+from probegen_jax.zoo import Zoo  # noqa: E402
+from probegen_jax.zoo.formats import FORMATS, export_zoo, import_zoo  # noqa: E402
+
+
+class DwsSiren(torch.nn.Module):
+    """DWSNets' Siren layer: its own weight [out, in] and bias, then sin(30 x)."""
+
+    def __init__(self, i, o):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(o, i).uniform_(-0.3, 0.3))
+        self.bias = torch.nn.Parameter(torch.empty(o).uniform_(-0.1, 0.1))
+
+    def forward(self, x):
+        return torch.sin(30.0 * torch.nn.functional.linear(x, self.weight, self.bias))
+
+
+class DwsINR(torch.nn.Module):
+    """DWSNets' INR: seq = Siren, Siren, Linear (keys seq.{0,1,2}.{weight,bias}); output + 0.5."""
+
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.seq = torch.nn.Sequential(DwsSiren(2, hidden), DwsSiren(hidden, hidden), torch.nn.Linear(hidden, 1))
+
+    def forward(self, x):
+        return self.seq(x) + 0.5
+
+
+class SineLayer(torch.nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.linear = torch.nn.Linear(i, o)
+
+    def forward(self, x):
+        return torch.sin(30.0 * self.linear(x))
+
+
+class NfnSiren(torch.nn.Module):
+    """NFN's SIREN for MNIST: net = SineLayer, SineLayer, Linear (outermost linear), no offset."""
+
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.net = torch.nn.Sequential(SineLayer(2, hidden), SineLayer(hidden, hidden), torch.nn.Linear(hidden, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+COORDS = np.random.default_rng(0).uniform(-1, 1, (50, 2)).astype(np.float32)
+
+
+def torch_outputs(model):
+    with torch.no_grad():
+        return model(torch.from_numpy(COORDS)).numpy()
+
+
+def jax_outputs(zoo, i):
+    params = jax.tree.map(lambda a: a[i], zoo.params)
+    return np.asarray(zoo.arch.apply(params, jnp.asarray(COORDS)))
+
+
+def make_mnist_folder(root: Path, n_train=12, n_test=5, seed=0):
+    """MNIST-INR layout; returns {path: (model, label)}."""
+    torch.manual_seed(seed)
+    made = {}
+    for split, n in (("training", n_train), ("testing", n_test)):
+        for i in range(n):
+            label = (i * 7 + len(split)) % 10
+            model = DwsINR()
+            path = root / f"mnist_png_{split}_{label}_{1000 + i}" / "checkpoints" / "model_final.pth"
+            path.parent.mkdir(parents=True)
+            torch.save(model.state_dict(), path)
+            made[path] = (model, label)
+    return made
+
+
+def test_registry_lists_formats_and_refuses_unknown(tmp_path):
+    assert {"dwsnets", "nfn-siren", "small-cnn-zoo", "wild-park", "model-zoos", "model-j"} <= set(FORMATS)
+    with pytest.raises(UnknownNameError, match="unknown zoo format 'nope'.*dwsnets"):
+        import_zoo("nope", tmp_path)
+    with pytest.raises(UnknownNameError, match="cannot be write.*dwsnets"):
+        export_zoo("wild-park", None, tmp_path)
+
+
+def test_mnist_folder_matches_torch(tmp_path):
+    made = make_mnist_folder(tmp_path)
+    assert list(next(iter(made.values()))[0].state_dict()) == [f"seq.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
+    zoo = import_zoo("dwsnets", tmp_path, val_size=5000, progress=False)
+    assert isinstance(zoo, Zoo) and len(zoo) == 17
+    assert zoo.arch.config["output_offset"] == 0.5 and zoo.arch.config["hidden"] == 32
+    assert {k: len(v) for k, v in zoo.splits.items()} == {"train": 11, "val": 1, "test": 5}
+    paths = sorted(made)
+    files = [p for p in paths if "training" in str(p)] + [p for p in paths if "testing" in str(p)]
+    # members are listed train, val, test; check every member against its own file
+    for i in range(len(zoo)):
+        matches = [p for p in files if np.allclose(jax_outputs(zoo, i), torch_outputs(made[p][0]), atol=1e-5)]
+        assert len(matches) == 1
+        assert zoo.targets["label"][i] == made[matches[0]][1]
+    test_paths = [p for p in paths if "testing" in str(p)]
+    for j, i in enumerate(zoo.splits["test"]):
+        np.testing.assert_allclose(jax_outputs(zoo, i), torch_outputs(made[test_paths[j]][0]), atol=1e-5)
+
+
+def test_fmnist_splits_json_with_label_key(tmp_path):
+    torch.manual_seed(1)
+    data = tmp_path / "fmnist_inrs"
+    listing, models = {}, []
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        listing[split] = {"path": [], "label": []}
+        for i in range(n):
+            model = DwsINR()
+            label = (3 * i + len(split)) % 10
+            path = data / f"{split}_{i}" / "model.pth"
+            path.parent.mkdir(parents=True)
+            torch.save({**model.state_dict(), "label": label}, path)
+            listing[split]["path"].append(f"fmnist_inrs/{split}_{i}/model.pth")  # relative to the JSON
+            listing[split]["label"].append(label)
+            models.append((model, label))
+    (tmp_path / "fmnist_splits.json").write_text(json.dumps(listing))
+    zoo = import_zoo("dwsnets", tmp_path / "fmnist_splits.json", progress=False)
+    assert {k: v.tolist() for k, v in zoo.splits.items()} == {"train": [0, 1, 2, 3], "val": [4, 5], "test": [6, 7, 8]}
+    for i, (model, label) in enumerate(models):
+        np.testing.assert_allclose(jax_outputs(zoo, i), torch_outputs(model), atol=1e-5)
+        assert zoo.targets["label"][i] == label
+    # the raw FMNIST-INR listing {split: [paths]} takes labels from the files
+    raw = {s: [str(tmp_path / p) for p in v["path"]] for s, v in listing.items()}
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    raw_zoo = import_zoo("dwsnets", tmp_path / "raw.json", progress=False)
+    np.testing.assert_array_equal(raw_zoo.targets["label"], zoo.targets["label"])
+
+
+def test_nfn_siren_layout(tmp_path):
+    torch.manual_seed(2)
+    models = []
+    for idx in range(7):
+        model, label = NfnSiren(), idx % 3
+        path = tmp_path / f"randinit_smaller_{label}s" / f"net{idx}.pth"
+        path.parent.mkdir(exist_ok=True)
+        torch.save(model.state_dict(), path)
+        models.append((model, label))
+    assert list(models[0][0].state_dict()) == ["net.0.linear.weight", "net.0.linear.bias", "net.1.linear.weight",
+                                               "net.1.linear.bias", "net.2.weight", "net.2.bias"]
+    zoo = import_zoo("nfn-siren", tmp_path, split_points=(4, 6), progress=False)
+    assert zoo.arch.config["output_offset"] == 0.0
+    assert {k: v.tolist() for k, v in zoo.splits.items()} == {"train": [0, 1, 2, 3], "val": [4, 5], "test": [6]}
+    for i, (model, label) in enumerate(models):
+        np.testing.assert_allclose(jax_outputs(zoo, i), torch_outputs(model), atol=1e-5)
+        assert zoo.targets["label"][i] == label
+    (tmp_path / "randinit_smaller_2s" / "net5.pth").unlink()
+    with pytest.raises(DataFileError, match="net5.pth"):
+        import_zoo("nfn-siren", tmp_path, progress=False)
+
+
+def small_siren_zoo(n=9, w0=30.0, offset=0.5):
+    arch = siren(hidden=16, w0=w0, output_offset=offset)
+    params = jax.vmap(arch.init)(jax.random.split(jax.random.key(3), n))
+    return Zoo(arch=arch, params=params, targets={"label": np.arange(n, dtype=np.int32) % 10},
+               splits={"train": np.arange(0, 5), "val": np.arange(5, 7), "test": np.arange(7, n)},
+               meta={"dataset": "digits"})
+
+
+@pytest.mark.parametrize("w0,offset", [(30.0, 0.5), (12.0, 0.0)])
+def test_writer_round_trip_and_reference_loader(tmp_path, w0, offset):
+    zoo = small_siren_zoo(w0=w0, offset=offset)
+    out = export_zoo("dwsnets", zoo, tmp_path / "inrs", progress=False)
+    back = import_zoo("dwsnets", out, progress=False)
+    np.testing.assert_array_equal(back.targets["label"], zoo.targets["label"])
+    assert {k: v.tolist() for k, v in back.splits.items()} == {k: v.tolist() for k, v in zoo.splits.items()}
+    listing = json.loads((out / "splits.json").read_text())
+    for i in range(len(zoo)):
+        np.testing.assert_allclose(jax_outputs(back, i), jax_outputs(zoo, i), atol=1e-5)
+    # DWSNets' own loader: torch.load, keep keys with "weight"/"bias", run its INR
+    for split, entry in listing.items():
+        for path, label, i in zip(entry["path"], entry["label"], zoo.splits[split]):
+            state = torch.load(path, weights_only=True)
+            model = DwsINR(hidden=16)
+            model.load_state_dict({k: v for k, v in state.items() if "weight" in k or "bias" in k})
+            np.testing.assert_allclose(torch_outputs(model), jax_outputs(zoo, i), atol=1e-4)
+            assert int(label) == int(zoo.targets["label"][i]) == state["label"]
+    # the folder layout alone (no splits.json) also reads, by DWSNets' name rules
+    (out / "splits.json").unlink()
+    assert len(import_zoo("dwsnets", out, progress=False)) == len(zoo)
+    with pytest.raises(FileExistsError):
+        export_zoo("dwsnets", zoo, out, progress=False)
+
+
+def test_errors_name_file_and_problem(tmp_path):
+    made = make_mnist_folder(tmp_path / "z", n_train=3, n_test=1)
+    first = sorted(made)[0]
+    state = made[first][0].state_dict()
+
+    del state["seq.1.bias"]
+    torch.save(state, first)
+    with pytest.raises(ZooFormatError, match=r"model_final.pth.*missing key 'seq.1.bias'"):
+        import_zoo("dwsnets", tmp_path / "z", progress=False)
+
+    state = made[first][0].state_dict()
+    state["seq.1.weight"] = torch.zeros(32, 31)
+    torch.save(state, first)
+    with pytest.raises(ShapeMismatchError, match=r"model_final.pth"):
+        import_zoo("dwsnets", tmp_path / "z", progress=False)
+
+    state = made[first][0].state_dict()
+    state["seq.2.weight"][0, 0] = math.nan
+    torch.save(state, first)
+    with pytest.raises(NonFiniteWeightsError, match=r"model_final.pth.*dense2/kernel"):
+        import_zoo("dwsnets", tmp_path / "z", progress=False)
+
+    torch.save(made[first][0].state_dict(), first)
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ZooFormatError, match=r"model_final.pth: cannot read PyTorch file"):
+        import_zoo("dwsnets", tmp_path / "z", progress=False)
+
+    missing = {"train": {"path": [str(tmp_path / "nowhere" / "a.pth")], "label": [1]}}
+    (tmp_path / "splits.json").write_text(json.dumps(missing))
+    with pytest.raises(DataFileError, match=r"splits.json: 1 listed model files do not exist.*a.pth"):
+        import_zoo("dwsnets", tmp_path / "splits.json", progress=False)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ZooFormatError, match="bad.json: not valid JSON"):
+        import_zoo("dwsnets", tmp_path / "bad.json", progress=False)
+    with pytest.raises(DataFileError, match="not found"):
+        import_zoo("dwsnets", tmp_path / "absent", progress=False)
+
+
+def test_plain_files_read_without_torch_others_say_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    from probegen_jax.errors import MissingDependencyError
+    from probegen_jax.zoo.formats.common import load_torch
+
+    made = make_mnist_folder(tmp_path / "z", n_train=3, n_test=1)
+    legacy = tmp_path / "legacy.pth"
+    torch.save(DwsINR().state_dict(), legacy, _use_new_zipfile_serialization=False)
+    reference = import_zoo("dwsnets", tmp_path / "z", progress=False)
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    zoo = import_zoo("dwsnets", tmp_path / "z", progress=False)  # plain zip files: no torch needed
+    for a, b in zip(jax.tree.leaves(zoo.params), jax.tree.leaves(reference.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert len(made) == len(zoo)
+    with pytest.raises(MissingDependencyError, match=r"legacy.pth.*probegen_jax\[torch\].*torch==2.13.0"):
+        load_torch(legacy)
+
+
+def test_fast_reader_agrees_with_torch_load(tmp_path):
+    from probegen_jax.zoo.formats import torchfile
+    from probegen_jax.zoo.formats.common import load_torch
+
+    x = torch.randn(6, 5, dtype=torch.float64)
+    obj = {"model": torch.nn.Conv2d(3, 4, 3).state_dict(), "views": [x.t(), x[2:, 1:3]], "half": x.half(),
+           "ints": torch.arange(7), "config": {"channels": [3, 4], "activation": ["relu"], "lr": 0.1}}
+    torch.save(obj, tmp_path / "f.pt")
+    fast, ref = torchfile.load(tmp_path / "f.pt"), torch.load(tmp_path / "f.pt", weights_only=True)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
+        b = b.numpy() if hasattr(b, "numpy") else b
+        np.testing.assert_array_equal(a, b)
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+    torch.save({"w": torch.zeros(2, dtype=torch.bfloat16)}, tmp_path / "bf16.pt")
+    with pytest.raises(torchfile.Unsupported):
+        torchfile.load(tmp_path / "bf16.pt")
+    assert load_torch(tmp_path / "bf16.pt")["w"].dtype == torch.bfloat16  # falls back to torch.load
+
+    import fractions
+
+    torch.save({"w": torch.zeros(2), "obj": fractions.Fraction(1, 3)}, tmp_path / "custom.pt")
+    with pytest.raises(ZooFormatError, match=r"custom.pt: cannot read PyTorch file.*trust_pickle=True"):
+        load_torch(tmp_path / "custom.pt")
