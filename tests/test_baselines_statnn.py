@@ -14,7 +14,7 @@ from probegen_jax.errors import ShapeMismatchError
 
 def _zoo(n=6, seed=0):
     arch = make_arch("siren")
-    return jax.vmap(arch.init)(jax.random.split(jax.random.key(seed), n))
+    return jax.jit(jax.vmap(arch.init))(jax.random.split(jax.random.key(seed), n))
 
 
 def _numpy_reference(params):

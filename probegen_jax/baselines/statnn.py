@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probegen_jax.baselines.standardize import Standardizer, fit_standardizer
+from probegen_jax.baselines.common import Standardizer, fit_standardizer, weight_leaves
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
 from probegen_jax.probing.probegen import mlp_head
@@ -38,20 +37,18 @@ def statnn_features(params: Params) -> Array:
     """``[N, 7 * T]`` statistics of the ``T`` tensors of a stacked zoo (leading axis ``N``).
 
     Pure and traceable (``jit``, ``vmap`` over an extra axis); tensors are taken in
-    ``jax.tree.leaves`` order, seven numbers each in ``STAT_NAMES`` order.
+    ``jax.tree.leaves`` order (floating-point tensors only), seven numbers each in ``STAT_NAMES``
+    order.
     """
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-        raise ShapeMismatchError("statnn_features: params hold no tensors")
-    chex.assert_equal_shape_prefix(leaves, 1)
-    return jnp.concatenate([tensor_stats(leaf) for leaf in leaves], axis=1)
+    return jnp.concatenate([tensor_stats(leaf) for leaf in weight_leaves(params, where="statnn_features")], axis=1)
 
 
 def statnn_feature_names(params: Params) -> list[str]:
     """Column names of ``statnn_features(params)``, e.g. ``"dense0/kernel:q50"``."""
     from probegen_jax.archs import flatten_params
 
-    return [f"{path}:{stat}" for path in flatten_params(params) for stat in STAT_NAMES]
+    return [f"{path}:{stat}" for path, leaf in flatten_params(params).items()
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.floating) for stat in STAT_NAMES]
 
 
 def padded_statnn_features(buckets: Sequence[Params], num_tensors: int | None = None) -> Array:
@@ -61,7 +58,7 @@ def padded_statnn_features(buckets: Sequence[Params], num_tensors: int | None = 
     slots beyond a bucket's tensor count are zeros with flag 0. ``num_tensors`` fixes ``T_max``
     (so features of later zoos line up); by default it is the largest bucket's count.
     """
-    counts = [len(jax.tree.leaves(b)) for b in buckets]
+    counts = [len(weight_leaves(b, where="padded_statnn_features")) for b in buckets]
     width = max(counts) if num_tensors is None else num_tensors
     if max(counts) > width:
         raise ShapeMismatchError(f"padded_statnn_features: a bucket has {max(counts)} tensors, more than "

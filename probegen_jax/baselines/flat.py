@@ -1,0 +1,32 @@
+"""The flat-weights baseline: every weight of a network concatenated into one vector, read by an MLP."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from probegen_jax.baselines.common import fit_standardizer, weight_leaves
+from probegen_jax.learner import Learner
+from probegen_jax.probing.probegen import mlp_head
+from probegen_jax.types import Array, Params, PRNGKey
+
+
+def flatten_weights(params: Params) -> Array:
+    """``[N, P]``: each network's tensors flattened and concatenated (``jax.tree.leaves`` order;
+    floating-point tensors only)."""
+    leaves = weight_leaves(params, where="flatten_weights")
+    n = leaves[0].shape[0]
+    return jnp.concatenate([jnp.reshape(leaf, (n, -1)) for leaf in leaves], axis=1)
+
+
+def flat_learner(train_params: Params, num_outputs: int, *, hidden: int = 256, layers: int = 4) -> Learner:
+    """Standardised flat weights (per-coordinate statistics of ``train_params``) -> ReLU MLP."""
+    scaler = fit_standardizer(flatten_weights(train_params))
+    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
+
+    def init(key: PRNGKey) -> Params:
+        return head.init(key)
+
+    def apply(params: Params, zoo_params: Params) -> Array:
+        return head.apply(params, scaler(flatten_weights(zoo_params)))
+
+    return Learner(init, apply)
