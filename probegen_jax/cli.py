@@ -1,6 +1,8 @@
 """The ``probegen-jax`` command.
 
     probegen-jax zoo make inr --dataset digits --out zoos/digits_inr
+    probegen-jax zoo make small-cnn --dataset digits --networks 600 --epochs 0 1 2 4 --out zoos/digits_cnn
+    probegen-jax zoo make wild-cnn --dataset digits --architectures 12 --per-arch 24 --out zoos/digits_wild
     probegen-jax zoo info zoos/digits_inr
     probegen-jax zoo import dwsnets mnist-inrs/ --out zoos/mnist_inr
     probegen-jax zoo export small-cnn-zoo zoos/cnn --out exported/cnn
@@ -78,28 +80,82 @@ def _zoo_export(args: argparse.Namespace) -> None:
     print(f"written to {export_zoo(args.format, load_zoo(args.zoo), args.out, overwrite=args.overwrite)}")
 
 
+def _cnn_training(args: argparse.Namespace):
+    from probegen_jax.zoo.cnn import CNNTraining
+
+    return CNNTraining(dataset=args.dataset, train_size=args.train_size, test_size=args.test_size,
+                       epochs=tuple(args.epochs), batch_size=args.batch_size)
+
+
+def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
+    from probegen_jax.zoo.cnn import SmallCNNZooConfig, make_small_cnn_zoo
+
+    cfg = SmallCNNZooConfig(training=_cnn_training(args), num_networks=args.networks, chunk_size=args.chunk_size,
+                            seed=args.seed)
+    zoo = make_small_cnn_zoo(cfg, args.out, data_dir=args.data_dir)
+    print(zoo.describe())
+    print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
+          f"{zoo.meta['final_test_accuracy']}; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+
+
+def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from probegen_jax.zoo.wild import WildZooConfig, make_wild_zoo
+
+    training = dataclasses.replace(_cnn_training(args), init_std=WildZooConfig.training.init_std)
+    cfg = WildZooConfig(training=training, num_architectures=args.architectures,
+                        networks_per_architecture=args.per_arch, seed=args.seed)
+    zoo = make_wild_zoo(cfg, args.out, data_dir=args.data_dir)
+    print(zoo.describe())
+    print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
+          f"{zoo.meta['final_test_accuracy']}; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+
+
+def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> None:
+    p.add_argument("--dataset", default="digits", choices=["digits", "fashion_mnist"],
+                   help="images the CNNs train on; digits ships with scikit-learn")
+    p.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    p.add_argument("--out", required=True, help="directory to save the zoo to (resumes if interrupted)")
+    p.add_argument("--epochs", type=int, nargs="+", default=epochs, help="checkpoint epochs; the last is the length")
+    p.add_argument("--train-size", type=int, default=None, help="training pool (default: the whole train part)")
+    p.add_argument("--test-size", type=int, default=None, help="test images scored (default: all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def _train_probegen(args: argparse.Namespace) -> None:
     from probegen_jax.parallel import zoo_mesh
     from probegen_jax.probing.methods import ProbingSpec
-    from probegen_jax.runs import save_run, train_probing
+    from probegen_jax.runs import default_target, save_run, train_probing
     from probegen_jax.train import TrainConfig
-    from probegen_jax.zoo import load_zoo
+    from probegen_jax.zoo.hetero import load_any_zoo
+    from probegen_jax.zoo.zoo import at_epoch
 
-    zoo = load_zoo(args.zoo)
+    zoo = load_any_zoo(args.zoo)
+    epoch = args.epoch if "epoch" in zoo.targets else "all"
+    zoo = at_epoch(zoo, epoch)
+    target = args.target or default_target(zoo)
     spec = ProbingSpec(source=args.source, num_probes=args.probes)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
     mesh = zoo_mesh(args.devices) if args.devices else None
-    result, _, _ = train_probing(zoo, spec, cfg, target=args.target, checkpoint_dir=f"{args.out}/checkpoints",
+    result, _, _ = train_probing(zoo, spec, cfg, target=target, checkpoint_dir=f"{args.out}/checkpoints",
                                  mesh=mesh)
-    save_run(args.out, zoo_path=args.zoo, target=args.target, spec=spec, cfg=cfg, result=result)
+    save_run(args.out, zoo_path=args.zoo, target=target, spec=spec, cfg=cfg, result=result, epoch=epoch)
     print(json.dumps({"best_epoch": result.best_epoch, "val": result.val, "test": result.test}, indent=2))
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from probegen_jax.runs import evaluate_run
-    from probegen_jax.zoo import load_zoo
+    from pathlib import Path
 
-    zoo = load_zoo(args.zoo) if args.zoo else None
+    from probegen_jax.runs import evaluate_run
+    from probegen_jax.zoo.hetero import load_any_zoo
+    from probegen_jax.zoo.zoo import at_epoch
+
+    zoo = None
+    if args.zoo:
+        epoch = json.loads((Path(args.run) / "run.json").read_text()).get("epoch", "all")
+        zoo = at_epoch(load_any_zoo(args.zoo), epoch)
     print(json.dumps({args.split: evaluate_run(args.run, args.split, zoo)}, indent=2))
 
 
@@ -163,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     inr.add_argument("--seed", type=int, default=0)
     inr.add_argument("--overwrite", action="store_true", help="replace a finished zoo at --out")
     inr.set_defaults(func=_zoo_make_inr)
+    small = make.add_parser("small-cnn", help="small CNNs with sampled hyper-parameters (Unterthiner et al.)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_cnn_zoo_arguments(small, [0, 1, 2, 3, 20, 40, 60, 80, 86])
+    small.add_argument("--networks", type=int, default=1000, help="networks to train")
+    small.add_argument("--chunk-size", type=int, default=256, help="networks trained together in one compiled call")
+    small.set_defaults(func=_zoo_make_small_cnn)
+    wild = make.add_parser("wild-cnn", help="heterogeneous CNNs in architecture buckets (CNN Wild Park style)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_cnn_zoo_arguments(wild, [0, 1, 2, 5, 10, 20])
+    wild.add_argument("--architectures", type=int, default=100, help="sampled architectures (buckets)")
+    wild.add_argument("--per-arch", type=int, default=28, help="networks per architecture")
+    wild.set_defaults(func=_zoo_make_wild_cnn)
     trees = make.add_parser("trees", help="model trees: pretrained bases and their fine-tuned children (ProbeX)",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     trees.add_argument("--out", required=True, help="directory; one sub-directory per tree (resumes if interrupted)")
@@ -211,11 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     pg.add_argument("--zoo", required=True, help="a saved zoo directory")
     pg.add_argument("--out", required=True, help="run directory (checkpoints, params, run.json); resumes")
-    pg.add_argument("--source", default="probegen", choices=["probegen", "vanilla", "synthetic", "nonlinear"],
+    pg.add_argument("--source", default="probegen",
+                    choices=["probegen", "probegen5", "vanilla", "synthetic", "nonlinear"],
                     help="probegen: deep linear generator; vanilla: free learned probes; synthetic: fixed "
                          "random probes; nonlinear: generator with ReLUs (ablation)")
     pg.add_argument("--probes", type=int, default=128, help="number of probes K")
-    pg.add_argument("--target", default="label", help="zoo target to predict")
+    pg.add_argument("--target", default=None,
+                    help="zoo target to predict (default: the zoo's own: test_accuracy for CNN zoos, else label)")
+    pg.add_argument("--epoch", default="final",
+                    help="for zoos with checkpoints per network: final, all, or an epoch number")
     pg.add_argument("--epochs", type=int, default=30)
     pg.add_argument("--batch-size", type=int, default=32, help="networks per step")
     pg.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (cosine decay per step)")

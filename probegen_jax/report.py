@@ -107,3 +107,59 @@ def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | os.
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, path)
+
+
+def plot_scatter(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
+                 xlabel: str = "true", ylabel: str = "predicted", title: str = "") -> Path:
+    """One panel per label: predicted vs true values with the diagonal (e.g. CNN test accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(points)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        x, y = (np.asarray(v, float) for v in points[name])
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], ls="--", lw=0.8, color="tab:blue")
+        ax.scatter(x, y, s=8, c="tab:red", edgecolors="k", linewidths=0.2, alpha=0.7)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=name)
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_image_probes(probes: Mapping[str, np.ndarray], path: str | os.PathLike, *, count: int = 8,
+                      title: str = "learned probes") -> Path:
+    """One row per method: its first ``count`` image probes ``[K, H, W, C]`` in [-1, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(probes)
+    fig, axes = plt.subplots(len(names), count, figsize=(1.2 * count, 1.35 * len(names)), squeeze=False)
+    for row, name in zip(axes, names, strict=True):
+        images = np.asarray(probes[name])[:count]
+        for ax, img in zip(row, images, strict=False):
+            img = (img + 1) / 2
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -19,10 +19,17 @@ from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.tasks import Task, classification, regression
 from probegen_jax.train import TrainConfig, TrainResult, evaluate, fit
 from probegen_jax.types import Params
-from probegen_jax.zoo import Zoo, load_zoo
+from probegen_jax.zoo import Zoo
+from probegen_jax.zoo.zoo import at_epoch
+from probegen_jax.zoo.hetero import HeteroZoo, bucket_batch_order, hetero_probing_learner, load_any_zoo
 
 
-def task_for(zoo: Zoo, target: str) -> Task:
+def default_target(zoo: Zoo | HeteroZoo) -> str:
+    """The zoo's own default target (``test_accuracy`` for CNN zoos), else ``label``."""
+    return str(zoo.meta.get("default_target", "label"))
+
+
+def task_for(zoo: Zoo | HeteroZoo, target: str) -> Task:
     """Classification for integer targets (classes from the zoo's meta), regression otherwise."""
     y = zoo.target(target)
     if np.issubdtype(y.dtype, np.integer):
@@ -30,27 +37,44 @@ def task_for(zoo: Zoo, target: str) -> Task:
     return regression()
 
 
+def probing_learner_for(zoo: Zoo | HeteroZoo, spec: ProbingSpec, num_outputs: int) -> Learner:
+    """``spec``'s learner on ``zoo``; a heterogeneous zoo gets one that probes bucket by bucket."""
+    if isinstance(zoo, HeteroZoo):
+        source = spec.make_source(zoo.archs[0])
+        return hetero_probing_learner(zoo, source, num_outputs, head_hidden=spec.head_hidden,
+                                      head_layers=spec.head_layers)
+    return spec.make_learner(zoo.arch, num_outputs)[0]
+
+
 def train_probing(
-    zoo: Zoo, spec: ProbingSpec, cfg: TrainConfig, *, target: str = "label", checkpoint_dir=None,
+    zoo: Zoo | HeteroZoo, spec: ProbingSpec, cfg: TrainConfig, *, target: str = "label", checkpoint_dir=None,
     mesh=None, progress: bool = True,
 ) -> tuple[TrainResult, Learner, Task]:
-    """Train a probing method (ProbeGen or a baseline source) on a zoo's train/val/test splits."""
+    """Train a probing method (ProbeGen or a baseline source) on a zoo's train/val/test splits.
+
+    A ``HeteroZoo`` trains on bucket-homogeneous batches (``bucket_batch_order``).
+    """
     task = task_for(zoo, target)
-    learner, _ = spec.make_learner(zoo.arch, task.num_outputs)
-    result = fit(learner, task, zoo.split_arrays(target), cfg, checkpoint_dir=checkpoint_dir, mesh=mesh,
-                 progress=progress, desc=f"{spec.source} K={spec.num_probes}")
+    learner = probing_learner_for(zoo, spec, task.num_outputs)
+    splits = zoo.split_arrays(target)
+    order_fn = None
+    if isinstance(zoo, HeteroZoo):  # bucket-homogeneous batches; small eval blocks touch few buckets
+        order_fn = bucket_batch_order(splits["train"][0]["bucket"])
+        cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
+    result = fit(learner, task, splits, cfg, checkpoint_dir=checkpoint_dir, mesh=mesh,
+                 progress=progress, desc=f"{spec.source} K={spec.num_probes}", order_fn=order_fn)
     return result, learner, task
 
 
 def save_run(run_dir: str | os.PathLike, *, zoo_path: str, target: str, spec: ProbingSpec,
-             cfg: TrainConfig, result: TrainResult) -> None:
+             cfg: TrainConfig, result: TrainResult, epoch: int | str = "all") -> None:
     import orbax.checkpoint as ocp
 
     run_dir = Path(run_dir).absolute()
     ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(
         run_dir / "params", args=ocp.args.StandardSave(result.params), force=True)
     write_json(run_dir / "run.json", {
-        "method": "probing", "zoo": str(Path(zoo_path).absolute()), "target": target,
+        "method": "probing", "zoo": str(Path(zoo_path).absolute()), "target": target, "epoch": epoch,
         "spec": dataclasses.asdict(spec), "train": dataclasses.asdict(cfg), "result": result.summary(),
     })
 
@@ -64,9 +88,9 @@ def load_run(run_dir: str | os.PathLike, zoo: Zoo | None = None) -> tuple[dict[s
     if not record_file.is_file():
         raise CheckpointError(f"{record_file}: missing; {run_dir} is not a saved run")
     record = json.loads(record_file.read_text())
-    zoo = zoo if zoo is not None else load_zoo(record["zoo"])
+    zoo = zoo if zoo is not None else at_epoch(load_any_zoo(record["zoo"]), record.get("epoch", "all"))
     task = task_for(zoo, record["target"])
-    learner, _ = ProbingSpec(**record["spec"]).make_learner(zoo.arch, task.num_outputs)
+    learner = probing_learner_for(zoo, ProbingSpec(**record["spec"]), task.num_outputs)
     abstract = jax.eval_shape(learner.init, jax.random.key(0))
     try:
         params = ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -153,6 +153,7 @@ def fit(
     mesh: Mesh | None = None,
     progress: bool = True,
     desc: str = "training",
+    order_fn: Callable[[int, int, int, int], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``learner`` on ``splits["train"]``, select on ``"val"``, report ``"test"`` at the best val.
 
@@ -162,6 +163,8 @@ def fit(
       checkpoint_dir: orbax checkpoints after every evaluation; a run started again on the same
         directory with the same settings resumes from the last one.
       mesh: a ``zoo_mesh``: batches are split across its devices, params replicated.
+      order_fn: ``(seed, epoch, n, batch_size) -> [steps, batch_size]`` train indices per step;
+        default ``batch_order`` (e.g. bucket-homogeneous batches for heterogeneous zoos).
     """
     for name in ("train", "val"):
         if name not in splits:
@@ -194,7 +197,8 @@ def fit(
     bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress, unit="epoch",
                initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
-        state, loss = epoch_fn(state, train_data, jnp.asarray(batch_order(cfg.seed, epoch, n_train, batch_size)))
+        order = (order_fn or batch_order)(cfg.seed, epoch, n_train, batch_size)
+        state, loss = epoch_fn(state, train_data, jnp.asarray(order))
         if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
             continue
         val = evaluate(learner, task, state.params, splits["val"], **eval_kw)

@@ -6,6 +6,7 @@ import dataclasses
 
 from probegen_jax.archs import Arch
 from probegen_jax.learner import Learner
+from probegen_jax.probing.image_sources import image_probe_source
 from probegen_jax.probing.probegen import probing_learner
 from probegen_jax.probing.sources import ProbeSource, coordinate_probe_source
 
@@ -14,7 +15,7 @@ from probegen_jax.probing.sources import ProbeSource, coordinate_probe_source
 class ProbingSpec:
     """A probing method: probe source kind, number of probes, and the head's size."""
 
-    source: str = "probegen"  # probegen | vanilla | synthetic | nonlinear
+    source: str = "probegen"  # probegen | vanilla | synthetic | nonlinear (images also: probegen5)
     num_probes: int = 128
     head_hidden: int = 256
     head_layers: int = 6
@@ -23,6 +24,8 @@ class ProbingSpec:
     def make_source(self, arch: Arch) -> ProbeSource:
         if len(arch.input_shape) == 1:
             return coordinate_probe_source(self.source, self.num_probes, arch.input_shape[0], seed=self.probe_seed)
+        if len(arch.input_shape) == 3:
+            return image_probe_source(self.source, self.num_probes, arch.input_shape, seed=self.probe_seed)
         raise NotImplementedError(f"no probe sources for inputs of shape {arch.input_shape} yet")
 
     def make_learner(self, arch: Arch, num_outputs: int) -> tuple[Learner, ProbeSource]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 
 from probegen_jax.archs import Arch
@@ -10,7 +12,7 @@ from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
 from probegen_jax.probing.probe import probe
 from probegen_jax.probing.sources import ProbeSource
-from probegen_jax.types import Array, Params, PRNGKey
+from probegen_jax.types import Array, Params, PRNGKey, PyTree
 
 
 def mlp_head(in_dim: int, out_dim: int, *, hidden: int = 256, layers: int = 6) -> Learner:
@@ -31,14 +33,27 @@ def probing_learner(
             f"probe source {source.name!r} makes probes of shape {source.input_shape}, but architecture "
             f"{arch.name!r} takes inputs of shape {arch.input_shape}"
         )
-    head = mlp_head(source.num_probes * arch.output_dim, num_outputs, hidden=head_hidden, layers=head_layers)
+    return responses_learner(lambda probes, zoo_params: probe(arch.apply, zoo_params, probes), source,
+                             arch.output_dim, num_outputs, head_hidden=head_hidden, head_layers=head_layers)
+
+
+def responses_learner(
+    respond: Callable[[Array, PyTree], Array], source: ProbeSource, response_dim: int, num_outputs: int, *,
+    head_hidden: int = 256, head_layers: int = 6,
+) -> Learner:
+    """Probes from ``source`` -> ``respond(probes, inputs)`` ``[B, K, response_dim]`` -> flattened -> MLP head.
+
+    ``probing_learner`` is this with ``respond = probe`` on one architecture; heterogeneous zoos
+    pass their own ``respond``. Params are ``{"source": ..., "head": ...}``.
+    """
+    head = mlp_head(source.num_probes * response_dim, num_outputs, hidden=head_hidden, layers=head_layers)
 
     def init(key: PRNGKey) -> Params:
         k_src, k_head = jax.random.split(key)
         return {"source": source.init(k_src), "head": head.init(k_head)}
 
-    def apply(params: Params, zoo_params: Params) -> Array:
-        responses = probe(arch.apply, zoo_params, source.apply(params["source"]))
+    def apply(params: Params, inputs: PyTree) -> Array:
+        responses = respond(source.apply(params["source"]), inputs)
         return head.apply(params["head"], responses.reshape(responses.shape[0], -1))
 
     return Learner(init, apply)

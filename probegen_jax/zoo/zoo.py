@@ -72,6 +72,15 @@ class Zoo:
             meta=dict(self.meta),
         )
 
+    def keep(self, mask: np.ndarray) -> Zoo:
+        """The members where the boolean ``mask`` holds, in order, with every split restricted to them."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != (len(self),):
+            raise ShapeMismatchError(f"zoo keep mask: expected shape ({len(self)},), got {mask.shape}")
+        new_index = np.cumsum(mask) - 1
+        splits = {k: new_index[v[mask[v]]] for k, v in self.splits.items()}
+        return self.subset(np.flatnonzero(mask), splits=splits)
+
     def split(self, name: str) -> Zoo:
         """The members of one split, as a zoo of its own."""
         return self.subset(self.indices(name))
@@ -94,3 +103,18 @@ class Zoo:
         if made:
             lines.append(f"made by: {made} {self.meta.get('config', {})}")
         return "\n".join(lines)
+
+
+def at_epoch(zoo: Any, epoch: int | str = "final") -> Any:
+    """The members checkpointed at ``epoch`` (``"final"``: the last; ``"all"``: every one), splits kept.
+
+    For zoos with several checkpoints per network (an ``epoch`` target); works on any zoo with
+    ``target`` and ``keep`` (``Zoo``, ``HeteroZoo``).
+    """
+    if epoch == "all":
+        return zoo
+    epochs = zoo.target("epoch")
+    e = int(epochs.max()) if epoch == "final" else int(epoch)
+    if not np.any(epochs == e):
+        raise ValueError(f"zoo has no checkpoints at epoch {e}; epochs: {sorted(set(epochs.tolist()))}")
+    return zoo.keep(epochs == e)

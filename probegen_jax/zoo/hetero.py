@@ -1,0 +1,318 @@
+"""Heterogeneous zoos: several architectures, stored as homogeneous buckets.
+
+A ``HeteroZoo`` is a list of ``Zoo`` buckets (one architecture each) plus the zoo's own order:
+member ``i`` is row ``position[i]`` of bucket ``bucket[i]``. Targets and splits are in that
+global order. Every computation on the zoo is one vmapped call per bucket (``probe_hetero``).
+
+Training a probing method on it goes through the common ``train.fit``: a member is fed as one
+row of its bucket's weights, zero-padded to the widest bucket (``{"bucket": [N], "weights":
+[N, P_max]}``), so the loop's single-index batch gather works unchanged. The learner
+(``hetero_probing_learner``) probes a batch bucket by bucket, each under ``lax.cond`` so only the
+buckets present in a batch run, and ``bucket_batch_order`` makes batches bucket-homogeneous
+(apart from the few that straddle two buckets). The probing model only ever sees the networks'
+responses, never their weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
+
+from probegen_jax.archs import Arch
+from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooFormatError
+from probegen_jax.io import write_json
+from probegen_jax.learner import Learner
+from probegen_jax.probing.probe import probe, probe_zoo
+from probegen_jax.probing.probegen import responses_learner
+from probegen_jax.probing.sources import ProbeSource
+from probegen_jax.types import Array, Params, PyTree
+from probegen_jax.zoo.store import load_zoo, save_zoo
+from probegen_jax.zoo.zoo import SPLITS, Zoo
+
+HETERO_FORMAT = "probegen_jax.hetero_zoo"
+HETERO_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class HeteroZoo:
+    """A zoo of several architectures: homogeneous ``buckets`` and the global member order.
+
+    Attributes:
+      buckets: one ``Zoo`` per architecture (their own targets; their splits are unused).
+      bucket: ``[N]`` bucket of each member, in the zoo's order.
+      position: ``[N]`` row of each member inside its bucket.
+      splits: named index arrays into the global order.
+      meta: JSON-serialisable record of how the zoo was made.
+    """
+
+    buckets: tuple[Zoo, ...]
+    bucket: np.ndarray
+    position: np.ndarray
+    splits: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "buckets", tuple(self.buckets))
+        object.__setattr__(self, "bucket", np.asarray(self.bucket, np.int64))
+        object.__setattr__(self, "position", np.asarray(self.position, np.int64))
+        object.__setattr__(self, "splits", {k: np.asarray(v, np.int64) for k, v in self.splits.items()})
+        n = len(self.bucket)
+        if self.position.shape != (n,):
+            raise ShapeMismatchError(f"hetero zoo position: expected shape ({n},), got {self.position.shape}")
+        sizes = np.asarray([len(b) for b in self.buckets])
+        if n and (self.bucket.min() < 0 or self.bucket.max() >= len(self.buckets)):
+            raise ShapeMismatchError(f"hetero zoo bucket ids must lie in [0, {len(self.buckets)})")
+        if n and np.any(self.position >= sizes[self.bucket]):
+            raise ShapeMismatchError("hetero zoo position: a member points past the end of its bucket")
+        if len(np.unique(self.bucket * (sizes.max(initial=0) + 1) + self.position)) != n or n != sizes.sum():
+            raise ShapeMismatchError("hetero zoo order: every bucket row must appear exactly once")
+        if len({b.arch.input_shape for b in self.buckets}) > 1:
+            raise ShapeMismatchError(f"hetero zoo buckets take different input shapes: "
+                                     f"{sorted({b.arch.input_shape for b in self.buckets})}")
+        if len({b.arch.output_dim for b in self.buckets}) > 1:
+            raise ShapeMismatchError("hetero zoo buckets have different output sizes")
+        for name, idx in self.splits.items():
+            if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
+                raise ShapeMismatchError(f"hetero zoo split {name!r}: indices must be 1-D in [0, {n})")
+
+    @classmethod
+    def concat(cls, buckets: Sequence[Zoo], *, splits: Mapping[str, np.ndarray] | None = None,
+               meta: Mapping[str, Any] | None = None) -> HeteroZoo:
+        """Members in bucket order: all of bucket 0, then bucket 1, ..."""
+        bucket = np.concatenate([np.full(len(b), i) for i, b in enumerate(buckets)])
+        position = np.concatenate([np.arange(len(b)) for b in buckets])
+        return cls(tuple(buckets), bucket, position, dict(splits or {}), dict(meta or {}))
+
+    def __len__(self) -> int:
+        return len(self.bucket)
+
+    @property
+    def archs(self) -> tuple[Arch, ...]:
+        return tuple(b.arch for b in self.buckets)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.buckets[0].arch.input_shape
+
+    @property
+    def output_dim(self) -> int:
+        return self.buckets[0].arch.output_dim
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        """Targets in the zoo's order (gathered from the buckets; present in every bucket)."""
+        names = set.intersection(*(set(b.targets) for b in self.buckets)) if self.buckets else set()
+        return {k: self._gather([b.targets[k] for b in self.buckets]) for k in sorted(names)}
+
+    def target(self, name: str) -> np.ndarray:
+        targets = self.targets
+        if name not in targets:
+            raise MissingSplitError(f"zoo has no target {name!r}; available: {sorted(targets)}")
+        return targets[name]
+
+    def indices(self, split: str) -> np.ndarray:
+        if split not in self.splits:
+            raise MissingSplitError(f"zoo has no split {split!r}; available: {sorted(self.splits) or 'none'}")
+        return self.splits[split]
+
+    def _gather(self, per_bucket: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(self), *per_bucket[0].shape[1:]), np.result_type(*per_bucket))
+        for b, values in enumerate(per_bucket):
+            rows = self.bucket == b
+            out[rows] = np.asarray(values)[self.position[rows]]
+        return out
+
+    def keep(self, mask: np.ndarray) -> HeteroZoo:
+        """The members where ``mask`` holds, in order, with the splits restricted to them."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != (len(self),):
+            raise ShapeMismatchError(f"hetero zoo keep mask: expected shape ({len(self)},), got {mask.shape}")
+        buckets, new_pos = [], np.zeros(len(self), np.int64)
+        for b, zoo in enumerate(self.buckets):
+            rows = np.flatnonzero((self.bucket == b) & mask)
+            local = np.zeros(len(zoo), bool)
+            local[self.position[rows]] = True
+            buckets.append(zoo.keep(local))
+            new_pos[rows] = np.cumsum(local)[self.position[rows]] - 1
+        new_index = np.cumsum(mask) - 1
+        splits = {k: new_index[v[mask[v]]] for k, v in self.splits.items()}
+        return HeteroZoo(tuple(buckets), self.bucket[mask], new_pos[mask], splits, dict(self.meta))
+
+    def describe(self) -> str:
+        sizes = [len(b) for b in self.buckets]
+        params = [b.arch.num_params() for b in self.buckets]
+        lines = [
+            f"heterogeneous zoo of {len(self)} networks in {len(self.buckets)} architecture buckets "
+            f"({min(sizes)}-{max(sizes)} members each, {min(params)}-{max(params)} params, input "
+            f"{self.input_shape}, output {self.output_dim})",
+            "targets: " + ", ".join(f"{k} {v.dtype}" for k, v in self.targets.items()),
+            "splits: " + (", ".join(f"{k} {len(v)}" for k, v in self.splits.items()) or "none"),
+        ]
+        if self.meta.get("generator"):
+            lines.append(f"made by: {self.meta['generator']} {self.meta.get('config', {})}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ training inputs
+
+    def packed(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"bucket": [n], "weights": [n, P_max]}`` for members ``indices``: the learner's inputs."""
+        indices = np.asarray(indices)
+        width = max(b.arch.num_params() for b in self.buckets)
+        weights = np.zeros((len(indices), width), np.float32)
+        for b, zoo in enumerate(self.buckets):
+            rows = np.flatnonzero(self.bucket[indices] == b)
+            if rows.size:
+                flat = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(
+                    jax.tree.map(lambda a: a[self.position[indices[rows]]], zoo.params)))
+                weights[rows, : flat.shape[1]] = flat
+        return {"bucket": self.bucket[indices].astype(np.int32), "weights": weights}
+
+    def split_arrays(self, target: str, splits: tuple[str, ...] = SPLITS) -> dict[str, tuple[PyTree, np.ndarray]]:
+        """``{split: (packed inputs, targets)}``, members ordered by bucket inside each split."""
+        y = self.target(target)
+        out = {}
+        for s in splits:
+            idx = self.indices(s)
+            idx = idx[np.argsort(self.bucket[idx], kind="stable")]
+            out[s] = (self.packed(idx), y[idx])
+        return out
+
+
+# ----------------------------------------------------------------------------- probing
+
+
+def probe_hetero(zoo: HeteroZoo, probes: Array, *, mesh: Mesh | None = None, batch_size: int | None = None) -> np.ndarray:
+    """Responses ``[N, K, out]`` of every member, in the zoo's order: one ``probe_zoo`` call per bucket."""
+    out = None
+    for b, bucket in enumerate(zoo.buckets):
+        responses = np.asarray(probe_zoo(bucket.arch, bucket.params, probes, mesh=mesh, batch_size=batch_size))
+        if out is None:
+            out = np.empty((len(zoo), *responses.shape[1:]), responses.dtype)
+        rows = zoo.bucket == b
+        out[rows] = responses[zoo.position[rows]]
+    return out
+
+
+def _unravel_fn(arch: Arch) -> tuple[int, Callable[[Array], Params]]:
+    template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), arch.param_shapes())
+    flat, unravel = ravel_pytree(template)
+    return int(flat.size), unravel
+
+
+def hetero_respond(archs: Sequence[Arch]) -> Callable[[Array, PyTree], Array]:
+    """``(probes, {"bucket", "weights"}) -> [B, K, out]``: each bucket present in the batch runs once."""
+    unravels = [_unravel_fn(a) for a in archs]
+    out_dim = archs[0].output_dim
+
+    def respond(probes: Array, inputs: PyTree) -> Array:
+        bucket, weights = inputs["bucket"], inputs["weights"]
+        shape = (weights.shape[0], probes.shape[0], out_dim)
+        out = jnp.zeros(shape, probes.dtype)
+        for b, (arch, (size, unravel)) in enumerate(zip(archs, unravels, strict=True)):
+            mask = bucket == b
+
+            def run(w, arch=arch, size=size, unravel=unravel):
+                return probe(arch.apply, jax.vmap(unravel)(w[:, :size]), probes).astype(probes.dtype)
+
+            responses = jax.lax.cond(jnp.any(mask), run, lambda w: jnp.zeros(shape, probes.dtype), weights)
+            out = jnp.where(mask[:, None, None], responses, out)
+        return out
+
+    return respond
+
+
+def hetero_probing_learner(zoo: HeteroZoo, source: ProbeSource, num_outputs: int, *, head_hidden: int = 256,
+                           head_layers: int = 6) -> Learner:
+    """ProbeGen (or a probing baseline) over a heterogeneous zoo's packed inputs."""
+    if tuple(source.input_shape) != tuple(zoo.input_shape):
+        raise ShapeMismatchError(
+            f"probe source {source.name!r} makes probes of shape {source.input_shape}, but the zoo's "
+            f"architectures take inputs of shape {zoo.input_shape}")
+    return responses_learner(hetero_respond(zoo.archs), source, zoo.output_dim, num_outputs,
+                             head_hidden=head_hidden, head_layers=head_layers)
+
+
+def bucket_batch_order(buckets: np.ndarray) -> Callable[[int, int, int, int], np.ndarray]:
+    """A ``fit`` ``order_fn``: members shuffled within buckets, buckets laid out in a shuffled
+    order, cut into batches, batches shuffled. A batch spans one bucket unless it straddles a
+    bucket boundary."""
+    buckets = np.asarray(buckets)
+
+    def order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, epoch, 7])
+        ids = np.unique(buckets)
+        perm = np.concatenate([rng.permutation(np.flatnonzero(buckets == b)) for b in rng.permutation(ids)])
+        steps = n // batch_size
+        batches = perm[: steps * batch_size].reshape(steps, batch_size)
+        return batches[rng.permutation(steps)]
+
+    return order
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def save_hetero_zoo(zoo: HeteroZoo, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``zoo`` to directory ``path`` (one saved ``Zoo`` per bucket, the order, the record), atomically."""
+    path = Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        for b, bucket in enumerate(zoo.buckets):
+            save_zoo(bucket, tmp / f"bucket_{b:04d}")
+        np.savez(tmp / "order.npz", bucket=zoo.bucket, position=zoo.position,
+                 **{f"split_{k}": v for k, v in zoo.splits.items()})
+        write_json(tmp / "hetero.json", {"format": HETERO_FORMAT, "format_version": HETERO_FORMAT_VERSION,
+                                         "num_buckets": len(zoo.buckets), "size": len(zoo), "meta": dict(zoo.meta)})
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def is_hetero_zoo(path: str | os.PathLike) -> bool:
+    return (Path(path) / "hetero.json").is_file()
+
+
+def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
+    """Load a zoo written by ``save_hetero_zoo``."""
+    path = Path(path).absolute()
+    record_file = path / "hetero.json"
+    if not record_file.is_file():
+        raise ZooFormatError(f"{record_file}: missing; {path} is not a saved heterogeneous zoo")
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ZooFormatError(f"{record_file}: corrupt ({e})") from e
+    if record.get("format") != HETERO_FORMAT or record.get("format_version") != HETERO_FORMAT_VERSION:
+        raise ZooFormatError(f"{record_file}: not a heterogeneous zoo of format version {HETERO_FORMAT_VERSION}")
+    buckets = tuple(load_zoo(path / f"bucket_{b:04d}") for b in range(record["num_buckets"]))
+    try:
+        with np.load(path / "order.npz") as f:
+            order = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise ZooFormatError(f"{path / 'order.npz'}: missing or corrupt ({e})") from e
+    splits = {k[len("split_"):]: v for k, v in order.items() if k.startswith("split_")}
+    return HeteroZoo(buckets, order["bucket"], order["position"], splits, record["meta"])
+
+
+def load_any_zoo(path: str | os.PathLike) -> Zoo | HeteroZoo:
+    """A saved ``Zoo`` or ``HeteroZoo``, whichever ``path`` holds."""
+    return load_hetero_zoo(path) if is_hetero_zoo(path) else load_zoo(path)

@@ -1,0 +1,143 @@
+"""Small CNN zoos: the architecture's layout, determinism, chunking, resumption, divergence, and
+ProbeGen predicting the networks' test accuracy."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import probegen_jax.zoo.cnn as cnn
+from probegen_jax.archs import make_arch
+from probegen_jax.data import load_digits
+from probegen_jax.probing.methods import ProbingSpec
+from probegen_jax.runs import train_probing
+from probegen_jax.train import TrainConfig
+from probegen_jax.zoo import load_zoo
+from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo
+from probegen_jax.zoo.zoo import at_epoch
+
+TINY = SmallCNNZooConfig(
+    training=CNNTraining(dataset="digits", train_size=256, test_size=128, train_eval_size=128, epochs=(0, 1, 2)),
+    num_networks=8, chunk_size=4, seed=5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(digits):
+    return make_small_cnn_zoo(TINY, data=digits, progress=False)
+
+
+def assert_zoos_equal(a, b, **tol):
+    check = (lambda x, y: np.testing.assert_allclose(x, y, **tol)) if tol else np.testing.assert_array_equal
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        check(np.asarray(x), np.asarray(y))
+    assert a.targets.keys() == b.targets.keys()
+    for k in a.targets:
+        check(a.targets[k], b.targets[k])
+    for k in a.splits:
+        np.testing.assert_array_equal(a.splits[k], b.splits[k])
+
+
+def test_small_cnn_has_the_unterthiner_layout():
+    arch = make_arch("small_cnn")
+    shapes = jax.tree.map(lambda s: s.shape, arch.param_shapes())
+    assert shapes == {"conv0": {"kernel": (3, 3, 1, 16), "bias": (16,)}, "conv1": {"kernel": (3, 3, 16, 16), "bias": (16,)},
+                      "conv2": {"kernel": (3, 3, 16, 16), "bias": (16,)}, "dense0": {"kernel": (16, 10), "bias": (10,)}}
+    assert arch.num_params() == 4970
+    x = jax.random.uniform(jax.random.key(0), (5, 28, 28, 1), minval=-1, maxval=1)
+    assert arch.apply(arch.init(jax.random.key(1)), x).shape == (5, 10)
+
+
+def test_per_network_activation_leaf_selects_the_activation():
+    mixed = make_arch("small_cnn", input_shape=(8, 8, 1), activation=["relu", "tanh"])
+    params = mixed.init(jax.random.key(0))
+    weights = {k: v for k, v in params.items() if k != "activation_id"}
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    for i, name in enumerate(["relu", "tanh"]):
+        plain = make_arch("small_cnn", input_shape=(8, 8, 1), activation=name)
+        got = mixed.apply({**weights, "activation_id": jnp.int32(i)}, x)
+        np.testing.assert_allclose(got, plain.apply(weights, x), rtol=1e-6, atol=1e-6)
+
+
+def test_zoo_layout_checkpoints_and_splits(tiny_zoo):
+    epochs = TINY.training.epochs
+    assert len(tiny_zoo) == TINY.num_networks * len(epochs) - tiny_zoo.meta["diverged"]["count"] * len(epochs)
+    t = tiny_zoo.targets
+    for name in ("network", "epoch", "test_accuracy", "train_accuracy", "test_loss", "train_loss", "learning_rate",
+                 "optimizer", "activation", "init_std", "l2", "dropout", "train_fraction"):
+        assert t[name].shape == (len(tiny_zoo),)
+    np.testing.assert_array_equal(t["epoch"][: len(epochs)], epochs)
+    # All checkpoints of a network are in one split; splits are disjoint and cover the zoo.
+    owner = {}
+    for split, idx in tiny_zoo.splits.items():
+        for net in np.unique(t["network"][idx]):
+            assert owner.setdefault(int(net), split) == split
+    assert sorted(np.concatenate(list(tiny_zoo.splits.values()))) == list(range(len(tiny_zoo)))
+    final = at_epoch(tiny_zoo)
+    assert set(final.targets["epoch"]) == {epochs[-1]}
+    for split, idx in final.splits.items():
+        assert set(final.targets["network"][idx]) == set(t["network"][tiny_zoo.splits[split]])
+    assert np.all((t["test_accuracy"] >= 0) & (t["test_accuracy"] <= 1))
+
+
+def test_training_improves_over_initialisation(digits):
+    cfg = dataclasses.replace(TINY, training=dataclasses.replace(
+        TINY.training, learning_rate=(1e-2, 1e-2), optimizers=("adam",), dropout=(0.0, 0.0),
+        init_std=(0.1, 0.1), train_fractions=(1.0,)), num_networks=4)
+    zoo = make_small_cnn_zoo(cfg, data=digits, progress=False)
+    acc = zoo.targets["test_accuracy"].reshape(4, -1)
+    assert acc[:, 0].mean() < 0.25 and acc[:, -1].mean() > acc[:, 0].mean() + 0.2, acc
+
+
+def test_same_zoo_for_any_chunk_size_and_after_resuming(tiny_zoo, digits, tmp_path, monkeypatch):
+    out = tmp_path / "zoo"
+    real = cnn.train_network_chunk
+    calls = []
+
+    def crash_on_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    cfg = dataclasses.replace(TINY, chunk_size=3)  # 3 + 3 + 2 networks
+    monkeypatch.setattr(cnn, "train_network_chunk", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        make_small_cnn_zoo(cfg, out, data=digits, progress=False)
+    assert not out.exists() and len(list((tmp_path / "zoo.partial").glob("chunk_*.npz"))) == 1
+    monkeypatch.setattr(cnn, "train_network_chunk", real)
+    resumed = make_small_cnn_zoo(cfg, out, data=digits, progress=False)
+    assert_zoos_equal(resumed, make_small_cnn_zoo(cfg, data=digits, progress=False))  # bit for bit
+    assert_zoos_equal(load_zoo(out), resumed)
+    # Chunks of 3 vs 4: the same networks; XLA may round the vmapped sums differently in the last bit.
+    assert_zoos_equal(resumed, tiny_zoo, rtol=1e-4, atol=1e-5)
+
+
+def test_diverged_networks_are_excluded_and_recorded(digits):
+    cfg = dataclasses.replace(TINY, training=dataclasses.replace(
+        TINY.training, learning_rate=(1e-3, 1e8), optimizers=("sgd",), epochs=(0, 1)), num_networks=8)
+    zoo = make_small_cnn_zoo(cfg, data=digits, progress=False)
+    diverged = zoo.meta["diverged"]
+    assert 0 < diverged["count"] < 8
+    assert len(diverged["networks"]) == diverged["count"]
+    assert not set(diverged["networks"]) & set(zoo.targets["network"].tolist())
+    assert len(zoo) == (8 - diverged["count"]) * 2
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(zoo.params))
+
+
+def test_probegen_ranks_cnn_test_accuracy(digits):
+    cfg = SmallCNNZooConfig(training=CNNTraining(dataset="digits", train_size=512, test_size=128,
+                                                 train_eval_size=128, epochs=(0, 2)),
+                            num_networks=160, chunk_size=160, seed=1)
+    zoo = at_epoch(make_small_cnn_zoo(cfg, data=digits, progress=False))
+    result, _, task = train_probing(zoo, ProbingSpec("probegen", num_probes=16, head_hidden=64, head_layers=3),
+                                    TrainConfig(epochs=40, batch_size=16, learning_rate=1e-3), target="test_accuracy",
+                                    progress=False)
+    assert task.name == "regression"
+    assert result.test["kendall_tau"] > 0.3, result.test
