@@ -1,0 +1,419 @@
+"""The Small CNN Zoo (Unterthiner et al. 2020) files, read and written.
+
+Files in one folder:
+  * ``weights.npy``: ``[rows, 4970]`` float32, one row per (network, checkpoint); only the kept
+    rows are read (in file order, with plain reads), so only they are ever in memory;
+  * ``metrics.csv.gz``: one line per row: ``config.*`` hyper-parameters (``activation``,
+    ``w_init``, ``b_init``, ``init_std``, ``l2reg``, ``dropout``, ``learning_rate``,
+    ``optimizer``, ``train_fraction``, ``dataset``...), ``modeldir``, ``step``,
+    ``test_accuracy``, ``test_loss``, ``train_accuracy``, ``train_loss``;
+  * ``layout.csv``: ``varname,start_idx,end_idx,shape`` mapping column ranges to tensors (TF/Keras
+    names ending ``kernel:0``/``bias:0``, kernels HWIO, shape written as a Python tuple).
+
+Protocol (as NFN and later work read it): keep the final checkpoint of each network
+(``step == max step``, 86 in the published files), keep finite rows (others are skipped and
+counted), then split: first half train+val (shuffled with Python's ``random.Random(0)``, 80%
+train, 20% val), second half test. With the published permutation (``split_file``, one row index
+per line, no header, e.g. NFN's ``cifar10_split.csv``) rows are taken in that order first, which
+reproduces NFN's test set exactly; without one, in file order.
+
+The zoo's architecture is ``small_cnn`` with params exactly in ``weights.npy``'s layout; the
+activation (``config.activation``) varies per network, so the arch lists the zoo's activations
+and each network carries ``activation_id``. Targets follow the library's CNN zoos:
+``test_accuracy``, ``test_loss``, ``train_accuracy``, ``train_loss``, ``epoch``, ``network`` (row
+in ``weights.npy``), ``init_std``, ``l2``, ``dropout``, ``learning_rate``, ``train_fraction``, and
+integer-coded ``activation``, ``optimizer``, ``w_init``, ``b_init`` (code books in
+``meta["codes"]``).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import io
+import math
+import os
+import random
+import zlib
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probegen_jax.archs import Arch, flatten_params, make_arch
+from probegen_jax.archs.cnn import ACTIVATION_LEAF, ACTIVATIONS
+from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError
+from probegen_jax.io import atomic_write, write_text
+from probegen_jax.zoo.formats.common import SkipLog, progress_iter, require_dir
+from probegen_jax.zoo.zoo import Zoo
+
+NUMERIC_TARGETS = {"test_accuracy": "test_accuracy", "test_loss": "test_loss", "train_accuracy": "train_accuracy",
+                   "train_loss": "train_loss", "config.init_std": "init_std", "config.l2reg": "l2",
+                   "config.dropout": "dropout", "config.learning_rate": "learning_rate",
+                   "config.train_fraction": "train_fraction"}
+CATEGORICAL_TARGETS = {"config.activation": "activation", "config.optimizer": "optimizer",
+                       "config.w_init": "w_init", "config.b_init": "b_init"}
+ACTIVATION_NAMES = {"leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
+IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn_cropped": 32, "svhn": 32}
+KERAS_NAMES = ("sequential/conv2d", "sequential/conv2d_1", "sequential/conv2d_2", "sequential/dense")
+FINAL_EPOCH = 86
+CHUNK_ROWS = 4096
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def read_layout(path: Path) -> list[tuple[str, int, int, tuple[int, ...]]]:
+    """``[(varname, start, end, shape)]`` from ``layout.csv``, checked to tile the columns."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    rows = []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"varname", "start_idx", "end_idx", "shape"} - set(reader.fieldnames or [])
+            if missing:
+                raise ZooFormatError(f"{path}: missing columns {sorted(missing)} (have {reader.fieldnames})")
+            for n, row in enumerate(reader, start=2):
+                shape = ast.literal_eval(row["shape"])
+                shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+                start, end = int(row["start_idx"]), int(row["end_idx"])
+                if end - start != math.prod(shape):
+                    raise ZooFormatError(f"{path}: line {n}: columns {start}:{end} cannot hold shape {shape}")
+                rows.append((row["varname"], start, end, shape))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError, csv.Error) as e:
+        raise ZooFormatError(f"{path}: unreadable layout ({type(e).__name__}: {e})") from e
+    position = 0
+    for varname, start, end, _ in rows:
+        if start != position:
+            raise ZooFormatError(f"{path}: {varname} starts at column {start}, expected {position}")
+        position = end
+    if not rows:
+        raise ZooFormatError(f"{path}: empty layout")
+    return rows
+
+
+def layout_to_params(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *, where: str) -> dict[str, str]:
+    """``{varname: "conv0/kernel", ...}``: 4-D kernels are the convs in order, the 2-D kernel the
+    dense layer; a bias belongs to the kernel with the same variable prefix."""
+    names: dict[str, str] = {}
+    layer_of: dict[str, str] = {}
+    convs = 0
+    for varname, _, _, shape in layout:
+        prefix, _, leaf = varname.rpartition("/")
+        if leaf.startswith("kernel"):
+            if len(shape) == 4:
+                layer_of[prefix], convs = f"conv{convs}", convs + 1
+            elif len(shape) == 2:
+                layer_of[prefix] = "dense0"
+            else:
+                raise ShapeMismatchError(f"{where}: {varname} has shape {shape}, not a conv or dense kernel")
+            names[varname] = f"{layer_of[prefix]}/kernel"
+        elif leaf.startswith("bias"):
+            if prefix not in layer_of:
+                raise ZooFormatError(f"{where}: bias {varname} comes before its kernel")
+            names[varname] = f"{layer_of[prefix]}/bias"
+        else:
+            raise ZooFormatError(f"{where}: variable {varname!r} is neither a kernel nor a bias")
+    return names
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class _Column:
+    """A CSV column kept compactly: floats while every value parses, else category codes."""
+
+    def __init__(self) -> None:
+        self.floats: array | None = array("d")
+        self.codes = array("i")
+        self.vocab: dict[str, int] = {}
+
+    def add(self, value: str) -> None:
+        if self.floats is not None:
+            try:
+                self.floats.append(float(value) if value != "" else math.nan)
+                return
+            except ValueError:
+                for v in self.floats:
+                    self._code(repr(v))
+                self.floats = None
+        self._code(value)
+
+    def _code(self, value: str) -> None:
+        self.codes.append(self.vocab.setdefault(value, len(self.vocab)))
+
+    def numeric(self) -> np.ndarray | None:
+        return None if self.floats is None else np.frombuffer(self.floats, np.float64)
+
+    def strings(self) -> np.ndarray:
+        if self.floats is not None:
+            return np.asarray([repr(v) for v in self.floats], dtype=object)
+        words = np.empty(len(self.vocab), dtype=object)
+        for word, code in self.vocab.items():
+            words[code] = word
+        return words[np.frombuffer(self.codes, np.int32)]
+
+
+def read_metrics(path: Path) -> dict[str, _Column]:
+    """``metrics.csv.gz`` as compact columns (``modeldir`` is skipped)."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    columns: dict[str, _Column] = {}
+    try:
+        with gzip.open(path, "rt", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise ZooFormatError(f"{path}: empty metrics file")
+            keep = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
+            columns = {name: _Column() for _, name in keep}
+            for n, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise ZooFormatError(f"{path}: line {n} has {len(row)} fields, the header {len(header)}")
+                for i, name in keep:
+                    columns[name].add(row[i])
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
+        raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
+    if "step" not in columns or columns["step"].numeric() is None:
+        raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(columns)})")
+    return columns
+
+
+def read_permutation(path: Path, rows: int) -> np.ndarray:
+    """A published split file: one row index per line (no header), a permutation of the rows."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    try:
+        perm = np.loadtxt(path, dtype=np.int64, ndmin=1)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ZooFormatError(f"{path}: not one integer per line ({e})") from e
+    if perm.ndim != 1 or len(perm) != rows or not np.array_equal(np.sort(perm), np.arange(rows)):
+        raise ZooFormatError(f"{path}: not a permutation of the {rows} rows of weights.npy "
+                             f"({len(perm)} entries, range {perm.min() if perm.size else '-'}.."
+                             f"{perm.max() if perm.size else '-'})")
+    return perm
+
+
+def nfn_iid_split(n: int) -> dict[str, np.ndarray]:
+    """NFN's split: second half test; first half shuffled by ``random.Random(0)``, 80/20 train/val."""
+    test_point = int(0.5 * n)
+    trainval = list(range(test_point))
+    val_point = int(0.8 * len(trainval))
+    random.Random(0).shuffle(trainval)
+    return {"train": np.asarray(trainval[:val_point], np.int64), "val": np.asarray(trainval[val_point:], np.int64),
+            "test": np.arange(test_point, n)}
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _activation_name(value: str, *, where: str) -> str:
+    name = ACTIVATION_NAMES.get(value.lower(), value.lower())
+    if name not in ACTIVATIONS:
+        raise UnknownNameError(f"{where}: activation {value!r} has no counterpart in the small_cnn "
+                               f"architecture (available: {sorted(ACTIVATIONS)})")
+    return name
+
+
+class NpyRows:
+    """Rows of a 2-D ``.npy`` matrix read with plain file reads: only the rows asked for are read,
+    and nothing is memory-mapped, so the process holds just the rows it keeps."""
+
+    def __init__(self, path: Path):
+        if not path.is_file():
+            raise DataFileError(f"{path}: file not found")
+        try:
+            with path.open("rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+        except Exception as e:  # numpy raises ValueError, OSError, EOFError, SyntaxError for damaged headers
+            raise ZooFormatError(f"{path}: unreadable or truncated .npy ({type(e).__name__}: {e})") from e
+        if len(shape) != 2 or dtype.kind != "f" or fortran:
+            raise ShapeMismatchError(f"{path}: expected a C-ordered 2-D float matrix [rows, params], got {dtype} "
+                                     f"{shape}{' (Fortran order)' if fortran else ''}")
+        self.path, self.shape, self.dtype = path, tuple(shape), dtype
+        self.row_bytes = shape[1] * dtype.itemsize
+        if path.stat().st_size < self.offset + shape[0] * self.row_bytes:
+            raise ZooFormatError(f"{path}: unreadable or truncated .npy (shorter than its {shape} header says)")
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """``matrix[rows]`` as float32 (``rows`` ascending reads the file front to back)."""
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        with self.path.open("rb", buffering=0) as f:
+            for j, row in enumerate(rows):
+                f.seek(self.offset + int(row) * self.row_bytes)
+                if f.readinto(view[j * self.row_bytes:(j + 1) * self.row_bytes]) != self.row_bytes:
+                    raise ZooFormatError(f"{self.path}: row {int(row)} is cut short")
+        return out.astype(np.float32, copy=False)
+
+
+def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike | None = None,
+                       step: int | str = "final", image_size: int | None = None, progress: bool = True) -> Zoo:
+    """The Small CNN Zoo's final checkpoints (or those at ``step``) as one ``small_cnn`` zoo."""
+    root = require_dir(Path(path), "Small CNN Zoo folder")
+    layout = read_layout(root / "layout.csv")
+    weights = NpyRows(root / "weights.npy")
+    if weights.shape[1] != layout[-1][2]:
+        raise ShapeMismatchError(f"{root / 'weights.npy'}: {weights.shape[1]} columns, layout.csv describes "
+                                 f"{layout[-1][2]}")
+    names = layout_to_params(layout, where=str(root / "layout.csv"))
+    metrics = read_metrics(root / "metrics.csv.gz")
+    n_rows = len(metrics["step"].numeric())
+    if n_rows != weights.shape[0]:
+        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: {n_rows} rows, weights.npy {weights.shape[0]}")
+    order = read_permutation(Path(split_file), n_rows) if split_file else np.arange(n_rows)
+    steps = metrics["step"].numeric()
+    wanted = float(np.nanmax(steps)) if step == "final" else float(step)
+    chosen = order[steps[order] == wanted]
+    if not chosen.size:
+        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
+
+    shapes = {names[v]: shape for v, _, _, shape in layout}
+    out = {k: np.empty((len(chosen), *s), np.float32) for k, s in shapes.items()}
+    finite = np.ones(len(chosen), bool)
+    by_row = np.argsort(chosen, kind="stable")  # read the file front to back
+    chunks = range(0, len(chosen), CHUNK_ROWS)
+    for start in progress_iter(chunks, total=len(chunks), desc="reading weights.npy", progress=progress):
+        pos = by_row[start:start + CHUNK_ROWS]
+        block = weights.read(chosen[pos])
+        finite[pos] = np.isfinite(block).all(axis=1)
+        for varname, lo, hi, shape in layout:
+            out[names[varname]][pos] = block[:, lo:hi].reshape(-1, *shape)
+    skipped = SkipLog()
+    for row in chosen[~finite]:
+        skipped.add(f"{root / 'weights.npy'}: row {int(row)} has NaN or inf weights")
+    if not finite.all():
+        out = {k: v[finite] for k, v in out.items()}
+        chosen = chosen[finite]
+
+    targets: dict[str, np.ndarray] = {"network": chosen.astype(np.int64), "epoch": steps[chosen].astype(np.int32)}
+    for column, name in NUMERIC_TARGETS.items():
+        if column in metrics and metrics[column].numeric() is not None:
+            targets[name] = metrics[column].numeric()[chosen].astype(np.float32)
+    codes: dict[str, list[str]] = {}
+    for column, name in CATEGORICAL_TARGETS.items():
+        if column in metrics:
+            values = metrics[column].strings()[chosen]
+            if name == "activation":
+                values = np.asarray([_activation_name(str(v), where=str(root / "metrics.csv.gz")) for v in values],
+                                    dtype=object)
+            vocab = sorted({str(v) for v in values})
+            index = {v: i for i, v in enumerate(vocab)}
+            targets[name] = np.asarray([index[str(v)] for v in values], np.int32)
+            codes[name] = vocab
+    activations = codes.get("activation", ["relu"])
+    dataset = ""
+    if "config.dataset" in metrics:
+        dataset = str(metrics["config.dataset"].strings()[chosen[0]]) if chosen.size else ""
+    conv0 = shapes["conv0/kernel"]
+    size = image_size or IMAGE_SIZE.get(dataset, 28)
+    arch = make_arch("small_cnn", input_shape=(size, size, conv0[2]), channels=conv0[3],
+                     num_classes=shapes["dense0/kernel"][1],
+                     activation=activations[0] if len(activations) == 1 else tuple(activations))
+    if len(activations) > 1:
+        out[ACTIVATION_LEAF] = targets["activation"].copy()
+    params = arch.unflatten(out, where=str(root / "weights.npy"))
+    return Zoo(arch=arch, params=params, targets=targets, splits=nfn_iid_split(len(chosen)),
+               meta={"format": "small-cnn-zoo", "source": str(root), "dataset": dataset, "step": wanted,
+                     "rows": n_rows, "split_file": str(split_file) if split_file else None, "codes": codes,
+                     "skipped": skipped.as_meta(), "default_target": "test_accuracy",
+                     "image_shape": [size, size, int(conv0[2])]})
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def keras_layout(arch: Arch) -> list[tuple[str, str, tuple[int, ...]]]:
+    """``[(varname, param path, shape)]`` in the zoo files' column order."""
+    shapes = {k: tuple(v.shape) for k, v in flatten_params(arch.param_shapes()).items() if k != ACTIVATION_LEAF}
+    layers = sorted({k.split("/")[0] for k in shapes}, key=lambda n: (n.startswith("dense"), n))
+    if len(layers) != len(KERAS_NAMES):
+        raise ZooFormatError(f"the Small CNN Zoo layout has {len(KERAS_NAMES)} layers; this arch has {layers}")
+    return [(f"{keras}/{kind}:0", f"{layer}/{kind}", shapes[f"{layer}/{kind}"])
+            for keras, layer in zip(KERAS_NAMES, layers) for kind in ("kernel", "bias")]
+
+
+def _config_columns(zoo: Zoo) -> dict[str, list[Any]]:
+    """``config.*`` and metric columns from the zoo's targets and meta (NaN / '' when absent)."""
+    n, t, codes = len(zoo), zoo.targets, dict(zoo.meta.get("codes", {}))
+    act = zoo.arch.config.get("activation", "relu")
+    if isinstance(act, str):
+        activation = [act] * n
+    else:
+        ids = np.asarray(zoo.params[ACTIVATION_LEAF])
+        activation = [list(act)[int(i)] for i in ids]
+
+    def numeric(name: str) -> list[float]:
+        return [float(v) for v in t[name]] if name in t else [math.nan] * n
+
+    def categorical(name: str, default: str = "") -> list[str]:
+        if name in t and name in codes:
+            return [codes[name][int(v)] for v in t[name]]
+        return [default] * n
+
+    epoch = [int(v) for v in t["epoch"]] if "epoch" in t else [FINAL_EPOCH] * n
+    network = [int(v) for v in t["network"]] if "network" in t else list(range(n))
+    return {
+        "config.activation": activation, "config.b_init": categorical("b_init", "zeros"),
+        "config.dataset": [str(zoo.meta.get("dataset", ""))] * n, "config.dnn_architecture": ["cnn"] * n,
+        "config.dropout": numeric("dropout"), "config.epochs": [FINAL_EPOCH] * n,
+        "config.epochs_between_checkpoints": [20] * n, "config.init_std": numeric("init_std"),
+        "config.l2reg": numeric("l2"), "config.learning_rate": numeric("learning_rate"),
+        "config.num_layers": [3] * n, "config.num_units": [int(zoo.arch.config.get("channels", 16))] * n,
+        "config.optimizer": categorical("optimizer"), "config.random_seed": [42] * n,
+        "config.train_fraction": numeric("train_fraction"), "config.w_init": categorical("w_init", "normal"),
+        "modeldir": [f"net_{i}" for i in network], "step": epoch,
+        "test_accuracy": numeric("test_accuracy"), "test_loss": numeric("test_loss"),
+        "train_accuracy": numeric("train_accuracy"), "train_loss": numeric("train_loss"),
+    }
+
+
+def _write_npy_rows(path: Path, zoo: Zoo, layout: Sequence[tuple[str, str, tuple[int, ...]]], progress: bool) -> None:
+    flat = flatten_params(zoo.params)
+    width = sum(math.prod(s) for _, _, s in layout)
+    n = len(zoo)
+
+    def write(f) -> None:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, width)})
+        for start in progress_iter(range(0, n, CHUNK_ROWS), total=-(-n // CHUNK_ROWS), desc="writing weights.npy",
+                                   progress=progress):
+            rows = slice(start, min(start + CHUNK_ROWS, n))
+            block = np.concatenate([np.asarray(flat[p][rows], "<f4").reshape(rows.stop - rows.start, -1)
+                                    for _, p, _ in layout], axis=1)
+            f.write(np.ascontiguousarray(block).tobytes())
+
+    atomic_write(path, write)
+
+
+def write_small_cnn_zoo(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write a ``small_cnn`` zoo as ``weights.npy``, ``metrics.csv.gz``, ``layout.csv`` and
+    ``split.csv`` (the identity permutation, the file NFN's loader asks for), one row per member."""
+    if zoo.arch.name != "small_cnn":
+        raise ZooFormatError(f"the Small CNN Zoo format holds small_cnn networks; this zoo's architecture is "
+                             f"{zoo.arch.name!r}")
+    out = Path(out).absolute()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: already exists and is not empty; pass overwrite=True (--overwrite)")
+    layout = keras_layout(zoo.arch)
+    rows, position = ["varname,start_idx,end_idx,shape"], 0
+    for varname, _, shape in layout:
+        rows.append(f'{varname},{position},{position + math.prod(shape)},"{shape}"')
+        position += math.prod(shape)
+    columns = _config_columns(zoo)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(list(columns))
+    writer.writerows(zip(*columns.values()))
+    _write_npy_rows(out / "weights.npy", zoo, layout, progress)
+    atomic_write(out / "metrics.csv.gz", lambda f: f.write(gzip.compress(text.getvalue().encode(), mtime=0)))
+    write_text(out / "split.csv", "".join(f"{i}\n" for i in range(len(zoo))))
+    write_text(out / "layout.csv", "\n".join(rows) + "\n")
+    return out

@@ -1,0 +1,156 @@
+"""Small CNN Zoo files: written from a small_cnn zoo and read back (same outputs, targets,
+protocol: final step, finite rows, NFN's split with the published permutation), read by NFN's
+own rules, and every documented refusal."""
+
+import csv
+import gzip
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("probegen_jax.archs.cnn")  # the small_cnn architecture
+
+from probegen_jax.archs import make_arch  # noqa: E402
+from probegen_jax.archs.cnn import ACTIVATION_LEAF  # noqa: E402
+from probegen_jax.errors import DataFileError, UnknownNameError, ZooFormatError  # noqa: E402
+from probegen_jax.zoo import Zoo  # noqa: E402
+from probegen_jax.zoo.formats import export_zoo, import_zoo  # noqa: E402
+
+X = np.random.default_rng(0).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
+
+
+def cnn_zoo(n=40, epochs=(0, 86)):
+    """n networks x len(epochs) checkpoints, activations relu/tanh per network."""
+    arch = make_arch("small_cnn", input_shape=(28, 28, 1), activation=("relu", "tanh"))
+    members = n * len(epochs)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(0, 0.5, (members, *s.shape)).astype(np.float32)
+                          if s.dtype == jnp.float32 else np.zeros((members, *s.shape), np.int32), arch.param_shapes())
+    params[ACTIVATION_LEAF] = np.repeat(np.arange(n) % 2, len(epochs)).astype(np.int32)
+    rng = np.random.default_rng(1)
+    targets = {"network": np.repeat(np.arange(n), len(epochs)), "epoch": np.tile(np.asarray(epochs, np.int32), n),
+               "test_accuracy": rng.uniform(size=members).astype(np.float32),
+               "train_accuracy": rng.uniform(size=members).astype(np.float32),
+               "optimizer": rng.integers(0, 3, members).astype(np.int32),
+               "l2": rng.uniform(size=members).astype(np.float32)}
+    meta = {"dataset": "mnist", "codes": {"activation": ["relu", "tanh"], "optimizer": ["adam", "sgd", "rmsprop"]}}
+    return Zoo(arch=arch, params=params, targets=targets, meta=meta)
+
+
+def outputs(zoo, i):
+    return np.asarray(zoo.arch.apply(jax.tree.map(lambda a: a[i], zoo.params), jnp.asarray(X)))
+
+
+def test_round_trip_keeps_final_checkpoints_and_outputs(tmp_path):
+    zoo = cnn_zoo()
+    out = export_zoo("small-cnn-zoo", zoo, tmp_path / "z", progress=False)
+    assert np.load(out / "weights.npy").shape == (80, 4970)
+    back = import_zoo("small-cnn-zoo", out, progress=False)
+    final = np.flatnonzero(zoo.targets["epoch"] == 86)
+    assert len(back) == 40 and back.arch.config["activation"] == ["relu", "tanh"]
+    np.testing.assert_array_equal(back.targets["network"], final)  # the row in weights.npy
+    for j, i in enumerate(final):
+        np.testing.assert_allclose(outputs(back, j), outputs(zoo, i), atol=1e-5)
+        assert back.targets["test_accuracy"][j] == zoo.targets["test_accuracy"][i]
+        assert back.targets["l2"][j] == zoo.targets["l2"][i]
+        assert (back.meta["codes"]["optimizer"][back.targets["optimizer"][j]]
+                == zoo.meta["codes"]["optimizer"][zoo.targets["optimizer"][i]])
+    assert {k: len(v) for k, v in back.splits.items()} == {"train": 16, "val": 4, "test": 20}
+    assert back.meta["skipped"]["count"] == 0
+    everything = import_zoo("small-cnn-zoo", out, step=0, progress=False)
+    np.testing.assert_array_equal(everything.targets["epoch"], 0)
+
+
+def nfn_zoo_dataset(root, idcs_file, mode):
+    """NFN's ZooDataset, without pandas: permute, keep step 86, assert finite, iid split, TF->torch."""
+    data = np.load(root / "weights.npy")
+    perm = np.loadtxt(idcs_file, dtype=np.int64)
+    with gzip.open(root / "metrics.csv.gz", "rt") as f:
+        metrics = list(csv.DictReader(f))
+    data, metrics = data[perm], [metrics[i] for i in perm]
+    final = np.asarray([float(m["step"]) == 86 for m in metrics])
+    data, metrics = data[final], [m for m, k in zip(metrics, final) if k]
+    assert np.isfinite(data).all()
+    test_point = int(0.5 * len(data))
+    trainval = list(range(test_point))
+    val_point = int(0.8 * len(trainval))
+    random.Random(0).shuffle(trainval)
+    idcs = {"train": trainval[:val_point], "val": trainval[val_point:], "test": list(range(test_point, len(data)))}[mode]
+    data = data[idcs]
+    weights = []
+    with open(root / "layout.csv") as f:
+        for row in csv.DictReader(f):
+            arr = data[:, int(row["start_idx"]):int(row["end_idx"])].reshape(len(data), *eval(row["shape"]))
+            if row["varname"].endswith("kernel:0"):
+                weights.append(arr.transpose(0, 4, 3, 1, 2) if arr.ndim == 5 else arr.transpose(0, 2, 1))
+    return weights, [float(metrics[i]["test_accuracy"]) for i in idcs]
+
+
+def test_published_permutation_matches_nfn_loader(tmp_path):
+    zoo = cnn_zoo(n=30)
+    out = export_zoo("small-cnn-zoo", zoo, tmp_path / "z", progress=False)
+    perm = np.random.default_rng(5).permutation(len(zoo))
+    np.savetxt(tmp_path / "cifar10_split.csv", perm, fmt="%d")
+    back = import_zoo("small-cnn-zoo", out, split_file=tmp_path / "cifar10_split.csv", progress=False)
+    for mode in ("train", "val", "test"):
+        weights, accuracy = nfn_zoo_dataset(out, tmp_path / "cifar10_split.csv", mode)
+        idx = back.splits[mode]
+        np.testing.assert_allclose(back.targets["test_accuracy"][idx], accuracy, rtol=1e-6)
+        for layer, w in zip(["conv0", "conv1", "conv2"], weights):
+            np.testing.assert_array_equal(np.asarray(back.params[layer]["kernel"])[idx].transpose(0, 4, 3, 1, 2), w)
+        np.testing.assert_array_equal(np.asarray(back.params["dense0"]["kernel"])[idx].transpose(0, 2, 1), weights[3])
+    # the identity permutation the writer leaves gives the plain file order
+    plain = import_zoo("small-cnn-zoo", out, split_file=out / "split.csv", progress=False)
+    np.testing.assert_array_equal(plain.targets["network"], import_zoo("small-cnn-zoo", out, progress=False).targets["network"])
+
+
+def test_non_finite_rows_are_skipped_and_counted(tmp_path):
+    out = export_zoo("small-cnn-zoo", cnn_zoo(n=10), tmp_path / "z", progress=False)
+    w = np.load(out / "weights.npy")
+    w[3, 7] = np.nan  # row 3 is network 1 at step 86
+    w[2, 0] = np.inf  # row 2 is a step-0 row: not kept anyway
+    np.save(out / "weights.npy", w)
+    back = import_zoo("small-cnn-zoo", out, progress=False)
+    assert len(back) == 9 and 3 not in back.targets["network"]
+    assert back.meta["skipped"]["count"] == 1 and "row 3" in back.meta["skipped"]["examples"][0]
+
+
+def test_errors(tmp_path):
+    out = export_zoo("small-cnn-zoo", cnn_zoo(n=6), tmp_path / "z", progress=False)
+    raw = (out / "weights.npy").read_bytes()
+    (out / "weights.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ZooFormatError, match=r"weights.npy: unreadable or truncated"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    (out / "weights.npy").write_bytes(raw)
+
+    np.savetxt(tmp_path / "bad_split.csv", np.arange(5), fmt="%d")
+    with pytest.raises(ZooFormatError, match=r"bad_split.csv: not a permutation of the 12 rows"):
+        import_zoo("small-cnn-zoo", out, split_file=tmp_path / "bad_split.csv", progress=False)
+    with pytest.raises(DataFileError, match=r"nowhere.csv: file not found"):
+        import_zoo("small-cnn-zoo", out, split_file=tmp_path / "nowhere.csv", progress=False)
+
+    layout = (out / "layout.csv").read_text()
+    (out / "layout.csv").write_text(layout.replace('"(3, 3, 1, 16)"', '"(3, 3, 2, 16)"'))
+    with pytest.raises(ZooFormatError, match=r"layout.csv: line 2: columns 0:144 cannot hold shape \(3, 3, 2, 16\)"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    (out / "layout.csv").write_text(layout)
+
+    metrics = gzip.decompress((out / "metrics.csv.gz").read_bytes()).decode()
+    (out / "metrics.csv.gz").write_bytes(gzip.compress(metrics.replace("\nrelu,", "\nswish,").encode()))
+    with pytest.raises(UnknownNameError, match=r"metrics.csv.gz: activation 'swish'"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    (out / "metrics.csv.gz").write_bytes(gzip.compress("\n".join(metrics.splitlines()[:-2]).encode()))
+    with pytest.raises(ZooFormatError, match=r"metrics.csv.gz: 10 rows, weights.npy 12"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    (out / "metrics.csv.gz").write_bytes(b"\x1f\x8b\x08garbage")
+    with pytest.raises(ZooFormatError, match=r"metrics.csv.gz: unreadable metrics"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    (out / "layout.csv").unlink()
+    with pytest.raises(DataFileError, match=r"layout.csv: file not found"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+    with pytest.raises(ZooFormatError, match="holds small_cnn networks.*siren"):
+        export_zoo("small-cnn-zoo", Zoo(arch=make_arch("siren"), params=jax.vmap(make_arch("siren").init)(
+            jax.random.split(jax.random.key(0), 2)), targets={}), tmp_path / "x", progress=False)
