@@ -124,6 +124,14 @@ def raw_read_seconds(files: list[Path], ranges: dict[Path, list[tuple[int, int]]
     return time.perf_counter() - start
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(fmt: str, path: str, options: dict, queue) -> None:
     from probegen_jax.zoo.formats import FORMATS, import_zoo
 
@@ -134,7 +142,7 @@ def _child(fmt: str, path: str, options: dict, queue) -> None:
     import jax
 
     nbytes = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(zoo.params))
-    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(zoo), nbytes / 1e6))
+    queue.put((seconds, peak_rss_mb(), len(zoo), nbytes / 1e6))
 
 
 def import_in_fresh_process(fmt: str, path: Path, **options) -> tuple[float, float, int, float]:
@@ -162,7 +170,7 @@ def baseline_rss_mb() -> float:
 def _baseline_child(queue) -> None:
     import probegen_jax.zoo.formats  # noqa: F401
 
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    queue.put(peak_rss_mb())
 
 
 def main(argv=None) -> None:
