@@ -43,3 +43,7 @@ class CheckpointError(ProbegenError, ValueError):
 
 class MissingDependencyError(ProbegenError, ImportError):
     """An optional package that a feature needs is not installed."""
+
+
+class NoMatchingTreeError(ProbegenError, ValueError):
+    """A model is farther from every model tree's centroid than that tree's radius."""

@@ -61,3 +61,15 @@ def multilabel(num_labels: int) -> Task:
         {"per_label_accuracy": metrics.per_label_accuracy},
         "per_label_accuracy",
     )
+
+
+def zero_shot(num_classes: int, temperature: float = 1.0) -> Task:
+    """Cross-entropy over cosine logits against class embeddings (ProbeX's alignment head; the
+    paper uses no temperature: 1.0); top-1 accuracy among the classes scored."""
+    return Task(
+        "zero_shot",
+        num_classes,
+        lambda cosine, y: optax.softmax_cross_entropy_with_integer_labels(cosine / temperature, y).mean(),
+        {"accuracy": metrics.accuracy},
+        "accuracy",
+    )

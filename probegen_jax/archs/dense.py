@@ -69,11 +69,16 @@ def siren(
     )
 
 
+def dense_layer_init(key: PRNGKey, fan_in: int, fan_out: int) -> dict[str, Array]:
+    """One dense layer, ``{"kernel": [in, out], "bias": [out]}``, LeCun-uniform (bound 1/sqrt(in))."""
+    return _uniform_dense(key, fan_in, fan_out, fan_in**-0.5)
+
+
 def mlp_init(key: PRNGKey, widths: list[int]) -> Params:
     """LeCun-uniform kernels (PyTorch's default bound 1/sqrt(in)) for a ReLU MLP."""
     keys = jax.random.split(key, len(widths) - 1)
     return {
-        layer_name(i): _uniform_dense(k, fi, fo, fi**-0.5)
+        layer_name(i): dense_layer_init(k, fi, fo)
         for i, (k, fi, fo) in enumerate(zip(keys, widths[:-1], widths[1:], strict=True))
     }
 

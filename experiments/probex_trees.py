@@ -1,0 +1,278 @@
+"""ProbeX on model trees: per-tree experts vs the dense expert, StatNN, ProbeGen and one model
+across all trees; routing; zero-shot on a LoRA tree; layer selection; the ReLU ablation.
+
+    python experiments/probex_trees.py                              # make (or load) zoos/probex_trees
+    python experiments/probex_trees.py --trees zoos/probex_trees --source data text
+
+Trees (``zoo.trees.default_trees``): a ViT, an MLP-Mixer and an MLP, each pretrained on
+Fashion-MNIST, with children fine-tuned on 3-5 of its 10 classes (target: the multi-hot set);
+and a LoRA tree (a denoising autoencoder, each child LoRA-tuned on 5 images of one class).
+Writes ``results.md``, ``results.json`` and ``per_tree.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from probegen_jax import report
+from probegen_jax.baselines.statnn import statnn_learner
+from probegen_jax.data import load_dataset
+from probegen_jax.io import write_json
+from probegen_jax.probex.experts import (
+    all_layer_names,
+    common_shape,
+    evaluate_padded,
+    layer_splits,
+    pooled_splits,
+    select_layer,
+    train_experts,
+)
+from probegen_jax.probex.probex import (
+    ProbeXConfig,
+    alignment_learner,
+    dense_embedder,
+    expert_learner,
+    num_params,
+    probex_embedder,
+)
+from probegen_jax.probex.routing import fit_router, route, routing_accuracy
+from probegen_jax.probex.zero_shot import class_embeddings, heldout_split, relabel
+from probegen_jax.probing.probegen import probing_learner
+from probegen_jax.probing.sources import dense_generator
+from probegen_jax.tasks import classification, multilabel, zero_shot
+from probegen_jax.train import TrainConfig, evaluate, fit
+from probegen_jax.zoo import Zoo
+from probegen_jax.zoo.trees import default_trees, make_trees
+
+PLA = "per_label_accuracy"
+
+
+def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXConfig, *, probegen_cfg: TrainConfig,
+                        probes: int, progress: bool) -> dict:
+    """Layer selection, then every method on every discriminative tree."""
+    names = list(trees)
+    task = multilabel(trees[names[0]].meta["num_classes"])
+    out: dict = {"layers": {}, "rows": {}, "params": {}, "seconds": {}}
+
+    # 5. Layer selection: one ProbeX per candidate layer, all trained together; best on validation.
+    for name, zoo in trees.items():
+        candidates = all_layer_names(zoo, exclude=[zoo.meta["head"]])
+        chosen, val = select_layer(zoo, candidates, "classes", task, cfg, pcfg, progress=progress)
+        out["layers"][name] = {"chosen": chosen, "val": val}
+        print(f"{name}: chose {chosen} among {len(candidates)} layers (val {val[chosen]:.3f})")
+
+    layers = {name: layer_splits(zoo, out["layers"][name]["chosen"], "classes")[0] for name, zoo in trees.items()}
+    stacked = [layers[n] for n in names]
+
+    def record(method, per_tree, learners, seconds):
+        """``learners``: one per tree (its own, unpadded layer shape) or one shared by all trees."""
+        for n, metrics in zip(names, per_tree, strict=True):
+            out["rows"].setdefault(n, {})[method] = metrics["test"][PLA]
+        learners = learners if isinstance(learners, list) else [learners]
+        out["params"][method] = [num_params(lr) for lr in learners]
+        out["seconds"][method] = seconds
+
+    def own_shape(kind, p):
+        return [expert_learner(kind, *layers[n]["train"][0].shape[1:], task.num_outputs, p) for n in names]
+
+    # ProbeX, ProbeX without ReLU and the dense expert: one expert per tree, all trees in one step.
+    for method, kind, p in (("ProbeX", "probex", pcfg), ("ProbeX w/o ReLU", "probex", dataclasses.replace(pcfg, relu=False)),
+                            ("Dense expert", "dense", pcfg)):
+        res = train_experts(kind, stacked, task, cfg, p, progress=progress, desc=method)
+        record(method, res.per_expert, own_shape(kind, p), res.train.seconds)
+        print(f"{method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
+
+    # One ProbeX across all trees (layers zero-padded to a common shape).
+    pooled = pooled_splits(layers)
+    shape = common_shape(stacked)
+    learner = expert_learner("probex", *shape, task.num_outputs, pcfg)
+    res = fit(learner, task, pooled, cfg, progress=progress, desc="across trees")
+    per_tree = [evaluate_padded(learner, task, res.params, layers[n], shape) for n in names]
+    record("ProbeX across trees", per_tree, learner, res.seconds)
+
+    # StatNN on the chosen layer and on every tensor; ProbeGen on the whole network.
+    for method in ("StatNN (layer)", "StatNN (all tensors)", "ProbeGen"):
+        per_tree, seconds, learners = [], 0.0, []
+        for n in names:
+            zoo = trees[n]
+            if method == "StatNN (layer)":
+                splits = {s: ({"layer": x}, y) for s, (x, y) in layers[n].items()}
+                learner = statnn_learner(splits["train"][0], task.num_outputs, hidden=64, layers=3)
+                res = fit(learner, task, splits, cfg, progress=progress, desc=f"{method} {n}")
+            elif method == "StatNN (all tensors)":
+                splits = zoo.split_arrays("classes")
+                learner = statnn_learner(splits["train"][0], task.num_outputs, hidden=64, layers=3)
+                res = fit(learner, task, splits, cfg, progress=progress, desc=f"{method} {n}")
+            else:
+                learner = probing_learner(zoo.arch, dense_generator(probes, zoo.arch.input_shape), task.num_outputs,
+                                          head_hidden=64, head_layers=3)
+                res = fit(learner, task, zoo.split_arrays("classes"), probegen_cfg, progress=progress,
+                          desc=f"{method} {n}")
+            per_tree.append({"test": res.test})
+            seconds += res.seconds
+            learners.append(learner)
+        record(method, per_tree, learners, seconds)
+        print(f"{method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
+    return out
+
+
+def routing_experiment(trees: dict[str, Zoo]) -> dict:
+    """Route test children to their trees; route freshly initialised models (no tree)."""
+    train = {n: z.split("train").params for n, z in trees.items()}
+    test = {n: z.split("test").params for n, z in trees.items()}
+    heads = tuple({z.meta["head"] for z in trees.values() if "head" in z.meta})  # re-initialised per child
+    router = fit_router(train, exclude=heads)
+    out = {"accuracy": routing_accuracy(router, test), "out_of_tree": []}
+    for n, zoo in trees.items():
+        fresh = jax.vmap(zoo.arch.init)(jax.random.split(jax.random.key(123), 4))
+        routes = route(router, fresh)
+        out["out_of_tree"].append({"arch": n, "routed": int((routes.tree >= 0).sum()), "of": 4,
+                                   "example": routes.describe(0)})
+    return out
+
+
+def zero_shot_experiment(zoo: Zoo, embeddings: dict[str, np.ndarray], folds: list[list[int]], cfg: TrainConfig,
+                         pcfg: ProbeXConfig, *, progress: bool) -> dict:
+    """Alignment heads trained on models of seen classes, scored on models of held-out classes."""
+    labels = zoo.target("label")
+    num_classes = zoo.meta["num_classes"]
+    candidates = all_layer_names(zoo)
+    rows: dict = {}
+    for source, emb in embeddings.items():
+        for fold in folds:
+            seen = [c for c in range(num_classes) if c not in fold]
+            splits = heldout_split(labels, fold, zoo.splits)
+            fold_zoo = dataclasses.replace(zoo, splits=splits)
+            for layer in candidates:
+                data, _ = layer_splits(fold_zoo, layer, "label")
+                d_out, d_in = data["train"][0].shape[1:]
+                for method, embedder, dim in (
+                        ("ProbeX", probex_embedder(d_out, d_in, pcfg), pcfg.rank_t),
+                        ("ProbeX w/o ReLU", probex_embedder(d_out, d_in, dataclasses.replace(pcfg, relu=False)),
+                         pcfg.rank_t),
+                        ("Dense expert", dense_embedder(d_out, d_in, pcfg.rank_t), pcfg.rank_t)):
+                    train_learner = alignment_learner(embedder, emb[seen], dim)
+                    fit_splits = {s: (data[s][0], relabel(data[s][1], seen)) for s in ("train", "val")}
+                    res = fit(train_learner, zero_shot(len(seen)), fit_splits, cfg, progress=progress,
+                              desc=f"zero-shot {method} {layer} {fold}")
+                    test_learner = alignment_learner(embedder, emb[fold], dim)
+                    test = evaluate(test_learner, classification(len(fold)), res.params,
+                                    (data["test"][0], relabel(data["test"][1], fold)))
+                    rows.setdefault((source, method), {}).setdefault(layer, []).append(
+                        {"val_seen": res.val["accuracy"], "test_unseen": test["accuracy"], "seconds": res.seconds,
+                         "params": num_params(train_learner)})
+    # Layer per (source, method): best mean validation accuracy on seen classes.
+    table = {}
+    for key, per_layer in rows.items():
+        chosen = max(per_layer, key=lambda layer: np.mean([r["val_seen"] for r in per_layer[layer]]))
+        runs = per_layer[chosen]
+        table[key] = {"layer": chosen, "test_unseen": [r["test_unseen"] for r in runs],
+                      "val_seen": [r["val_seen"] for r in runs], "params": runs[0]["params"],
+                      "seconds": float(np.mean([r["seconds"] for r in runs]))}
+    return {"table": table, "chance": 1.0 / len(folds[0]), "folds": folds}
+
+
+def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, cfg: TrainConfig) -> str:
+    names = list(trees)
+    methods = list(next(iter(res["trees"]["rows"].values())))
+    lines = ["Per-label accuracy (%) on each tree's test children (chance 50; the multi-hot target is the 3-5 of "
+             "10 Fashion-MNIST classes a child was fine-tuned on). Experts read one layer, chosen per tree on "
+             "validation; ProbeGen and StatNN (all tensors) read the whole network.", ""]
+    lines.append(report.markdown_table(
+        ["method", *names, "mean", "params (per tree)", "train s (all trees)"],
+        [[m, *(f"{100 * res['trees']['rows'][n][m]:.1f}" for n in names),
+          f"{100 * np.mean([res['trees']['rows'][n][m] for n in names]):.1f}",
+          " / ".join(f"{c:,}" for c in res["trees"]["params"][m]),
+          f"{res['trees']['seconds'][m]:.0f}"] for m in methods]))
+    lines += ["", "Chosen layers (validation per-label accuracy of a ProbeX per candidate layer):", ""]
+    lines.append(report.markdown_table(
+        ["tree", "chosen layer", "layer shape [out, in]", "candidates (val %)"],
+        [[n, res["trees"]["layers"][n]["chosen"], res["trees"]["layer_shapes"][n],
+          ", ".join(f"{k} {100 * v:.1f}" for k, v in res["trees"]["layers"][n]["val"].items())] for n in names]))
+    r = res["routing"]
+    lines += ["", f"Routing to the nearest tree centroid: {100 * r['accuracy']:.1f}% of test children "
+              f"(all trees) routed to their own tree. Freshly initialised networks:", ""]
+    lines.append(report.markdown_table(["architecture", "routed to a tree", "example"],
+                                       [[o["arch"], f"{o['routed']}/{o['of']}", o["example"]]
+                                        for o in r["out_of_tree"]]))
+    if lora is not None and "zero_shot" in res:
+        z = res["zero_shot"]
+        lines += ["", f"Zero-shot accuracy (%) on LoRA children of held-out classes (folds {z['folds']}, chance "
+                  f"{100 * z['chance']:.0f}); class embeddings from image exemplars (data) or class names (text); "
+                  "layer chosen on validation accuracy over the seen classes.", ""]
+        lines.append(report.markdown_table(
+            ["source", "method", "layer", "held-out acc", "seen val acc", "params", "train s / fold"],
+            [[src, m, v["layer"], report.mean_std(v["test_unseen"], 100, 1), report.mean_std(v["val_seen"], 100, 1),
+              f"{v['params']:,}", f"{v['seconds']:.0f}"] for (src, m), v in z["table"].items()]))
+    lines += ["", "Trees: " + "; ".join(f"{n}: {z.describe().splitlines()[0]}, base test accuracy "
+                                        f"{z.meta['base_test_accuracy']:.3f}" for n, z in trees.items()),
+              f"Training: {cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.learning_rate}, coupled L2 "
+              f"{cfg.weight_decay}, cosine decay, best validation epoch (every {cfg.eval_every})."]
+    body = "\n".join(lines)
+    report.save_markdown(out / "results.md", "ProbeX on model trees", body)
+    report.plot_grouped_bars({n: res["trees"]["rows"][n] for n in names}, out / "per_tree.png",
+                             ylabel="per-label accuracy", title="ProbeX on model trees (test children)", chance=0.5)
+    return body
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trees", default="zoos/probex_trees", help="trees directory (made there if missing)")
+    p.add_argument("--children", type=int, default=300, help="children per tree when making trees")
+    p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "digits"])
+    p.add_argument("--epochs", type=int, default=500)
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--rank", type=int, default=32, help="r_U = r_V = r_T")
+    p.add_argument("--probes", type=int, default=32, help="ProbeGen's number of probes")
+    p.add_argument("--probegen-epochs", type=int, default=60)
+    p.add_argument("--zero-shot-epochs", type=int, default=200)
+    p.add_argument("--source", nargs="+", default=["data", "text"], help="class-embedding sources (zero-shot)")
+    p.add_argument("--folds", default="0,3,6;1,4,7;2,5,8", help="held-out classes per zero-shot fold")
+    p.add_argument("--out", default="results/probex_trees")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    out, progress = Path(args.out), not args.quiet
+    start = time.perf_counter()
+    made = make_trees(default_trees(args.children, args.dataset), args.trees, progress=progress)
+    children = {n: c for n, (_, c) in made.items()}
+    lora = children.pop("lora", None)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, weight_decay=1e-5,
+                      eval_every=args.eval_every)
+    pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
+    probegen_cfg = TrainConfig(epochs=args.probegen_epochs, batch_size=32, learning_rate=1e-3, weight_decay=1e-5)
+
+    res: dict = {"trees": per_tree_experiment(children, cfg, pcfg, probegen_cfg=probegen_cfg, probes=args.probes,
+                                              progress=progress)}
+    res["trees"]["layer_shapes"] = {
+        n: list(layer_splits(z, res["trees"]["layers"][n]["chosen"], "classes", splits=("train",))[0]["train"][0]
+                .shape[1:]) for n, z in children.items()}
+    res["routing"] = routing_experiment({**children, **({"lora": lora} if lora is not None else {})})
+    if lora is not None:
+        data = load_dataset(lora.meta["dataset"])
+        embeddings = {}
+        for source in args.source:
+            try:
+                embeddings[source] = class_embeddings(source, data)
+            except ImportError as e:  # the optional text model is not installed
+                print(f"skipping {source} class embeddings: {e}")
+        folds = [[int(c) for c in f.split(",")] for f in args.folds.split(";")]
+        res["zero_shot"] = zero_shot_experiment(lora, embeddings, folds, dataclasses.replace(cfg, epochs=args.zero_shot_epochs),
+                                                pcfg, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    body = write_report(out, children, lora, res, cfg)
+    res["zero_shot"] = {**res.get("zero_shot", {}), "table": {f"{s} / {m}": v for (s, m), v in
+                                                               res.get("zero_shot", {}).get("table", {}).items()}}
+    write_json(out / "results.json", {**res, "seconds": round(time.perf_counter() - start, 1),
+                                      "train": dataclasses.asdict(cfg), "probex": dataclasses.asdict(pcfg)})
+    print(body)
+    print(f"\nwritten to {out}/results.md, results.json, per_tree.png ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

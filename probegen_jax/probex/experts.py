@@ -1,0 +1,159 @@
+"""Training experts: one per tree (or per candidate layer), all in one jit-compiled step.
+
+Experts whose layers differ in shape are zero-padded to a common ``[d_out, d_in]`` (exact: see
+``pad_matrix``) and stacked on an expert axis; ``train.fit`` then trains every expert in each
+step. Stacked splits need one size per split: an expert with fewer networks cycles through
+its own (only while training; per-expert metrics are computed on each expert's own networks).
+The best epoch is chosen on the mean validation metric over the experts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from probegen_jax.baselines.common import Standardizer
+from probegen_jax.learner import Learner
+from probegen_jax.probex.layers import layer_matrix, pad_matrix
+from probegen_jax.probex.probex import ProbeXConfig, expert_learner, stack, unstack
+from probegen_jax.tasks import Task
+from probegen_jax.train import TrainConfig, TrainResult, evaluate, fit
+from probegen_jax.zoo import SPLITS, Zoo
+
+LayerSplits = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (X[N, d_out, d_in], targets[N, ...])
+
+
+def fit_layer_scaler(x_train: np.ndarray, *, center: bool = True) -> Standardizer:
+    """``(X - mean) / scale`` from a training split: the mean matrix (the tree's shared part,
+    if ``center``) and one scalar scale, the standard deviation of what remains."""
+    x_train = jnp.asarray(x_train)
+    mean = x_train.mean(0) if center else jnp.zeros(x_train.shape[1:])
+    return Standardizer(mean, jnp.maximum((x_train - mean).std(), 1e-8))
+
+
+def layer_splits(zoo: Zoo, layer: str, target: str, *, splits: Sequence[str] = SPLITS, center: bool = True,
+                 scaler: Standardizer | None = None) -> tuple[LayerSplits, Standardizer]:
+    """``{split: (X, y)}`` of one layer, scaled by ``scaler`` (default: fitted on ``train``)."""
+    x = layer_matrix(zoo.params, layer)
+    y = zoo.target(target)
+    scaler = scaler or fit_layer_scaler(x[zoo.indices("train")], center=center)
+    return {s: (np.asarray(scaler(x[zoo.indices(s)])), y[zoo.indices(s)]) for s in splits}, scaler
+
+
+def common_shape(experts: Sequence[LayerSplits]) -> tuple[int, int]:
+    shapes = [next(iter(e.values()))[0].shape[1:] for e in experts]
+    return max(s[0] for s in shapes), max(s[1] for s in shapes)
+
+
+def stack_splits(experts: Sequence[LayerSplits]) -> LayerSplits:
+    """``{split: (X[N, E, O, I], y[N, E, ...])}``: zero-padded to a common shape, each split's
+    size the largest expert's (smaller experts cycle through their networks)."""
+    d_out, d_in = common_shape(experts)
+    out = {}
+    for split in experts[0]:
+        n = max(len(e[split][1]) for e in experts)
+        xs, ys = [], []
+        for e in experts:
+            x, y = e[split]
+            idx = np.arange(n) % len(y)
+            xs.append(np.asarray(pad_matrix(jnp.asarray(x[idx]), d_out, d_in)))
+            ys.append(np.asarray(y)[idx])
+        out[split] = (np.stack(xs, 1), np.stack(ys, 1))
+    return out
+
+
+@dataclasses.dataclass
+class ExpertsResult:
+    """Stacked training's result and each expert's own metrics (``per_expert[e][split]``)."""
+
+    train: TrainResult
+    learner: Learner  # one expert (the padded shape)
+    per_expert: list[dict[str, dict[str, float]]]
+    shape: tuple[int, int]
+
+    def params(self, e: int):
+        return unstack(self.train.params, e)
+
+
+def train_experts(kind: str, experts: Sequence[LayerSplits], task: Task, cfg: TrainConfig,
+                  pcfg: ProbeXConfig = ProbeXConfig(), *, learner: Learner | None = None, progress: bool = True,
+                  desc: str = "experts") -> ExpertsResult:
+    """Train one expert per entry of ``experts`` together (one stacked learner, one ``fit``)."""
+    d_out, d_in = common_shape(experts)
+    one = learner or expert_learner(kind, d_out, d_in, task.num_outputs, pcfg)
+    result = fit(stack(one, len(experts)), task, stack_splits(experts), cfg, progress=progress, desc=desc)
+    per_expert = [evaluate_padded(one, task, unstack(result.params, e), splits, (d_out, d_in), cfg.eval_batch_size)
+                  for e, splits in enumerate(experts)]
+    return ExpertsResult(result, one, per_expert, (d_out, d_in))
+
+
+def select_layer(zoo: Zoo, candidates: Sequence[str], target: str, task: Task, cfg: TrainConfig,
+                 pcfg: ProbeXConfig = ProbeXConfig(), *, kind: str = "probex", center: bool = True,
+                 progress: bool = True) -> tuple[str, dict[str, float]]:
+    """Train an expert on every candidate layer (together) and pick the best on validation.
+
+    Returns (chosen layer, ``{layer: val metric}``).
+    """
+    if not candidates:
+        raise ValueError("select_layer: no candidate layers")
+    experts = [layer_splits(zoo, layer, target, splits=("train", "val"), center=center)[0] for layer in candidates]
+    res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"layer selection ({len(experts)})")
+    val = {layer: res.per_expert[i]["val"][task.select] for i, layer in enumerate(candidates)}
+    return max(val, key=val.get), val
+
+
+def pooled_splits(experts: Mapping[str, LayerSplits]) -> LayerSplits:
+    """All experts' networks in one set of splits, zero-padded to a common shape (one model
+    across trees)."""
+    d_out, d_in = common_shape(list(experts.values()))
+    splits = next(iter(experts.values())).keys()
+    return {s: (np.concatenate([np.asarray(pad_matrix(jnp.asarray(e[s][0]), d_out, d_in)) for e in experts.values()]),
+                np.concatenate([e[s][1] for e in experts.values()])) for s in splits}
+
+
+def evaluate_padded(learner: Learner, task: Task, params, splits: LayerSplits, shape: tuple[int, int],
+                    batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """Metrics of one (padded-shape) expert on each split of ``splits``."""
+    return {s: evaluate(learner, task, params, (np.asarray(pad_matrix(jnp.asarray(x), *shape)), y),
+                        batch_size=batch_size) for s, (x, y) in splits.items()}
+
+
+def all_layer_names(zoo: Zoo, exclude: Sequence[str] = ()) -> list[str]:
+    """Candidate layers of a zoo: its matrix layers except those under ``exclude`` (e.g. the head)."""
+    from probegen_jax.probex.layers import layer_names
+
+    return [n for n in layer_names(zoo.params) if not any(n == x or n.startswith(x + "/") for x in exclude)]
+
+
+__all__ = ["ExpertsResult", "LayerSplits", "all_layer_names", "common_shape", "evaluate_padded", "fit_layer_scaler",
+           "layer_splits", "pooled_splits", "select_layer", "stack_splits", "train_experts"]
+
+
+
+def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXConfig = ProbeXConfig(), *,
+                       kind: str = "probex", layers: Mapping[str, str] | None = None, target: str = "classes",
+                       task: Task | None = None, progress: bool = True) -> dict:
+    """One multi-label expert per tree, all trained in one stacked ``fit``.
+
+    ``layers`` fixes a layer per tree; trees without one choose among their matrix layers (the
+    head excluded) on validation. Returns ``{"layers", "selection", "result" (ExpertsResult),
+    "per_tree" ({tree: {split: metrics}})}``.
+    """
+    from probegen_jax.tasks import multilabel
+
+    names = list(trees)
+    task = task or multilabel(trees[names[0]].meta["num_classes"])
+    chosen, selection = dict(layers or {}), {}
+    for name in names:
+        if name not in chosen:
+            zoo = trees[name]
+            candidates = all_layer_names(zoo, exclude=[zoo.meta["head"]] if "head" in zoo.meta else [])
+            chosen[name], selection[name] = select_layer(zoo, candidates, target, task, cfg, pcfg, kind=kind,
+                                                         progress=progress)
+    experts = [layer_splits(trees[n], chosen[n], target)[0] for n in names]
+    res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"{kind} experts ({len(names)} trees)")
+    return {"layers": chosen, "selection": selection, "result": res,
+            "per_tree": dict(zip(names, res.per_expert, strict=True))}

@@ -1,0 +1,146 @@
+"""ProbeX as pure functions: the Tucker identity, stacking, padding, layer access, alignment."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probegen_jax.archs import make_arch
+from probegen_jax.errors import ShapeMismatchError, UnknownNameError
+from probegen_jax.probex import (
+    ProbeXConfig,
+    alignment_learner,
+    expert_learner,
+    layer_matrix,
+    layer_names,
+    pad_matrix,
+    probex_embed,
+    probex_embedder,
+    probex_init,
+    stack,
+    unstack,
+)
+from probegen_jax.probex.experts import stack_splits
+from probegen_jax.tasks import zero_shot
+
+CFG = ProbeXConfig(rank_u=5, rank_v=4, rank_t=6)
+
+
+def test_probex_without_relu_is_the_tucker_factorised_dense_expert():
+    kx, kp = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (7, 9, 11))  # [B, d_out, d_in]
+    params = probex_init(kp, 9, 11, CFG)
+    got = probex_embed(params, x, relu=False)
+
+    # The dense expert's weights W[o, i, k] = sum_uv V[o, v] U[i, u] M[(u, v), k], applied as one map.
+    m = params["encoder"]["kernel"].reshape(CFG.rank_u, CFG.rank_v, CFG.rank_t)
+    w = jnp.einsum("ov,iu,uvk->oik", params["projection"], params["probes"], m)
+    want = jnp.einsum("boi,oik->bk", x, w) + params["encoder"]["bias"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # With the ReLU the map is no longer linear in X.
+    relu = probex_embed(params, x, relu=True)
+    assert not np.allclose(relu, want, atol=1e-3)
+    assert not np.allclose(probex_embed(params, -x) + relu, 2 * params["encoder"]["bias"], atol=1e-3)
+
+
+def test_stacked_experts_equal_experts_applied_one_by_one():
+    learner = expert_learner("probex", 6, 5, 3, CFG)
+    stacked = stack(learner, 4)
+    params = stacked.init(jax.random.key(1))
+    x = jax.random.normal(jax.random.key(2), (8, 4, 6, 5))  # [B, E, d_out, d_in]
+    out = stacked.apply(params, x)
+    assert out.shape == (8, 4, 3)
+    for e in range(4):
+        np.testing.assert_allclose(out[:, e], learner.apply(unstack(params, e), x[:, e]), rtol=1e-5, atol=1e-6)
+    # Each expert starts from its own init.
+    assert not np.allclose(unstack(params, 0)["expert"]["probes"], unstack(params, 1)["expert"]["probes"])
+
+
+def test_zero_padding_a_layer_changes_nothing():
+    params = probex_init(jax.random.key(3), 10, 12, CFG)
+    x = jax.random.normal(jax.random.key(4), (5, 7, 9))
+    small = {**params, "probes": params["probes"][:9], "projection": params["projection"][:7]}
+    np.testing.assert_allclose(probex_embed(params, pad_matrix(x, 10, 12)), probex_embed(small, x), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ShapeMismatchError):
+        pad_matrix(x, 6, 12)
+
+
+def test_stack_splits_pads_and_cycles_smaller_experts():
+    a = {"train": (np.ones((4, 3, 5)), np.zeros((4, 2)))}
+    b = {"train": (np.ones((2, 6, 4)), np.ones((2, 2)))}
+    x, y = stack_splits([a, b])["train"]
+    assert x.shape == (4, 2, 6, 5) and y.shape == (4, 2, 2)
+    assert x[:, 0, 3:].sum() == 0 and x[:, 1, :, 4:].sum() == 0
+    np.testing.assert_array_equal(y[:, 1], 1.0)
+
+
+def test_layer_matrix_reads_kernels_as_out_by_in():
+    arch = make_arch("mlp", input_shape=[4], hidden=6, depth=1, out_dim=3)
+    params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 2))
+    assert layer_names(params) == ["dense0/kernel", "dense1/kernel"]
+    x = layer_matrix(params, "dense0/kernel")
+    assert x.shape == (2, 6, 4)
+    np.testing.assert_array_equal(x[1], params["dense0"]["kernel"][1].T)
+    np.testing.assert_array_equal(layer_matrix(jax.tree.map(lambda a: a[0], params), "dense1/kernel", stacked=False),
+                                  params["dense1"]["kernel"][0].T)
+
+
+def test_bad_layer_name_lists_the_available_layers():
+    arch = make_arch("vit", input_shape=[8, 8, 1], patch=4, dim=8, mlp_dim=16)
+    params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(UnknownNameError, match="block0/mlp1/kernel") as info:
+        layer_matrix(params, "block0/mlp9/kernel")
+    assert "'block0/mlp9/kernel'" in str(info.value) and "head/kernel" in str(info.value)
+    with pytest.raises(ShapeMismatchError, match=r"block0/mlp1/bias.*rank 1"):
+        layer_matrix(params, "block0/mlp1/bias")
+
+
+def test_lora_layer_is_read_as_its_dense_update(tmp_path):
+    base = make_arch("mlp", input_shape=[5], hidden=4, depth=1, out_dim=3)
+    flat = {"dense0/kernel": np.ones((5, 4), np.float32), "dense0/bias": np.zeros(4, np.float32),
+            "dense1/kernel": np.ones((4, 3), np.float32), "dense1/bias": np.zeros(3, np.float32)}
+    np.savez(tmp_path / "base.npz", **flat)
+    arch = make_arch("lora", base=base.spec(), base_params=str(tmp_path / "base.npz"), layers=["dense0"], rank=2)
+    params = {"dense0": {"lora_a": jax.random.normal(jax.random.key(0), (3, 5, 2)),
+                         "lora_b": jax.random.normal(jax.random.key(1), (3, 2, 4))}}
+    assert layer_names(params) == ["dense0/lora"]
+    update = layer_matrix(params, "dense0/lora")
+    assert update.shape == (3, 4, 5)
+    b, a = params["dense0"]["lora_b"][0].T, params["dense0"]["lora_a"][0].T  # [out, r], [r, in]
+    np.testing.assert_allclose(update[0], b @ a, rtol=1e-5)
+    # The LoRA network is the base with kernel + lora_a @ lora_b.
+    x = jax.random.normal(jax.random.key(2), (2, 5))
+    one = jax.tree.map(lambda v: v[0], params)
+    merged = {"dense0": {"kernel": flat["dense0/kernel"] + update[0].T, "bias": flat["dense0/bias"]},
+              "dense1": {"kernel": flat["dense1/kernel"], "bias": flat["dense1/bias"]}}
+    np.testing.assert_allclose(arch.apply(one, x), base.apply(merged, x), rtol=1e-5)
+    with pytest.raises(ShapeMismatchError, match="dense layers"):
+        make_arch("lora", base=base.spec(), base_params=str(tmp_path / "base.npz"), layers=["dense7"])
+
+
+def test_alignment_head_scores_any_classes_with_the_same_params():
+    emb = probex_embedder(6, 5, CFG)
+    train_classes = jax.random.normal(jax.random.key(0), (4, 10))
+    heldout = jax.random.normal(jax.random.key(1), (3, 10))
+    params = alignment_learner(emb, train_classes, CFG.rank_t).init(jax.random.key(2))
+    x = jax.random.normal(jax.random.key(3), (5, 6, 5))
+    seen = alignment_learner(emb, train_classes, CFG.rank_t).apply(params, x)
+    unseen = alignment_learner(emb, heldout, CFG.rank_t).apply(params, x)
+    assert seen.shape == (5, 4) and unseen.shape == (5, 3)
+    assert float(jnp.abs(seen).max()) <= 1.0 + 1e-5  # cosine similarities
+    # Scoring against all classes at once gives the same cosines.
+    both = alignment_learner(emb, jnp.concatenate([train_classes, heldout]), CFG.rank_t).apply(params, x)
+    np.testing.assert_allclose(both, jnp.concatenate([seen, unseen], 1), rtol=1e-5, atol=1e-6)
+    task = zero_shot(4)
+    assert float(task.loss(seen, jnp.array([0, 1, 2, 3, 0]))) > 0
+
+
+def test_dense_expert_is_one_linear_map():
+    learner = expert_learner("dense", 3, 4, 2)
+    params = learner.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (5, 3, 4))
+    np.testing.assert_allclose(learner.apply(params, x),
+                               x.reshape(5, 12) @ params["kernel"] + params["bias"], rtol=1e-5)
+    with pytest.raises(ValueError, match="available"):
+        expert_learner("sparse", 3, 4, 2)
