@@ -11,8 +11,6 @@
     probegen-jax train probegen --zoo zoos/digits_inr --out runs/pg --probes 64
     probegen-jax zoo make trees --out zoos/probex_trees --children 300
     probegen-jax train probex --trees zoos/probex_trees --out runs/probex
-    probegen-jax zoo make trees --out zoos/probex_trees --children 300
-    probegen-jax train probex --trees zoos/probex_trees --out runs/probex
     probegen-jax eval --run runs/pg --split test
 """
 
@@ -195,40 +193,6 @@ def _train_probex(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
-def _zoo_make_trees(args: argparse.Namespace) -> None:
-    from probegen_jax.zoo.trees import default_trees, make_trees
-
-    configs = [c for c in default_trees(args.children, args.dataset, args.seed) if c.name in args.trees]
-    for name, (base, children) in make_trees(configs, args.out, data_dir=args.data_dir).items():
-        print(f"{name}: {children.describe()}")
-    print(f"saved to {args.out}")
-
-
-def _train_probex(args: argparse.Namespace) -> None:
-    from probegen_jax.probex.experts import train_tree_experts
-    from probegen_jax.probex.probex import ProbeXConfig
-    from probegen_jax.probex.routing import fit_router, routing_accuracy
-    from probegen_jax.train import TrainConfig
-    from probegen_jax.zoo.trees import load_trees
-
-    trees = {n: c for n, (_, c) in load_trees(args.trees).items() if "classes" in c.targets}
-    layers = dict(item.split("=", 1) for item in args.layer)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=1e-5,
-                      eval_every=args.eval_every, seed=args.seed)
-    pcfg = ProbeXConfig(args.rank, args.rank, args.rank, relu=not args.no_relu)
-    out = train_tree_experts(trees, cfg, pcfg, kind=args.kind, layers=layers)
-    router = fit_router({n: z.split("train").params for n, z in trees.items()})
-    summary = {"layers": out["layers"], "selection_val": out["selection"],
-               "test": {n: m["test"] for n, m in out["per_tree"].items()},
-               "routing_accuracy_test": routing_accuracy(router, {n: z.split("test").params for n, z in trees.items()}),
-               "seconds": out["result"].train.seconds}
-    from probegen_jax.io import write_json
-
-    write_json(f"{args.out}/run.json", {"method": args.kind, "trees": args.trees, "relu": not args.no_relu,
-                                        "rank": args.rank, **summary})
-    print(json.dumps(summary, indent=2))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probegen-jax", description="Weight-space learning on model zoos (ProbeGen and friends).",
@@ -255,16 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     inr.add_argument("--seed", type=int, default=0)
     inr.add_argument("--overwrite", action="store_true", help="replace a finished zoo at --out")
     inr.set_defaults(func=_zoo_make_inr)
-    trees = make.add_parser("trees", help="model trees: pretrained bases and their fine-tuned children (ProbeX)",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    trees.add_argument("--out", required=True, help="directory; one sub-directory per tree (resumes if interrupted)")
-    trees.add_argument("--trees", nargs="+", default=["vit", "mixer", "mlp", "lora"],
-                       choices=["vit", "mixer", "mlp", "lora"], help="which trees (lora: the generative tree)")
-    trees.add_argument("--children", type=int, default=300, help="children per tree")
-    trees.add_argument("--dataset", default="fashion_mnist", choices=["digits", "fashion_mnist"])
-    trees.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
-    trees.add_argument("--seed", type=int, default=0)
-    trees.set_defaults(func=_zoo_make_trees)
     small = make.add_parser("small-cnn", help="small CNNs with sampled hyper-parameters (Unterthiner et al.)",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_cnn_zoo_arguments(small, [0, 1, 2, 3, 20, 40, 60, 80, 86])
@@ -340,21 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--seed", type=int, default=0)
     pg.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
     pg.set_defaults(func=_train_probegen)
-    px = train.add_parser("probex", help="ProbeX experts, one per model tree, trained together",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    px.add_argument("--trees", required=True, help="trees directory written by `zoo make trees`")
-    px.add_argument("--out", required=True, help="run directory (run.json)")
-    px.add_argument("--kind", default="probex", choices=["probex", "dense"], help="dense: the dense expert baseline")
-    px.add_argument("--layer", action="append", default=[], metavar="TREE=LAYER",
-                    help="fix a tree's layer, e.g. vit=block0/mlp1/kernel (default: chosen on validation)")
-    px.add_argument("--rank", type=int, default=32, help="r_U = r_V = r_T")
-    px.add_argument("--no-relu", action="store_true", help="ablation: ProbeX without its ReLU")
-    px.add_argument("--epochs", type=int, default=500)
-    px.add_argument("--eval-every", type=int, default=25)
-    px.add_argument("--batch-size", type=int, default=128)
-    px.add_argument("--lr", type=float, default=1e-3)
-    px.add_argument("--seed", type=int, default=0)
-    px.set_defaults(func=_train_probex)
     px = train.add_parser("probex", help="ProbeX experts, one per model tree, trained together",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     px.add_argument("--trees", required=True, help="trees directory written by `zoo make trees`")

@@ -163,24 +163,3 @@ def plot_image_probes(probes: Mapping[str, np.ndarray], path: str | os.PathLike,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | os.PathLike, *, ylabel: str,
-                      title: str = "", chance: float | None = None) -> Path:
-    """Grouped bar chart of ``{group: {series: value}}`` (e.g. per tree, per method)."""
-    plt = pyplot()
-
-    groups = list(values)
-    series = list(dict.fromkeys(s for g in groups for s in values[g]))
-    width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(series) / 3), 3.8))
-    for j, s in enumerate(series):
-        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
-        ax.bar(xs, [values[g].get(s, np.nan) for g in groups], width, label=s)
-    if chance is not None:
-        ax.axhline(chance, color="k", ls="--", lw=0.8, label="chance")
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    return save_figure(fig, path)
