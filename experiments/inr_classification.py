@@ -2,6 +2,7 @@
 
     python experiments/inr_classification.py --zoo zoos/fmnist_inr          # an existing zoo
     python experiments/inr_classification.py --make fashion_mnist --train 6000 --val 1000 --test 2000
+    python experiments/inr_classification.py --zoo zoos/fmnist_inr --baselines statnn statnn_gbt flat nfn
 
 Writes ``results.md`` (test accuracy mean ± std at the best validation epoch), ``results.json``,
 ``probes.png`` (each method's learned probes on the INR domain) and ``curves.png``
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 
 from probegen_jax import report
+from probegen_jax.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probe import probe_zoo
@@ -33,8 +35,8 @@ METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "vanilla": "Vanilla probin
                 "nonlinear": "Non-linear generator"}
 
 
-def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, title: str) -> str:
-    """Train every (source, K, seed); write the table, JSON and plots; return the markdown table."""
+def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, title: str, baselines=()) -> str:
+    """Train every (source, K, seed) and every (baseline, seed); write the table, JSON and plots; return the table."""
     rows, probes, curves = [], {}, {}
     for source in sources:
         for k in probe_counts:
@@ -50,13 +52,23 @@ def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, 
                     probes[f"{METHOD_NAMES[source]}, K={k}"] = np.asarray(src.apply(result.params["source"]))
                     curves[f"{source} K={k}"] = ([h["epoch"] for h in result.history],
                                                  [h["val_accuracy"] for h in result.history])
+    for name in baselines:  # weight-space baselines (probegen_jax.baselines), same loop and splits
+        for seed in seeds:
+            start = time.perf_counter()
+            result, _, _ = train_baseline(zoo, name, dataclasses.replace(cfg, seed=seed))
+            rows.append({"source": name, "K": "—", "seed": seed, "val": result.val["accuracy"],
+                         "test": result.test["accuracy"], "best_epoch": result.best_epoch,
+                         "seconds": round(time.perf_counter() - start, 1)})
+            if seed == seeds[0] and result.history:
+                curves[name] = ([h["epoch"] for h in result.history], [h["val_accuracy"] for h in result.history])
     table = summary_table(rows)
     body = (f"{zoo.describe()}\n\nTest accuracy (%) at the best validation epoch, mean ± std over "
             f"{len(seeds)} seed(s); {cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.learning_rate}.\n\n{table}")
     out.mkdir(parents=True, exist_ok=True)
     report.save_markdown(out / "results.md", title, body)
     write_json(out / "results.json", {"zoo": zoo.meta, "train": dataclasses.asdict(cfg), "runs": rows})
-    report.plot_coordinate_probes(probes, out / "probes.png", background=mean_image(zoo))
+    if probes:
+        report.plot_coordinate_probes(probes, out / "probes.png", background=mean_image(zoo))
     report.plot_curves(curves, out / "curves.png", xlabel="epoch", ylabel="val accuracy", title=title)
     return table
 
@@ -67,7 +79,7 @@ def summary_table(rows: list[dict]) -> str:
         groups.setdefault((r["source"], r["K"]), []).append(r)
     return report.markdown_table(
         ["method", "K", "test acc (%)", "val acc (%)", "seconds / run"],
-        [[METHOD_NAMES[s], k, report.mean_std([r["test"] for r in g], 100), report.mean_std([r["val"] for r in g], 100),
+        [[{**METHOD_NAMES, **BASELINE_NAMES}[s], k, report.mean_std([r["test"] for r in g], 100), report.mean_std([r["val"] for r in g], 100),
           f"{np.mean([r['seconds'] for r in g]):.0f}"] for (s, k), g in groups.items()])
 
 
@@ -86,7 +98,9 @@ def main(argv=None) -> None:
     p.add_argument("--val", type=int, default=1000)
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--inr-steps", type=int, default=300)
-    p.add_argument("--sources", nargs="+", default=["probegen", "vanilla", "synthetic"])
+    p.add_argument("--sources", nargs="*", default=["probegen", "vanilla", "synthetic"])
+    p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
+                   help="weight-space baselines to add as rows (statnn, statnn_gbt, flat, nfn)")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
@@ -103,7 +117,7 @@ def main(argv=None) -> None:
     else:
         sys.exit("give --zoo DIR or --make DATASET")
     table = run(zoo, sources=args.sources, probe_counts=args.probes, seeds=args.seeds,
-                cfg=TrainConfig(epochs=args.epochs), out=out,
+                cfg=TrainConfig(epochs=args.epochs), out=out, baselines=args.baselines,
                 title=f"INR classification ({zoo.meta.get('dataset', '?')})")
     print(table)
     print(f"\nwritten to {out}/results.md, probes.png, curves.png")
