@@ -51,7 +51,7 @@ def test_deep_linear_generator_is_affine_in_its_latents(shape):
 
     a = 0.3
     np.testing.assert_allclose(out(a * z1 + (1 - a) * z2), a * out(z1) + (1 - a) * out(z2), rtol=1e-4, atol=1e-4)
-    nonlinear = lambda z: generator_pre_tanh({**params, "latents": z}, specs, shape[0], shape[1], jax.nn.relu)  # noqa: E731
+    nonlinear = lambda z: generator_pre_tanh({**params, "latents": z}, specs, shape[0], shape[1], jax.nn.relu)
     assert not np.allclose(nonlinear(a * z1 + (1 - a) * z2), a * nonlinear(z1) + (1 - a) * nonlinear(z2), atol=1e-3)
 
 

@@ -56,7 +56,12 @@ from probegen_jax.archs.cnn import (
 from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.errors import UnknownNameError
 from probegen_jax.types import Array, Params, PRNGKey
-from probegen_jax.zoo.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
+from probegen_jax.zoo.chunks import (
+    concat_chunks,
+    remove_work_dir,
+    run_chunks,
+    work_dir_for,
+)
 from probegen_jax.zoo.store import save_zoo
 from probegen_jax.zoo.zoo import Zoo, at_epoch  # noqa: F401  (at_epoch: the CNN zoos' checkpoint filter)
 
@@ -314,7 +319,7 @@ def train_network_chunk(
     out = {f"params/{k}": np.stack([c[k] for c in ckpts], axis=1) for k in ckpts[0]}
     out.update({m: np.stack(v, axis=1).astype(np.float32) for m, v in metrics.items()})
     diverged = ~np.asarray(finite)
-    for k, v in out.items():
+    for v in out.values():
         if np.issubdtype(v.dtype, np.floating):
             diverged |= ~np.isfinite(v.reshape(n, -1)).all(1)
     out["diverged"] = diverged
@@ -452,8 +457,8 @@ def zoo_meta(kind: str, cfg: Any, tcfg: CNNTraining, tdata: TrainingData, data: 
         "epochs": list(tcfg.epochs),
         "codes": {"activation": list(tcfg.activations), "optimizer": list(tcfg.optimizers)},
         "default_target": "test_accuracy",
-        "num_networks": int(len(merged["network"])),
-        "diverged": {"count": int(len(diverged)), "networks": [int(i) for i in diverged]},
+        "num_networks": len(merged["network"]),
+        "diverged": {"count": len(diverged), "networks": [int(i) for i in diverged]},
         "final_test_accuracy": {"mean": float(np.mean(final)) if final.size else float("nan"),
                                 "min": float(np.min(final)) if final.size else float("nan"),
                                 "max": float(np.max(final)) if final.size else float("nan")},

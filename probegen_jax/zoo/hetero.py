@@ -154,9 +154,9 @@ class HeteroZoo:
         sizes = [len(b) for b in self.buckets]
         params = [b.arch.num_params() for b in self.buckets]
         lines = [
-            f"heterogeneous zoo of {len(self)} networks in {len(self.buckets)} architecture buckets "
+(f"heterogeneous zoo of {len(self)} networks in {len(self.buckets)} architecture buckets "
             f"({min(sizes)}-{max(sizes)} members each, {min(params)}-{max(params)} params, input "
-            f"{self.input_shape}, output {self.output_dim})",
+            f"{self.input_shape}, output {self.output_dim})"),
             "targets: " + ", ".join(f"{k} {v.dtype}" for k, v in self.targets.items()),
             "splits: " + (", ".join(f"{k} {len(v)}" for k, v in self.splits.items()) or "none"),
         ]
@@ -174,8 +174,9 @@ class HeteroZoo:
         for b, zoo in enumerate(self.buckets):
             rows = np.flatnonzero(self.bucket[indices] == b)
             if rows.size:
+                members = self.position[indices[rows]]
                 flat = np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(
-                    jax.tree.map(lambda a: a[self.position[indices[rows]]], zoo.params)))
+                    jax.tree.map(lambda a, m=members: a[m], zoo.params)))
                 weights[rows, : flat.shape[1]] = flat
         return {"bucket": self.bucket[indices].astype(np.int32), "weights": weights}
 

@@ -25,7 +25,12 @@ import jax
 import numpy as np
 
 from probegen_jax.archs import make_arch
-from probegen_jax.archs.cnn import conv_layers_of, conv_stack_apply, conv_stack_init, conv_stack_shapes
+from probegen_jax.archs.cnn import (
+    conv_layers_of,
+    conv_stack_apply,
+    conv_stack_init,
+    conv_stack_shapes,
+)
 from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.zoo.chunks import remove_work_dir, work_dir_for
 from probegen_jax.zoo.cnn import (

@@ -1,0 +1,106 @@
+"""CNN zoo throughput: small CNNs trained per second in zoo generation (against the number trained
+together) and small CNNs probed per second (against zoo size), printed as tables with the machine.
+
+    python benchmarks/cnn_throughput.py
+    python benchmarks/cnn_throughput.py --train-chunks 64 256 --probe-sizes 1000 10000 --image 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_description, median_seconds
+
+from probegen_jax.archs import make_arch
+from probegen_jax.archs.cnn import (
+    conv_layers_of,
+    conv_stack_apply,
+    conv_stack_init,
+    conv_stack_shapes,
+)
+from probegen_jax.parallel import zoo_mesh
+from probegen_jax.probing import probe_zoo
+from probegen_jax.report import markdown_table
+from probegen_jax.zoo.cnn import (
+    CNNTraining,
+    init_opt_state,
+    network_keys,
+    sample_hparams,
+    train_steps,
+)
+
+ACTIVATIONS = ("relu", "tanh")
+
+
+def training_rows(chunks, image: int, steps: int, pool: int, repeats: int):
+    """Net-steps per second of the vmapped trainer (all hyper-parameters per network)."""
+    cfg = CNNTraining(activations=ACTIVATIONS)
+    arch = make_arch("small_cnn", input_shape=(image, image, 1), activation=ACTIVATIONS)
+    layers = conv_layers_of(arch)
+    shapes = conv_stack_shapes(layers, 1, 10)
+    images = jax.random.uniform(jax.random.key(0), (pool, image, image, 1), minval=-1, maxval=1)
+    labels = jax.random.randint(jax.random.key(1), (pool,), 0, 10)
+    steps_per_epoch = -(-pool // cfg.batch_size)
+    rows = []
+    for n in chunks:
+        keys = network_keys(0, np.arange(n))
+        hp = jax.vmap(lambda k: sample_hparams(k, cfg))(keys)
+        params = jax.vmap(lambda k, h: {**conv_stack_init(k, shapes, h["init_std"]),
+                                        "activation_id": h["activation"]})(keys, hp)
+        opt = jax.vmap(lambda p: init_opt_state(p, cfg.optimizers))(params)
+        perms = jnp.tile(jnp.arange(pool, dtype=jnp.int32), (n, 1))
+        sizes = jnp.full((n,), pool, jnp.int32)
+        run = partial(train_steps, partial(conv_stack_apply, layers=layers), params, opt, hp, keys, perms, sizes,
+                      images, labels, jnp.asarray(0), opt_names=cfg.optimizers, batch_size=cfg.batch_size, steps=steps)
+        seconds = median_seconds(run, repeats=repeats)
+        net_steps = n * steps / seconds
+        rows.append([n, f"{image}x{image}", steps, f"{seconds:.2f}", f"{net_steps:,.0f}",
+                     f"{net_steps * cfg.batch_size:,.0f}", f"{net_steps / steps_per_epoch:,.2f}"])
+    return rows, steps_per_epoch
+
+
+def probing_rows(sizes, image: int, num_probes: int, batch_size: int, repeats: int):
+    arch = make_arch("small_cnn", input_shape=(image, image, 1), activation=ACTIVATIONS)
+    probes = jax.random.uniform(jax.random.key(2), (num_probes, image, image, 1), minval=-1, maxval=1)
+    mesh = zoo_mesh() if len(jax.devices()) > 1 else None
+    rows = []
+    for n in sizes:
+        params = jax.jit(jax.vmap(arch.init))(jax.random.split(jax.random.key(3), n))
+        seconds = median_seconds(partial(probe_zoo, arch, params, probes, mesh=mesh, batch_size=batch_size),
+                                 repeats=repeats)
+        rows.append([f"{n:,}", f"{image}x{image}", num_probes, f"{seconds * 1e3:.1f}", f"{n / seconds:,.0f}"])
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train-chunks", nargs="+", type=int, default=[32, 128, 256], help="networks trained together")
+    p.add_argument("--probe-sizes", nargs="+", type=int, default=[1_000, 10_000])
+    p.add_argument("--image", type=int, default=28, help="image side (28: Fashion-MNIST, 8: digits)")
+    p.add_argument("--steps", type=int, default=5, help="SGD steps timed (rates scale linearly)")
+    p.add_argument("--pool", type=int, default=2000, help="training pool that defines an epoch")
+    p.add_argument("--probes", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=1024, help="networks per device per probing step")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    print(f"machine: {machine_description()}\n")
+    rows, spe = training_rows(args.train_chunks, args.image, args.steps, args.pool, args.repeats)
+    print(f"Small CNN zoo generation: networks trained together (batch 32, per-network hyper-parameters; "
+          f"an epoch of a {args.pool}-image pool is {spe} steps)\n")
+    print(markdown_table(["CNNs per call", "image", "steps timed", "median s", "CNN-steps / s", "images / s",
+                          "CNN-epochs / s"], rows))
+    print(f"\nProbing: small CNNs probed per second (K={args.probes}, one compiled call per zoo)\n")
+    print(markdown_table(["zoo size", "image", "K", "median ms", "CNNs / s"],
+                         probing_rows(args.probe_sizes, args.image, args.probes, args.batch_size, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
