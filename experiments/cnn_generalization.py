@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from probegen_jax import report
+from probegen_jax.baselines import BASELINE_NAMES, NFNConfig, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
@@ -30,6 +31,7 @@ from probegen_jax.zoo.zoo import at_epoch
 METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "probegen5": "ProbeGen (5 layers)", "vanilla": "Vanilla probing",
                 "synthetic": "Synthetic probes", "nonlinear": "Non-linear generator"}
 TARGET = "test_accuracy"
+CNN_NFN = NFNConfig(channels=(16, 16, 16))  # 3x3 filters make NP layers 81x costlier per channel pair than on INRs
 
 
 def zoo_label(zoo) -> str:
@@ -37,7 +39,7 @@ def zoo_label(zoo) -> str:
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
-def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path) -> list[dict]:
+def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, baselines=()) -> list[dict]:
     rows, probes, scatter = [], {}, {}
     for source in sources:
         for k in probe_counts:
@@ -56,9 +58,20 @@ def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, o
                     inputs, y = zoo.split_arrays(TARGET, ("test",))["test"]
                     pred = predict(learner.apply, result.params, inputs, batch_size=cfg.batch_size)[:, 0]
                     scatter[f"{label}\ntau={result.test['kendall_tau']:.3f}"] = (y, pred)
-    report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
-                        ylabel="predicted", title=zoo_label(zoo))
-    report.plot_image_probes(probes, out / f"probes_{name}.png", title=f"probes, {zoo_label(zoo)}")
+    for baseline in baselines if not isinstance(zoo, HeteroZoo) else ():  # weight-space baselines, same loop
+        for seed in seeds:
+            start = time.perf_counter()
+            result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
+                                          nfn=CNN_NFN)
+            rows.append({"zoo": name, "source": baseline, "K": "—", "seed": seed, "test_tau": result.test["kendall_tau"],
+                         "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"],
+                         "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)})
+            print(rows[-1], flush=True)
+    if scatter:
+        report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
+                            ylabel="predicted", title=zoo_label(zoo))
+    if probes:
+        report.plot_image_probes(probes, out / f"probes_{name}.png", title=f"probes, {zoo_label(zoo)}")
     return rows
 
 
@@ -68,7 +81,7 @@ def summary_table(rows: list[dict]) -> str:
         groups.setdefault((r["zoo"], r["source"], r["K"]), []).append(r)
     return report.markdown_table(
         ["zoo", "method", "K", "Kendall tau (test)", "R^2 (test)", "seeds", "seconds / run"],
-        [[z, METHOD_NAMES[s], k, report.mean_std([r["test_tau"] for r in g], digits=3),
+        [[z, {**METHOD_NAMES, **BASELINE_NAMES}[s], k, report.mean_std([r["test_tau"] for r in g], digits=3),
           report.mean_std([r["test_r2"] for r in g], digits=3), len(g), f"{np.mean([r['seconds'] for r in g]):.0f}"]
          for (z, s, k), g in groups.items()])
 
@@ -77,7 +90,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", help="a saved small CNN zoo")
     p.add_argument("--hetero", help="a saved heterogeneous CNN zoo")
-    p.add_argument("--sources", nargs="+", default=["probegen", "vanilla", "synthetic"])
+    p.add_argument("--sources", nargs="*", default=["probegen", "vanilla", "synthetic"])
+    p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
+                   help="weight-space baselines (small CNN zoo only): statnn, statnn_gbt, flat, nfn")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
@@ -95,7 +110,7 @@ def main(argv=None) -> None:
                           "generation_seconds": zoo.meta.get("generation_seconds"),
                           "diverged": zoo.meta.get("diverged")}
             rows += run_zoo(zoo, name, sources=args.sources, probe_counts=args.probes, seeds=args.seeds, cfg=cfg,
-                            out=out)
+                            out=out, baselines=args.baselines)
     table = summary_table(rows)
     body = "\n\n".join(f"**{k}** (`{v['path']}`, final-epoch checkpoints; generated in {v['generation_seconds']} s; "
                        f"diverged: {v['diverged']})\n\n```\n{v['describe']}\n```" for k, v in zoos.items())
