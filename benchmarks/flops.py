@@ -121,7 +121,7 @@ def plot(rows: list[dict], path: Path, title: str, metric: str) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for flops, score, label in pts:
         ax.scatter(flops, score * (100 if metric == "accuracy" else 1), s=30)
-        ax.annotate(label.split(" (features")[0].split(": channels")[0].replace("NFN-NP (", "NFN-NP ("), (flops, score * (100 if metric == "accuracy" else 1)), fontsize=7,
+        ax.annotate(label.split(" (features")[0].split(": channels")[0], (flops, score * (100 if metric == "accuracy" else 1)), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     ax.set(xscale="log", xlabel="inference FLOPs per network (log)",
            ylabel=f"test {metric}" + (" (%)" if metric == "accuracy" else ""), title=title)
