@@ -112,10 +112,7 @@ def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | os.
 def plot_scatter(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
                  xlabel: str = "true", ylabel: str = "predicted", title: str = "") -> Path:
     """One panel per label: predicted vs true values with the diagonal (e.g. CNN test accuracy)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(points)
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False)
@@ -129,21 +126,13 @@ def plot_scatter(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_image_probes(probes: Mapping[str, np.ndarray], path: str | os.PathLike, *, count: int = 8,
                       title: str = "learned probes") -> Path:
     """One row per method: its first ``count`` image probes ``[K, H, W, C]`` in [-1, 1]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(probes)
     fig, axes = plt.subplots(len(names), count, figsize=(1.2 * count, 1.35 * len(names)), squeeze=False)
@@ -157,9 +146,4 @@ def plot_image_probes(probes: Mapping[str, np.ndarray], path: str | os.PathLike,
             ax.set_yticks([])
         row[0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
