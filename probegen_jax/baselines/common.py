@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from probegen_jax.errors import ShapeMismatchError
-from probegen_jax.types import Array, Params
+from probegen_jax.learner import Learner
+from probegen_jax.types import Array, Params, PRNGKey
 
 
 def weight_leaves(params: Params, *, where: str = "params") -> list[Array]:
@@ -40,3 +42,22 @@ def fit_standardizer(features: Array, *, eps: float = 1e-8) -> Standardizer:
     features = jnp.asarray(features, jnp.float32)
     std = features.std(0)
     return Standardizer(features.mean(0), jnp.where(std > eps, std, 1.0))
+
+
+def features_learner(
+    features: Callable[[Params], Array], train_params: Params, num_outputs: int, *, hidden: int = 256,
+    layers: int = 4,
+) -> Learner:
+    """``features(zoo_params)`` standardised by the training split's statistics -> ReLU MLP head."""
+    from probegen_jax.probing.probegen import mlp_head
+
+    scaler = fit_standardizer(features(train_params))
+    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
+
+    def init(key: PRNGKey) -> Params:
+        return head.init(key)
+
+    def apply(params: Params, zoo_params: Params) -> Array:
+        return head.apply(params, scaler(features(zoo_params)))
+
+    return Learner(init, apply)

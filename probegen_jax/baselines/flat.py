@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from probegen_jax.baselines.common import fit_standardizer, weight_leaves
+from probegen_jax.baselines.common import features_learner, weight_leaves
 from probegen_jax.learner import Learner
-from probegen_jax.probing.probegen import mlp_head
-from probegen_jax.types import Array, Params, PRNGKey
+from probegen_jax.types import Array, Params
 
 
 def flatten_weights(params: Params) -> Array:
@@ -20,13 +19,4 @@ def flatten_weights(params: Params) -> Array:
 
 def flat_learner(train_params: Params, num_outputs: int, *, hidden: int = 256, layers: int = 4) -> Learner:
     """Standardised flat weights (per-coordinate statistics of ``train_params``) -> ReLU MLP."""
-    scaler = fit_standardizer(flatten_weights(train_params))
-    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
-
-    def init(key: PRNGKey) -> Params:
-        return head.init(key)
-
-    def apply(params: Params, zoo_params: Params) -> Array:
-        return head.apply(params, scaler(flatten_weights(zoo_params)))
-
-    return Learner(init, apply)
+    return features_learner(flatten_weights, train_params, num_outputs, hidden=hidden, layers=layers)

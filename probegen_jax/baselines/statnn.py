@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probegen_jax.baselines.common import Standardizer, fit_standardizer, weight_leaves
+from probegen_jax.baselines.common import Standardizer, features_learner, weight_leaves
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
-from probegen_jax.probing.probegen import mlp_head
-from probegen_jax.types import Array, Params, PRNGKey
+from probegen_jax.types import Array, Params
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 STATS_PER_TENSOR = 2 + len(QUANTILES)
@@ -77,16 +75,7 @@ def statnn_learner(train_params: Params, num_outputs: int, *, hidden: int = 256,
 
     ``train_params`` (the training split's stacked params) fix the feature standardisation.
     """
-    scaler = fit_standardizer(statnn_features(train_params))
-    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
-
-    def init(key: PRNGKey) -> Params:
-        return head.init(key)
-
-    def apply(params: Params, zoo_params: Params) -> Array:
-        return head.apply(params, scaler(statnn_features(zoo_params)))
-
-    return Learner(init, apply)
+    return features_learner(statnn_features, train_params, num_outputs, hidden=hidden, layers=layers)
 
 
 def fit_statnn_gbt(
