@@ -34,7 +34,7 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
     from probegen_jax.probing import probe, probe_zoo
     from probegen_jax.probing.methods import ProbingSpec
     from probegen_jax.tasks import classification
-    from probegen_jax.train import TrainConfig, TrainState, _epoch_fn, batch_order, make_optimizer
+    from probegen_jax.train import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer
 
     n_dev = len(jax.devices())
     mesh = zoo_mesh() if n_dev > 1 else None
@@ -47,7 +47,7 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
     learner, _ = ProbingSpec(num_probes=probes).make_learner(arch, 10)
     n_train = steps * batch
     optimizer = make_optimizer(TrainConfig(batch_size=batch), steps)
-    epoch = _epoch_fn(learner, task, optimizer, mesh)
+    epoch = epoch_function(learner, task, optimizer, mesh)
     init = learner.init(jax.random.key(0))
     data = (jax.tree.map(lambda a: a[:n_train], params), jnp.zeros(n_train, jnp.int32))
     if mesh is not None:
@@ -57,7 +57,7 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
     order = jnp.asarray(batch_order(0, 0, n_train, batch))
 
     def run():
-        holder["s"], loss = epoch(holder["s"], data, order)
+        holder["s"], loss = epoch(holder["s"], data, order, jnp.asarray(0))
         return loss
 
     t_epoch = median_seconds(run, repeats=repeats)

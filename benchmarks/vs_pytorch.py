@@ -33,7 +33,7 @@ from probegen_jax.probing import probe  # noqa: E402
 from probegen_jax.probing.methods import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table  # noqa: E402
 from probegen_jax.tasks import classification  # noqa: E402
-from probegen_jax.train import TrainConfig, TrainState, _epoch_fn, batch_order, make_optimizer  # noqa: E402
+from probegen_jax.train import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer  # noqa: E402
 
 W0, OFFSET = 30.0, 0.5
 
@@ -74,14 +74,14 @@ def jax_epoch(arch, params, labels, num_probes: int, batch_size: int):
     cfg = TrainConfig(epochs=1, batch_size=batch_size)
     n = len(labels)
     optimizer = make_optimizer(cfg, n // batch_size)
-    epoch = _epoch_fn(learner, task, optimizer, None)
+    epoch = epoch_function(learner, task, optimizer)
     init = learner.init(jax.random.key(0))
     state = {"s": TrainState(init, optimizer.init(init))}
     data = jax.device_put((params, jnp.asarray(labels)))
     order = jnp.asarray(batch_order(0, 0, n, batch_size))
 
     def run():
-        state["s"], loss = epoch(state["s"], data, order)
+        state["s"], loss = epoch(state["s"], data, order, jnp.asarray(0))
         return loss
 
     return run

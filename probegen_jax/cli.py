@@ -83,8 +83,11 @@ def _zoo_export(args: argparse.Namespace) -> None:
 def _cnn_training(args: argparse.Namespace):
     from probegen_jax.zoo.cnn import CNNTraining
 
-    return CNNTraining(dataset=args.dataset, train_size=args.train_size, test_size=args.test_size,
-                       epochs=tuple(args.epochs), batch_size=args.batch_size)
+    common = dict(dataset=args.dataset, train_size=args.train_size, test_size=args.test_size,
+                  epochs=tuple(args.epochs), batch_size=args.batch_size)
+    if getattr(args, "fixed_hparams", False):
+        return CNNTraining.fixed_setting(**common)
+    return CNNTraining(**common)
 
 
 def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
@@ -224,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cnn_zoo_arguments(small, [0, 1, 2, 3, 20, 40, 60, 80, 86])
     small.add_argument("--networks", type=int, default=1000, help="networks to train")
     small.add_argument("--chunk-size", type=int, default=256, help="networks trained together in one compiled call")
+    small.add_argument("--fixed-hparams", action="store_true",
+                       help="one training setting for every network, which differ by seed only (the Model Zoos "
+                            "setting SANE is evaluated on): tanh, Adam 1e-3, init std 0.08, no dropout or L2")
     small.set_defaults(func=_zoo_make_small_cnn)
     wild = make.add_parser("wild-cnn", help="heterogeneous CNNs in architecture buckets (CNN Wild Park style)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -32,3 +32,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_pytree(path: str | os.PathLike, tree: Any) -> None:
+    """Save a pytree of arrays as an orbax checkpoint directory (replacing one already there)."""
+    import orbax.checkpoint as ocp
+
+    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(Path(path).absolute(), args=ocp.args.StandardSave(tree),
+                                                           force=True)
+
+
+def load_pytree(path: str | os.PathLike, abstract: Any) -> Any:
+    """Restore a pytree saved by ``save_pytree`` into the structure of ``abstract`` (shape/dtype structs).
+
+    Raises ``CheckpointError`` naming the directory when it is missing, damaged or of another model.
+    """
+    import orbax.checkpoint as ocp
+
+    from probegen_jax.errors import CheckpointError
+
+    path = Path(path).absolute()
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory missing")
+    try:
+        return ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(path, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # orbax raises many types for damaged or mismatched checkpoints
+        raise CheckpointError(f"{path}: cannot restore params ({type(e).__name__}: {e})") from e

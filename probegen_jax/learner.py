@@ -24,6 +24,16 @@ def learner_from_nnx(make_module: Callable[[Any], Any]) -> Learner:
 
 def nnx_pure_functions(make_module: Callable[[Any], Any]) -> tuple[Callable, Callable]:
     """``(init(key) -> pure param dict, apply(params, x) -> module(x))`` for an NNX module factory."""
+    init, methods = nnx_pure_methods(make_module, ("__call__",))
+    return init, methods["__call__"]
+
+
+def nnx_pure_methods(make_module: Callable[[Any], Any], names: tuple[str, ...]) -> tuple[Callable, dict[str, Callable]]:
+    """``(init(key) -> pure param dict, {name: fn(params, *args, **kw) -> module.name(*args, **kw)})``.
+
+    The module is rebuilt from the pure dict by ``nnx.merge`` inside each call, so every function
+    is pure (jit, vmap and grad apply) and the params are a plain pytree.
+    """
     import jax
     from flax import nnx
 
@@ -32,9 +42,12 @@ def nnx_pure_functions(make_module: Callable[[Any], Any]) -> tuple[Callable, Cal
     def init(key: PRNGKey) -> Params:
         return nnx.to_pure_dict(nnx.split(make_module(nnx.Rngs(key)))[1])
 
-    def apply(params: Params, inputs: PyTree) -> Array:
-        state = jax.tree.map(lambda a: a, abstract)
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(graphdef, state)(inputs)
+    def method(name: str) -> Callable:
+        def fn(params: Params, *args: Any, **kwargs: Any) -> Any:
+            state = jax.tree.map(lambda a: a, abstract)
+            nnx.replace_by_pure_dict(state, params)
+            return getattr(nnx.merge(graphdef, state), name)(*args, **kwargs)
 
-    return init, apply
+        return fn
+
+    return init, {name: method(name) for name in names}

@@ -147,3 +147,19 @@ def plot_image_probes(probes: Mapping[str, np.ndarray], path: str | os.PathLike,
         row[0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_embedding_2d(embeddings: np.ndarray, values: np.ndarray, path: str | os.PathLike, *,
+                      label: str = "test accuracy", title: str = "embeddings (PCA)") -> Path:
+    """First two principal components of ``embeddings [N, D]``, coloured by ``values [N]``."""
+    plt = pyplot()
+
+    x = np.asarray(embeddings, float)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values, float), s=6, cmap="viridis")
+    fig.colorbar(points, ax=ax, label=label)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
+    return save_figure(fig, path)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from probegen_jax.errors import CheckpointError
-from probegen_jax.io import write_json
+from probegen_jax.io import load_pytree, save_pytree, write_json
 from probegen_jax.learner import Learner
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.tasks import Task, classification, regression
@@ -68,11 +68,8 @@ def train_probing(
 
 def save_run(run_dir: str | os.PathLike, *, zoo_path: str, target: str, spec: ProbingSpec,
              cfg: TrainConfig, result: TrainResult, epoch: int | str = "all") -> None:
-    import orbax.checkpoint as ocp
-
     run_dir = Path(run_dir).absolute()
-    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(
-        run_dir / "params", args=ocp.args.StandardSave(result.params), force=True)
+    save_pytree(run_dir / "params", result.params)
     write_json(run_dir / "run.json", {
         "method": "probing", "zoo": str(Path(zoo_path).absolute()), "target": target, "epoch": epoch,
         "spec": dataclasses.asdict(spec), "train": dataclasses.asdict(cfg), "result": result.summary(),
@@ -81,8 +78,6 @@ def save_run(run_dir: str | os.PathLike, *, zoo_path: str, target: str, spec: Pr
 
 def load_run(run_dir: str | os.PathLike, zoo: Zoo | None = None) -> tuple[dict[str, Any], Zoo, Learner, Task, Params]:
     """(record, zoo, learner, task, params) of a saved run; the zoo is loaded from the record if not given."""
-    import orbax.checkpoint as ocp
-
     run_dir = Path(run_dir).absolute()
     record_file = run_dir / "run.json"
     if not record_file.is_file():
@@ -92,11 +87,7 @@ def load_run(run_dir: str | os.PathLike, zoo: Zoo | None = None) -> tuple[dict[s
     task = task_for(zoo, record["target"])
     learner = probing_learner_for(zoo, ProbingSpec(**record["spec"]), task.num_outputs)
     abstract = jax.eval_shape(learner.init, jax.random.key(0))
-    try:
-        params = ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(
-            run_dir / "params", args=ocp.args.StandardRestore(abstract))
-    except Exception as e:  # orbax raises many types for damaged checkpoints
-        raise CheckpointError(f"{run_dir / 'params'}: cannot restore the run's params ({e})") from e
+    params = load_pytree(run_dir / "params", abstract)
     return record, zoo, learner, task, params
 
 

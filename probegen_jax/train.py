@@ -123,24 +123,63 @@ def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def _epoch_fn(learner: Learner, task: Task, optimizer: optax.GradientTransformation, mesh: Mesh | None):
-    def loss_fn(params, inputs, targets):
-        return task.loss(learner.apply(params, inputs), targets)
+Objective = Callable[[Params, PyTree, Array], Array]  # (params, batch, key) -> scalar loss
 
-    def step(data, state: TrainState, idx: Array):
-        inputs, targets = jax.tree.map(lambda a: a[idx], data)
+
+def _epoch_fn(objective: Objective, optimizer: optax.GradientTransformation, mesh: Mesh | None, seed: int,
+              scan: bool):
+    """``epoch(state, data, order [steps, B], epoch_index) -> (state, mean loss)``.
+
+    With ``scan`` the epoch is one compiled ``lax.scan`` (accelerators); without, a Python loop of
+    one compiled step (CPU: XLA's CPU backend runs some convolutions, such as the transposed ones of
+    the image probe generator, about ten times slower inside a loop body than at top level). Both
+    compute the same steps with the same keys.
+    """
+    def step(data, state: TrainState, xs):
+        idx, key = xs
+        batch = jax.tree.map(lambda a: a[idx], data)
         if mesh is not None:  # data-parallel: each device takes its share of the batch
-            inputs, targets = jax.lax.with_sharding_constraint((inputs, targets), zoo_sharding(mesh))
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, inputs, targets)
+            batch = jax.lax.with_sharding_constraint(batch, zoo_sharding(mesh))
+        loss, grads = jax.value_and_grad(objective)(state.params, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
+    def step_keys(epoch_index: Array, steps: int) -> Array:
+        return jax.random.split(jax.random.fold_in(jax.random.key(seed), epoch_index), steps)
+
     @partial(jax.jit, donate_argnums=(0,))
-    def epoch(state: TrainState, data, order: Array):
-        state, losses = jax.lax.scan(partial(step, data), state, order)
+    def scanned_epoch(state: TrainState, data, order: Array, epoch_index: Array):
+        state, losses = jax.lax.scan(partial(step, data), state, (order, step_keys(epoch_index, order.shape[0])))
         return state, jnp.mean(losses)
 
-    return epoch
+    one_step = jax.jit(step, donate_argnums=(1,))
+
+    def looped_epoch(state: TrainState, data, order: Array, epoch_index: Array):
+        keys = step_keys(epoch_index, order.shape[0])
+        losses = []
+        for i in range(order.shape[0]):
+            state, loss = one_step(data, state, (order[i], keys[i]))
+            losses.append(loss)
+        return state, jnp.mean(jnp.stack(losses))
+
+    return scanned_epoch if scan else looped_epoch
+
+
+def supervised_objective(learner: Learner, task: Task) -> Objective:
+    """``task.loss(learner.apply(params, inputs), targets)`` for batches ``(inputs, targets)``."""
+    def objective(params: Params, batch: Split, key: Array) -> Array:
+        inputs, targets = batch
+        return task.loss(learner.apply(params, inputs), targets)
+
+    return objective
+
+
+def epoch_function(learner: Learner, task: Task, optimizer: optax.GradientTransformation, mesh: Mesh | None = None,
+                   *, seed: int = 0, scan: bool | None = None):
+    """The compiled training epoch ``fit`` runs, ``epoch(state, (inputs, targets), order, epoch_index)``
+    (for benchmarks); ``scan`` defaults to one ``lax.scan`` on accelerators and a step loop on CPU."""
+    scan = jax.default_backend() != "cpu" if scan is None else scan
+    return _epoch_fn(supervised_objective(learner, task), optimizer, mesh, seed, scan)
 
 
 def fit(
@@ -169,16 +208,48 @@ def fit(
     for name in ("train", "val"):
         if name not in splits:
             raise MissingSplitError(f"fit needs a {name!r} split; got {sorted(splits)}")
-    n_train = _size(splits["train"], "train")
     for name in splits:
         _size(splits[name], name)
+    eval_kw = dict(batch_size=cfg.eval_batch_size, mesh=mesh)
+
+    result = fit_objective(learner.init, supervised_objective(learner, task), splits["train"],
+                           lambda params: evaluate(learner, task, params, splits["val"], **eval_kw), task.select,
+                           cfg, checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc,
+                           order_fn=order_fn)
+    if "test" in splits:
+        result.test = evaluate(learner, task, result.params, splits["test"], **eval_kw)
+    return result
+
+
+def fit_objective(
+    init: Callable[[Array], Params],
+    objective: Objective,
+    train_data: PyTree,
+    validate: Callable[[Params], dict[str, float]],
+    select: str,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    order_fn: Callable[[int, int, int, int], np.ndarray] | None = None,
+) -> TrainResult:
+    """The loop under ``fit``, for any objective: minimise ``objective(params, batch, key)`` over
+    batches of ``train_data`` (a pytree with a leading example axis; ``key`` is fresh per step and
+    depends only on seed, epoch and step), keep the params where ``validate(params)[select]`` is
+    highest. ``test`` of the result is left empty."""
+    sizes = {int(a.shape[0]) for a in jax.tree.leaves(train_data)}
+    if len(sizes) != 1:
+        raise ShapeMismatchError(f"train data: every leaf needs the same leading size, got {sorted(sizes)}")
+    n_train = sizes.pop()
     batch_size = min(cfg.batch_size, n_train)
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
     steps_per_epoch = n_train // batch_size
     optimizer = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
 
-    params = learner.init(jax.random.key(cfg.seed))
+    params = init(jax.random.key(cfg.seed))
     state = TrainState(params, optimizer.init(params))
     best = {"params": params, "epoch": -1, "val": {}, "score": -np.inf}
     history: list[dict[str, float]] = []
@@ -187,30 +258,28 @@ def fit(
     if manager is not None and manager.latest() is not None:
         state, best, history, start_epoch, elapsed = manager.restore(state)
 
-    train_data = jax.tree.map(jnp.asarray, splits["train"])
+    train_data = jax.tree.map(jnp.asarray, train_data)
     if mesh is not None:
         train_data, _ = shard_zoo(train_data, mesh)
         state = jax.device_put(state, replicated(mesh))
-    epoch_fn = _epoch_fn(learner, task, optimizer, mesh)
+    epoch_fn = _epoch_fn(objective, optimizer, mesh, cfg.seed, scan=jax.default_backend() != "cpu")
     started = time.perf_counter() - elapsed
-    eval_kw = dict(batch_size=cfg.eval_batch_size, mesh=mesh)
     bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress, unit="epoch",
                initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
         order = (order_fn or batch_order)(cfg.seed, epoch, n_train, batch_size)
-        state, loss = epoch_fn(state, train_data, jnp.asarray(order))
+        state, loss = epoch_fn(state, train_data, jnp.asarray(order), jnp.asarray(epoch))
         if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
             continue
-        val = evaluate(learner, task, state.params, splits["val"], **eval_kw)
+        val = validate(state.params)
         history.append({"epoch": epoch, "train_loss": float(loss), **{f"val_{k}": v for k, v in val.items()}})
-        if val[task.select] > best["score"]:
+        if val[select] > best["score"]:
             best = {"params": jax.tree.map(jnp.copy, state.params), "epoch": epoch, "val": val,
-                    "score": val[task.select]}
-        bar.set_postfix(loss=f"{float(loss):.4f}", **{task.select: f"{val[task.select]:.4f}"})
+                    "score": val[select]}
+        bar.set_postfix(loss=f"{float(loss):.4f}", **{select: f"{val[select]:.4f}"})
         if manager is not None:
             manager.save(epoch, state, best, history, time.perf_counter() - started)
-    test = evaluate(learner, task, best["params"], splits["test"], **eval_kw) if "test" in splits else {}
-    return TrainResult(jax.device_get(best["params"]), best["epoch"], best["val"], test, history,
+    return TrainResult(jax.device_get(best["params"]), best["epoch"], best["val"], {}, history,
                        round(time.perf_counter() - started, 3))
 
 

@@ -8,6 +8,7 @@ from probegen_jax.archs.base import (
     arch_from_spec,
     check_finite,
     flatten_params,
+    layer_order,
     make_arch,
     register_arch,
     registered_archs,
@@ -22,6 +23,6 @@ from probegen_jax.archs.torch_cnn import torch_cnn
 
 __all__ = [
     "Arch", "arch_from_function", "arch_from_linen", "arch_from_nnx", "arch_from_spec",
-    "check_finite", "flatten_params", "lora", "make_arch", "mixer", "mlp", "register_arch", "registered_archs", "siren", "small_cnn", "tensors", "torch_cnn",
+    "check_finite", "flatten_params", "layer_order", "lora", "make_arch", "mixer", "mlp", "register_arch", "registered_archs", "siren", "small_cnn", "tensors", "torch_cnn",
     "tree_path_name", "vit", "wild_cnn",
 ]

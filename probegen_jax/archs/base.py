@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -130,6 +131,25 @@ def flatten_params(params: Params) -> dict[str, Any]:
     """``{"dense0/kernel": array, ...}``; ``Arch.unflatten`` is the inverse."""
     return dict(_leaves_with_paths(params))
 
+
+
+def _layer_key(name: str) -> tuple:
+    match = re.fullmatch(r"([A-Za-z_]*?)(\d+)", name)
+    prefix, index = (match.group(1), int(match.group(2))) if match else (name, -1)
+    return (0 if prefix == "conv" else 1, prefix, index)
+
+
+def layer_order(params: Params) -> list[str]:
+    """Names of the ``{"kernel", "bias"}`` layers in forward order: ``conv0, conv1, ..., dense0, ...``.
+
+    Entries that are not layers (such as a per-network activation index) are left out.
+    """
+    if not isinstance(params, Mapping):
+        raise ShapeMismatchError(f"expected a dict of layers, got {type(params).__name__}")
+    names = [k for k, v in params.items() if isinstance(v, Mapping) and {"kernel", "bias"} <= set(v)]
+    if not names:
+        raise ShapeMismatchError(f"no (kernel, bias) layers among {sorted(params)}")
+    return sorted(names, key=_layer_key)
 
 def check_finite(params: Params, *, where: str = "params") -> None:
     """Raise ``NonFiniteWeightsError`` naming each tensor holding NaN or inf (and how many nets)."""

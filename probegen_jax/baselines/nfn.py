@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from probegen_jax.archs.base import layer_order
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
 from probegen_jax.probing.probegen import mlp_head
@@ -67,25 +67,6 @@ NFN_PAPER_CONFIG = NFNConfig(channels=(512, 512, 512), fourier_features=128, hea
 
 
 # ----------------------------------------------------------------------------- weight space
-
-
-def _layer_key(name: str) -> tuple:
-    match = re.fullmatch(r"([A-Za-z_]*?)(\d+)", name)
-    prefix, index = (match.group(1), int(match.group(2))) if match else (name, -1)
-    return (0 if prefix == "conv" else 1, prefix, index)
-
-
-def layer_order(params: Params) -> list[str]:
-    """Names of the ``{"kernel", "bias"}`` layers in forward order: ``conv0, conv1, ..., dense0, ...``.
-
-    Entries that are not layers (such as a per-network activation index) are left out.
-    """
-    if not isinstance(params, dict):
-        raise ShapeMismatchError(f"NFN expects a dict of layers, got {type(params).__name__}")
-    names = [k for k, v in params.items() if isinstance(v, dict) and {"kernel", "bias"} <= set(v)]
-    if not names:
-        raise ShapeMismatchError(f"NFN: no (kernel, bias) layers among {sorted(params)}")
-    return sorted(names, key=_layer_key)
 
 
 def weight_space(params: Params, layers: Sequence[str] | None = None) -> WeightSpace:

@@ -97,6 +97,14 @@ class CNNTraining:
     train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     eval_block: int = 128
 
+    @classmethod
+    def fixed_setting(cls, **kw: Any) -> CNNTraining:
+        """One setting for every network (networks differ by seed only), as in Schuerholt et al.'s
+        Model Zoos: tanh, Adam at 1e-3, N(0, 0.08^2) init, no dropout, L2 1e-8, the whole pool."""
+        fixed = dict(activations=("tanh",), optimizers=("adam",), init_std=(0.08, 0.08), l2=(1e-8, 1e-8),
+                     dropout=(0.0, 0.0), learning_rate=(1e-3, 1e-3), train_fractions=(1.0,))
+        return cls(**{**fixed, **kw})
+
     def __post_init__(self) -> None:
         for name in self.optimizers:
             if name not in OPTIMIZERS:
@@ -464,3 +472,37 @@ def zoo_meta(kind: str, cfg: Any, tcfg: CNNTraining, tdata: TrainingData, data: 
                                 "max": float(np.max(final)) if final.size else float("nan")},
         "generation_seconds": round(seconds, 2),
     }
+
+
+# ----------------------------------------------------------------------------- training given networks
+
+
+def zoo_training_data(zoo: Any, data_dir: str | os.PathLike | None = None) -> TrainingData:
+    """The images a generated CNN zoo was trained and scored on (same pool and test part)."""
+    config = zoo.meta.get("config", {})
+    if "training" not in config or "dataset" not in zoo.meta:
+        raise ValueError("zoo meta has no CNN training record; it was not made by `zoo make small-cnn`/`wild-cnn`")
+    tcfg = CNNTraining(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["training"].items()})
+    return training_data(load_dataset(zoo.meta["dataset"], data_dir), tcfg, int(config.get("seed", 0)))
+
+
+def finetune_networks(
+    arch: Arch,
+    params: Params,
+    data: TrainingData,
+    *,
+    epochs: Sequence[int] = (0, 1, 2, 3),
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
+    """Train given stacked conv-stack networks ``[n, ...]`` on the whole pool with one fixed setting
+    (no dropout or L2), all at once; metrics ``[n, len(epochs)]`` at each listed epoch and ``diverged``."""
+    n = int(jax.tree.leaves(params)[0].shape[0])
+    tcfg = CNNTraining(dataset=data.name, epochs=tuple(epochs), batch_size=batch_size, optimizers=(optimizer,))
+    hp = {"optimizer": jnp.zeros((n,), jnp.int32), "dropout": jnp.zeros((n,)), "l2": jnp.zeros((n,)),
+          "learning_rate": jnp.full((n,), learning_rate), "train_fraction": jnp.ones((n,))}
+    forward = partial(conv_stack_apply, layers=conv_layers_of(arch))
+    out = train_network_chunk(forward, params, hp, network_keys(seed, np.arange(n)), data, tcfg)
+    return {k: v for k, v in out.items() if not k.startswith("params/")}

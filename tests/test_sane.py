@@ -1,0 +1,299 @@
+"""SANE: the tokeniser's exact inverse, function-preserving augmentations, the objective against
+reference computations, haloed windows, training on a small CNN zoo, property prediction and
+sampling, and the errors for bad input."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+from probegen_jax.archs import make_arch
+from probegen_jax.archs.cnn import ACTIVATION_LEAF
+from probegen_jax.data import load_digits
+from probegen_jax.errors import CheckpointError, DataFileError, ShapeMismatchError
+from probegen_jax.sane.augment import multiplicative_noise, permute_hidden
+from probegen_jax.sane.embed import in_windows, window_starts, zoo_embeddings, zoo_latents
+from probegen_jax.sane.losses import masked_mse, nt_xent
+from probegen_jax.sane.model import SANEConfig
+from probegen_jax.sane.properties import ridge_fit, ridge_probe
+from probegen_jax.sane.sample import kde_sample, sample_sub, top_fraction
+from probegen_jax.sane.tokens import (
+    STANDARDIZATION_FILE,
+    destandardize,
+    detokenize,
+    fit_standardization,
+    load_standardization,
+    save_standardization,
+    standardize,
+    token_layout,
+    tokenize,
+)
+from probegen_jax.sane.train import load_sane, train_sane
+from probegen_jax.train import TrainConfig
+from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, finetune_networks, make_small_cnn_zoo, training_data
+from probegen_jax.zoo.zoo import SPLITS
+
+CNN = make_arch("small_cnn", input_shape=(8, 8, 1), activation=("relu", "tanh"))
+MLP = make_arch("mlp", input_shape=(5,), hidden=7, depth=3, out_dim=3)
+TINY_SANE = SANEConfig(token_size=32, window=16, d_model=32, heads=2, encoder_layers=1, decoder_layers=1, latent=8,
+                       projection_dim=8)
+
+
+def stacked(arch, n, seed=0):
+    return jax.vmap(arch.init)(jax.random.split(jax.random.key(seed), n))
+
+
+def cnn_params(seed=0, activation=1):
+    return {**CNN.init(jax.random.key(seed)), ACTIVATION_LEAF: jnp.asarray(activation, jnp.int32)}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def epoch_zoo(digits):
+    cfg = SmallCNNZooConfig(training=CNNTraining(dataset="digits", train_size=256, test_size=128, train_eval_size=128,
+                                                 epochs=(0, 1, 3)), num_networks=48, chunk_size=48, seed=2)
+    return make_small_cnn_zoo(cfg, data=digits, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(epoch_zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sane")
+    model, result = train_sane(epoch_zoo, TINY_SANE, TrainConfig(epochs=12, batch_size=16, learning_rate=2e-3,
+                                                                 schedule="onecycle", optimizer="adamw"),
+                               out=out, progress=False)
+    return model, result, out
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+@pytest.mark.parametrize("arch", [CNN, MLP], ids=["small_cnn", "mlp"])
+@pytest.mark.parametrize("token_size", [7, 32, 150])
+def test_tokens_back_to_params_reproduce_the_outputs_exactly(arch, token_size):
+    params = cnn_params() if arch is CNN else arch.init(jax.random.key(1))
+    layout = token_layout(params, token_size)
+    tokens = tokenize(params, layout)
+    assert tokens.shape == (layout.num_tokens, token_size)
+    extras = {k: v for k, v in params.items() if k not in {s.name for s in layout.layers}}
+    rebuilt = detokenize(tokens, layout, extras)
+    x = jax.random.normal(jax.random.key(2), (4, *arch.input_shape))
+    np.testing.assert_array_equal(np.asarray(arch.apply(rebuilt, x)), np.asarray(arch.apply(params, x)))
+    for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_layout_rows_positions_and_mask():
+    params = cnn_params()
+    layout = token_layout(params, 64)
+    # conv0 rows 3*3*1+1 = 10 -> 1 token; conv1/conv2 rows 145 -> 3 tokens; dense0 rows 17 -> 1 token
+    assert [s.tokens_per_row for s in layout.layers] == [1, 3, 3, 1]
+    assert layout.num_tokens == 16 + 48 + 48 + 10
+    assert layout.mask().sum() == 4970 == layout.num_weights  # the small CNN's weights and biases
+    pos = layout.positions()
+    assert (pos[:, 0] == np.arange(layout.num_tokens)).all()
+    assert np.bincount(pos[:, 1]).tolist() == [16, 48, 48, 10]
+    assert pos[16:64, 2].tolist() == list(range(48))
+    tokens = np.asarray(tokenize(params, layout))
+    assert (tokens[layout.mask() == 0] == 0).all()
+
+
+def test_layout_mismatch_names_the_layer():
+    layout = token_layout(cnn_params(), 64)
+    wide = make_arch("small_cnn", input_shape=(8, 8, 1), channels=8).init(jax.random.key(0))
+    with pytest.raises(ShapeMismatchError, match="conv0"):
+        layout.check(wide)
+    with pytest.raises(ShapeMismatchError, match="layers"):
+        layout.check(MLP.init(jax.random.key(0)))
+    with pytest.raises(ShapeMismatchError, match=r"expected \[122, 64\]"):
+        detokenize(jnp.zeros((10, 64)), layout)
+
+
+def test_token_size_or_window_larger_than_the_sequence_is_refused():
+    params = cnn_params()
+    with pytest.raises(ValueError, match="token size 5000 is larger than the whole network"):
+        token_layout(params, 5000)
+    layout = token_layout(params, 64)
+    with pytest.raises(ValueError, match="window 500 is larger than the sequence"):
+        dataclasses.replace(TINY_SANE, token_size=64, window=500).for_layout(layout)
+
+
+def test_standardization_per_layer_inverse_and_file(tmp_path):
+    zoo = stacked(MLP, 20)
+    zoo = jax.tree.map(lambda a: a * 3.0 + 1.0, zoo)
+    layout = token_layout(jax.tree.map(lambda a: a[0], zoo), 16)
+    stats = fit_standardization(zoo, layout)
+    std = standardize(zoo, stats, layout)
+    for s in layout.layers:
+        values = np.concatenate([np.ravel(std[s.name]["kernel"]), np.ravel(std[s.name]["bias"])])
+        assert abs(values.mean()) < 1e-5 and abs(values.std() - 1) < 1e-4
+    back = destandardize(std, stats, layout)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(zoo), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    save_standardization(tmp_path, stats, layout)
+    loaded, loaded_layout = load_standardization(tmp_path)
+    np.testing.assert_array_equal(loaded.mean, stats.mean)
+    assert loaded_layout == layout
+    (tmp_path / STANDARDIZATION_FILE).unlink()
+    with pytest.raises(DataFileError, match="standardisation file missing"):
+        load_standardization(tmp_path)
+    (tmp_path / STANDARDIZATION_FILE).write_text("{not json")
+    with pytest.raises(DataFileError, match="damaged"):
+        load_standardization(tmp_path)
+
+
+# ----------------------------------------------------------------------------- augmentations
+
+
+@pytest.mark.parametrize("arch", [CNN, MLP], ids=["small_cnn", "mlp"])
+def test_permuting_hidden_units_preserves_the_function(arch):
+    params = cnn_params(activation=0) if arch is CNN else arch.init(jax.random.key(1))
+    names = [s.name for s in token_layout(params, 16).layers]
+    permuted = permute_hidden(params, jax.random.key(3), names)
+    x = jax.random.normal(jax.random.key(4), (6, *arch.input_shape))
+    np.testing.assert_allclose(arch.apply(permuted, x), arch.apply(params, x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(permuted[names[0]]["kernel"], params[names[0]]["kernel"])
+    np.testing.assert_array_equal(permuted[names[-1]]["bias"], params[names[-1]]["bias"])  # outputs stay put
+
+
+def test_multiplicative_noise_scales_values_and_keeps_padding():
+    tokens = jnp.concatenate([jnp.ones((100, 50)), jnp.zeros((100, 10))], axis=1)
+    noisy = np.asarray(multiplicative_noise(tokens, jax.random.key(0), 0.1))
+    assert (noisy[:, 50:] == 0).all()
+    assert abs(noisy[:, :50].std() - 0.1) < 0.01 and abs(noisy[:, :50].mean() - 1) < 0.01
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+def nt_xent_reference(z1, z2, t):
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z1)
+    losses = []
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        sims = np.array([z[i] @ z[k] / t for k in range(2 * n) if k != i])
+        pos = z[i] @ z[j] / t
+        losses.append(-pos + np.log(np.exp(sims).sum()))
+    return np.mean(losses)
+
+
+def test_nt_xent_matches_a_reference_and_masked_mse_ignores_padding():
+    z1, z2 = np.random.default_rng(0).normal(size=(2, 5, 4))
+    np.testing.assert_allclose(nt_xent(jnp.asarray(z1), jnp.asarray(z2), 0.1), nt_xent_reference(z1, z2, 0.1),
+                               rtol=1e-4)
+    assert float(nt_xent(jnp.asarray(z1), jnp.asarray(z1), 0.1)) < float(nt_xent(jnp.asarray(z1), jnp.asarray(z2), 0.1))
+    pred, target = jnp.ones((2, 3)), jnp.asarray([[1.0, 3.0, 100.0], [1.0, 1.0, 100.0]])
+    mask = jnp.asarray([1.0, 1.0, 0.0])
+    assert float(masked_mse(pred, target, mask)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("num_tokens,window,halo", [(122, 16, 4), (50, 16, 0), (17, 16, 3), (10, 16, 2)])
+def test_haloed_windows_encode_every_token_once(num_tokens, window, halo):
+    starts, core = window_starts(num_tokens, window, halo)
+    x = jnp.arange(num_tokens * 2, dtype=jnp.float32).reshape(num_tokens, 2)
+    pos = jnp.zeros((num_tokens, 3), jnp.int32)
+    seen = []
+
+    def tokenwise(params, xw, pw):  # no interaction between tokens: the windowed result must equal it
+        assert xw.shape[0] == min(window, num_tokens)
+        return xw * 2.0 + params
+
+    out = in_windows(tokenwise, 1.0, x, pos, 2, window=window, halo=halo)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(x * 2.0 + 1.0))
+    for i, s in enumerate(starts):  # each core lies inside its window, with the halo where there is room
+        lo, hi = i * core, min((i + 1) * core, num_tokens)
+        assert s <= lo and hi <= s + min(window, num_tokens)
+        seen.extend(range(lo, hi))
+    assert sorted(seen) == list(range(num_tokens))
+
+
+# ----------------------------------------------------------------------------- training, embeddings, properties
+
+
+def test_sane_learns_to_reconstruct_and_embeds_every_network(trained, epoch_zoo):
+    model, result, _ = trained
+    first, last = result.history[0], result.history[-1]
+    assert last["val_mse"] < 0.5 * first["val_mse"], result.history  # held-out networks' weights
+    assert result.best_epoch >= len(result.history) // 2
+    emb = zoo_embeddings(model, epoch_zoo.params)
+    assert emb.shape == (len(epoch_zoo), TINY_SANE.latent) and np.isfinite(emb).all()
+    assert np.linalg.matrix_rank(emb - emb.mean(0), tol=1e-4) == TINY_SANE.latent  # not collapsed to a point
+
+
+def test_saved_model_gives_the_same_embeddings_and_names_missing_parts(trained, epoch_zoo, tmp_path):
+    model, _, out = trained
+    loaded = load_sane(out)
+    np.testing.assert_allclose(zoo_embeddings(loaded, epoch_zoo.params), zoo_embeddings(model, epoch_zoo.params),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ShapeMismatchError, match="layout"):
+        zoo_latents(loaded, stacked(MLP, 3))
+    with pytest.raises(CheckpointError, match="not a saved SANE model"):
+        load_sane(tmp_path)
+
+
+def test_training_resumes_from_its_checkpoint_and_refuses_other_settings(epoch_zoo, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=16, schedule="onecycle", optimizer="adamw")
+    _, first = train_sane(epoch_zoo, TINY_SANE, cfg, out=tmp_path, progress=False)
+    _, again = train_sane(epoch_zoo, TINY_SANE, cfg, out=tmp_path, progress=False)  # nothing left to train
+    assert again.history == first.history
+    with pytest.raises(CheckpointError, match="settings"):
+        train_sane(epoch_zoo, TINY_SANE, dataclasses.replace(cfg, epochs=3), out=tmp_path, progress=False)
+
+
+def test_ridge_matches_sklearn_and_selects_on_validation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8))
+    y = x @ rng.normal(size=8) + 0.1 * rng.normal(size=300)
+    w, b = ridge_fit(x, y, 3.0)
+    ref = Ridge(alpha=3.0).fit(x, y)
+    np.testing.assert_allclose(w, ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(b, ref.intercept_, rtol=1e-8)
+    wide = rng.normal(size=(40, 100))
+    np.testing.assert_allclose(ridge_fit(wide, wide[:, 0], 2.0)[0], Ridge(alpha=2.0).fit(wide, wide[:, 0]).coef_,
+                               rtol=1e-6, atol=1e-10)
+    splits = {"train": slice(0, 200), "val": slice(200, 250), "test": slice(250, 300)}
+    r = ridge_probe({k: x[v] for k, v in splits.items()}, {k: y[v] for k, v in splits.items()})
+    assert r["test_r2"] > 0.95
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_kde_sampling_and_anchor_selection():
+    anchors = jnp.asarray(np.random.default_rng(0).normal(size=(4, 6, 3)), jnp.float32)
+    exact = np.asarray(kde_sample(jax.random.key(0), anchors, 50, bandwidth=0.0))
+    assert exact.shape == (50, 6, 3)
+    for t in range(6):  # bandwidth 0: every position is one of the anchors' latents at that position
+        assert all(any(np.allclose(exact[i, t], anchors[a, t]) for a in range(4)) for i in range(50))
+    noisy = np.asarray(kde_sample(jax.random.key(0), anchors, 2000, bandwidth=0.2))
+    assert 0.8 < noisy.std() / float(anchors.std()) < 1.3
+    assert top_fraction(np.array([0.1, 0.9, 0.5, 0.7]), 0.5).tolist() == [1, 3]
+
+
+def test_sub_keeps_the_best_sampled_networks(trained, epoch_zoo):
+    model, _, _ = trained
+    train = epoch_zoo.split("train")
+    anchors = jax.tree.map(lambda a: a[top_fraction(train.target("test_accuracy"))], train.params)
+    extras = lambda n: {ACTIVATION_LEAF: jnp.zeros((n,), jnp.int32)}  # noqa: E731
+    score = lambda p: -np.asarray(p["dense0"]["bias"]).sum(1)  # noqa: E731  (any deterministic score)
+    kept, scores = sample_sub(model, anchors, jax.random.key(0), score, num=12, keep=4, extras=extras)
+    assert scores.shape == (4,) and (np.diff(scores) <= 0).all()
+    np.testing.assert_allclose(score(kept), scores, rtol=1e-6)
+    assert kept["conv0"]["kernel"].shape == (4, 3, 3, 1, 16) and kept[ACTIVATION_LEAF].shape == (4,)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(kept))
+
+
+def test_finetuning_given_networks_improves_them(digits, epoch_zoo):
+    data = training_data(digits, CNNTraining(dataset="digits", train_size=512, test_size=200), 0)
+    params = {**stacked(CNN, 4), ACTIVATION_LEAF: jnp.zeros((4,), jnp.int32)}  # fresh (Glorot) networks
+    metrics = finetune_networks(epoch_zoo.arch, params, data, epochs=(0, 2), learning_rate=3e-3)
+    assert metrics["test_accuracy"].shape == (4, 2)
+    assert metrics["test_accuracy"][:, 1].mean() > metrics["test_accuracy"][:, 0].mean() + 0.2
