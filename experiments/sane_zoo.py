@@ -22,14 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.archs.cnn import ACTIVATION_LEAF
 from probegen_jax.baselines.flat import flatten_weights
 from probegen_jax.baselines.statnn import statnn_features
 from probegen_jax.io import write_json
 from probegen_jax.sane.embed import zoo_embeddings
 from probegen_jax.sane.model import SANEConfig
 from probegen_jax.sane.properties import ridge_probe
-from probegen_jax.sane.sample import sample_boot, sample_models, sample_sub, top_fraction
+from probegen_jax.sane.sample import reference_accuracy, sample_boot, sample_models, sample_sub, zoo_anchors
 from probegen_jax.sane.train import DEFAULT_TRAIN, MODEL_FILE, load_sane, train_sane
 from probegen_jax.zoo.cnn import finetune_networks, zoo_training_data
 from probegen_jax.zoo.hetero import load_any_zoo
@@ -56,35 +55,12 @@ def property_table(zoo, embeddings: np.ndarray) -> tuple[list[dict], str]:
     return rows, table
 
 
-def reference_scorer(arch, data, count: int):
-    """Accuracy of stacked networks on ``count`` training images (the SUB reference batch)."""
-    x, y = jnp.asarray(data.train_images[:count]), jnp.asarray(data.train_labels[:count])
-
-    @jax.jit
-    def score(params):
-        logits = jax.vmap(arch.apply, (0, None))(params, x)
-        return (jnp.argmax(logits, -1) == y).mean(-1)
-
-    return lambda params: np.asarray(score(params))
-
-
 def generation(zoo, trained, args) -> tuple[dict, str]:
     """Sampled populations and scratch networks, all fine-tuned together; test accuracy per epoch."""
     data = zoo_training_data(zoo, args.data_dir)
-    train = zoo.split("train")
-    acc = train.target("test_accuracy")
-    anchors_idx = top_fraction(acc, args.anchor_fraction)
-    act_ids = np.asarray(train.params[ACTIVATION_LEAF]) if ACTIVATION_LEAF in train.params else None
-    activation = None
-    if act_ids is not None:  # tokens carry no activation: sample within the anchors' majority activation
-        activation = int(np.bincount(act_ids[anchors_idx]).argmax())
-        anchors_idx = anchors_idx[act_ids[anchors_idx] == activation]
-    anchors = jax.tree.map(lambda a: a[anchors_idx], train.params)
-
-    def extras(n: int):
-        return {ACTIVATION_LEAF: jnp.full((n,), activation, jnp.int32)} if activation is not None else {}
-
-    score = reference_scorer(zoo.arch, data, args.reference_batch)
+    anchors, extras, anchor_record = zoo_anchors(zoo, args.anchor_fraction)
+    score = reference_accuracy(zoo.arch.apply, data.train_images[:args.reference_batch],
+                               data.train_labels[:args.reference_batch])
     key = jax.random.key(args.seed)
     populations = {
         "KDE30 (no SUB)": sample_models(trained, anchors, jax.random.fold_in(key, 0), args.keep,
@@ -110,8 +86,7 @@ def generation(zoo, trained, args) -> tuple[dict, str]:
     table = report.markdown_table(
         ["population", *(f"epoch {e}" for e in epochs)],
         [[name, *(report.mean_std(results[name][:, j], scale=100) for j in range(len(epochs)))] for name in names])
-    record = {"anchors": len(anchors_idx), "activation": activation, "finetune_seconds": round(seconds, 1),
-              "anchor_test_accuracy": float(np.mean(acc[anchors_idx])),
+    record = {**anchor_record, "finetune_seconds": round(seconds, 1),
               "test_accuracy": {n: results[n].tolist() for n in names}, "diverged": int(metrics["diverged"].sum())}
     return record, table
 

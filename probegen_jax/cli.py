@@ -6,11 +6,11 @@
     probegen-jax zoo info zoos/digits_inr
     probegen-jax zoo import dwsnets mnist-inrs/ --out zoos/mnist_inr
     probegen-jax zoo export small-cnn-zoo zoos/cnn --out exported/cnn
-    probegen-jax zoo import dwsnets mnist-inrs/ --out zoos/mnist_inr
-    probegen-jax zoo export small-cnn-zoo zoos/cnn --out exported/cnn
     probegen-jax train probegen --zoo zoos/digits_inr --out runs/pg --probes 64
     probegen-jax zoo make trees --out zoos/probex_trees --children 300
     probegen-jax train probex --trees zoos/probex_trees --out runs/probex
+    probegen-jax train sane --zoo zoos/digits_cnn --out runs/sane --epochs 60
+    probegen-jax sane sample --model runs/sane --zoo zoos/digits_cnn --num 50 --keep 10 --out zoos/sampled
     probegen-jax eval --run runs/pg --split test
 """
 
@@ -113,6 +113,46 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
     print(zoo.describe())
     print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
           f"{zoo.meta['final_test_accuracy']}; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+
+
+def _train_sane(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from probegen_jax.sane.model import SANEConfig
+    from probegen_jax.sane.train import DEFAULT_TRAIN, train_sane
+    from probegen_jax.zoo.store import load_zoo
+
+    cfg = SANEConfig(token_size=args.token_size, window=args.window, d_model=args.d_model, heads=args.heads,
+                     encoder_layers=args.layers, decoder_layers=args.layers, latent=args.latent)
+    train = dataclasses.replace(DEFAULT_TRAIN, epochs=args.epochs, batch_size=args.batch_size,
+                                learning_rate=args.lr, seed=args.seed)
+    trained, result = train_sane(load_zoo(args.zoo), cfg, train, out=args.out)
+    print(f"SANE ({trained.record['num_parameters']:,} parameters, {trained.layout.num_tokens} tokens per "
+          f"network): best val loss {result.val['loss']:.4f} at epoch {result.best_epoch}; saved to {args.out}")
+
+
+def _sane_sample(args: argparse.Namespace) -> None:
+    import jax
+    import numpy as np
+
+    from probegen_jax.sane.sample import reference_accuracy, sample_boot, zoo_anchors
+    from probegen_jax.sane.train import load_sane
+    from probegen_jax.zoo.cnn import zoo_training_data
+    from probegen_jax.zoo.store import load_zoo, save_zoo
+    from probegen_jax.zoo.zoo import Zoo
+
+    trained, zoo = load_sane(args.model), load_zoo(args.zoo)
+    anchors, extras, record = zoo_anchors(zoo, args.anchor_fraction)
+    data = zoo_training_data(zoo, args.data_dir)
+    score = reference_accuracy(zoo.arch.apply, data.train_images[:args.reference_batch],
+                               data.train_labels[:args.reference_batch])
+    params, scores = sample_boot(trained, anchors, jax.random.key(args.seed), score, rounds=args.rounds,
+                                 num=args.num, keep=args.keep, bandwidth=args.bandwidth, extras=extras)
+    meta = {"generator": "sane_sample", "config": {**vars(args), "func": None, **record}}
+    save_zoo(Zoo(zoo.arch, params, {"reference_accuracy": scores}, {"train": np.arange(len(scores))}, meta), args.out,
+             overwrite=args.overwrite)
+    print(f"{len(scores)} networks (reference accuracy {np.mean(scores):.3f} mean, {np.max(scores):.3f} best) "
+          f"saved to {args.out}")
 
 
 def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> None:
@@ -315,6 +355,40 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--lr", type=float, default=1e-3)
     px.add_argument("--seed", type=int, default=0)
     px.set_defaults(func=_train_probex)
+
+    sn = train.add_parser("sane", help="SANE transformer autoencoder on a zoo (checkpoints per network welcome)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sn.add_argument("--zoo", required=True, help="a saved zoo directory (one architecture)")
+    sn.add_argument("--out", required=True, help="model directory (checkpoints, params, sane.json); resumes")
+    sn.add_argument("--token-size", type=int, default=64)
+    sn.add_argument("--window", type=int, default=32, help="tokens per training window")
+    sn.add_argument("--d-model", type=int, default=64)
+    sn.add_argument("--heads", type=int, default=4)
+    sn.add_argument("--layers", type=int, default=2, help="encoder (= decoder) blocks")
+    sn.add_argument("--latent", type=int, default=16, help="latent size per token")
+    sn.add_argument("--epochs", type=int, default=60)
+    sn.add_argument("--batch-size", type=int, default=64)
+    sn.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (one-cycle)")
+    sn.add_argument("--seed", type=int, default=0)
+    sn.set_defaults(func=_train_sane)
+
+    sane = commands.add_parser("sane", help="use a trained SANE model").add_subparsers(
+        dest="sane_command", required=True, metavar="SANE_COMMAND")
+    smp = sane.add_parser("sample", help="new networks from the KDE of the best networks' embeddings (SUB/BOOT)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    smp.add_argument("--model", required=True, help="directory written by `train sane`")
+    smp.add_argument("--zoo", required=True, help="the zoo whose best train networks are the anchors")
+    smp.add_argument("--out", required=True, help="directory to save the sampled networks to (a zoo)")
+    smp.add_argument("--num", type=int, default=50, help="samples drawn per round")
+    smp.add_argument("--keep", type=int, default=10, help="kept per round, best on the reference batch")
+    smp.add_argument("--rounds", type=int, default=1, help="1: SANE-SUB; more: SANE-BOOT")
+    smp.add_argument("--anchor-fraction", type=float, default=0.3)
+    smp.add_argument("--bandwidth", type=float, default=0.2)
+    smp.add_argument("--reference-batch", type=int, default=500, help="training images the samples are scored on")
+    smp.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    smp.set_defaults(func=_sane_sample)
 
     ev = commands.add_parser("eval", help="evaluate a saved run on a split of its zoo")
     ev.add_argument("--run", required=True, help="run directory written by `train`")

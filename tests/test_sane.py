@@ -297,3 +297,24 @@ def test_finetuning_given_networks_improves_them(digits, epoch_zoo):
     metrics = finetune_networks(epoch_zoo.arch, params, data, epochs=(0, 2), learning_rate=3e-3)
     assert metrics["test_accuracy"].shape == (4, 2)
     assert metrics["test_accuracy"][:, 1].mean() > metrics["test_accuracy"][:, 0].mean() + 0.2
+
+
+def test_cli_trains_sane_and_samples_networks(epoch_zoo, tmp_path, capsys):
+    from probegen_jax.cli import main
+    from probegen_jax.zoo.store import load_zoo, save_zoo
+
+    save_zoo(epoch_zoo, tmp_path / "zoo")
+    tiny = ["--token-size", "32", "--window", "16", "--d-model", "32", "--heads", "2", "--layers", "1",
+            "--latent", "8", "--epochs", "2", "--batch-size", "16"]
+    assert main(["train", "sane", "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "sane"), *tiny]) == 0
+    assert "saved to" in capsys.readouterr().out
+    assert main(["sane", "sample", "--model", str(tmp_path / "sane"), "--zoo", str(tmp_path / "zoo"), "--num", "6",
+                 "--keep", "2", "--rounds", "2", "--out", str(tmp_path / "sampled")]) == 0
+    sampled = load_zoo(tmp_path / "sampled")
+    assert len(sampled) == 2 and sampled.arch.spec() == epoch_zoo.arch.spec()
+    scores = sampled.target("reference_accuracy")
+    assert scores[0] >= scores[1]
+    (tmp_path / "sane" / STANDARDIZATION_FILE).unlink()
+    assert main(["sane", "sample", "--model", str(tmp_path / "sane"), "--zoo", str(tmp_path / "zoo"),
+                 "--out", str(tmp_path / "again")]) == 2
+    assert "standardisation file missing" in capsys.readouterr().err

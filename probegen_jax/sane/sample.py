@@ -97,3 +97,40 @@ def sample_boot(trained: TrainedSANE, anchors: Params, key: PRNGKey, score: Scor
         kept, scores = sample_sub(trained, kept, jax.random.fold_in(key, r), score, num=num, keep=keep,
                                   bandwidth=bandwidth, extras=extras)
     return kept, scores
+
+
+def zoo_anchors(zoo, fraction: float = 0.3, score: str = "test_accuracy"):
+    """(anchor params, ``extras(n)``, record) from a zoo's train split: its best ``fraction`` by ``score``.
+
+    Tokens carry weights only, not a per-network activation (``activation_id``): anchors are then
+    restricted to the majority activation among the best, and ``extras(n)`` gives sampled networks
+    that activation.
+    """
+    from probegen_jax.archs.cnn import ACTIVATION_LEAF
+
+    train = zoo.split("train")
+    values = train.target(score)
+    idx = top_fraction(values, fraction)
+    activation = None
+    if ACTIVATION_LEAF in train.params:
+        ids = np.asarray(train.params[ACTIVATION_LEAF])
+        activation = int(np.bincount(ids[idx]).argmax())
+        idx = idx[ids[idx] == activation]
+
+    def extras(n: int) -> Params:
+        return {ACTIVATION_LEAF: jnp.full((n,), activation, jnp.int32)} if activation is not None else {}
+
+    record = {"anchors": len(idx), "activation": activation, f"anchor_{score}": float(np.mean(values[idx]))}
+    return _take(train.params, idx), extras, record
+
+
+def reference_accuracy(apply, images: np.ndarray, labels: np.ndarray) -> Scorer:
+    """SUB's score: accuracy of stacked networks on a reference batch."""
+    x, y = jnp.asarray(images), jnp.asarray(labels)
+
+    @jax.jit
+    def accuracy(params):
+        logits = jax.vmap(apply, (0, None))(params, x)
+        return (jnp.argmax(logits, -1) == y).mean(-1)
+
+    return lambda params: np.asarray(accuracy(params))
