@@ -271,8 +271,12 @@ def test_kde_sampling_and_anchor_selection():
     anchors = jnp.asarray(np.random.default_rng(0).normal(size=(4, 6, 3)), jnp.float32)
     exact = np.asarray(kde_sample(jax.random.key(0), anchors, 50, bandwidth=0.0))
     assert exact.shape == (50, 6, 3)
-    for t in range(6):  # bandwidth 0: every position is one of the anchors' latents at that position
-        assert all(any(np.allclose(exact[i, t], anchors[a, t]) for a in range(4)) for i in range(50))
+    for i in range(50):  # bandwidth 0: each sample is one anchor's whole latent sequence
+        assert any(np.allclose(exact[i], anchors[a]) for a in range(4))
+    mixed = np.asarray(kde_sample(jax.random.key(0), anchors, 50, bandwidth=0.0, per_position=True))
+    for t in range(6):  # per position: every position is one of the anchors' latents at that position
+        assert all(any(np.allclose(mixed[i, t], anchors[a, t]) for a in range(4)) for i in range(50))
+    assert not all(any(np.allclose(mixed[i], anchors[a]) for a in range(4)) for i in range(50))
     noisy = np.asarray(kde_sample(jax.random.key(0), anchors, 2000, bandwidth=0.2))
     assert 0.8 < noisy.std() / float(anchors.std()) < 1.3
     assert top_fraction(np.array([0.1, 0.9, 0.5, 0.7]), 0.5).tolist() == [1, 3]

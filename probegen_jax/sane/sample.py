@@ -1,9 +1,11 @@
 """New models from SANE: KDE on anchor embeddings, decode, rebuild params; SUB and BOOT.
 
-Anchors are the best networks of a population (top 30% by accuracy). Their token latents
-``[A, T, latent]`` define, at each token position, a Gaussian kernel density (bandwidth 0.2 in units
-of the anchors' std at that position and dimension); a new model takes, at each position, one
-anchor's latent plus kernel noise. The decoder maps the latents back to standardised tokens, the
+Anchors are the best networks of a population (top 30% by accuracy). Their token latent sequences
+``[A, T, latent]`` define a Gaussian kernel density (bandwidth 0.2 in units of the anchors' std at
+each token position and dimension): a new model is one anchor's whole latent sequence plus kernel
+noise at every position. Drawing the anchor independently per position (``per_position=True``)
+mixes tokens of different networks, whose hidden units are not aligned (networks that differ by
+seed are permuted relative to each other), and decodes to networks at chance level. The decoder maps the latents back to standardised tokens, the
 stored statistics undo the standardisation, and ``detokenize`` rebuilds the params.
 
 SUB samples many and keeps the best on a reference batch; BOOT repeats SUB with the kept models as
@@ -36,12 +38,15 @@ def top_fraction(scores: np.ndarray, fraction: float = 0.3) -> np.ndarray:
     return np.argsort(-np.asarray(scores), kind="stable")[:count]
 
 
-def kde_sample(key: PRNGKey, anchors: Array, num: int, bandwidth: float = 0.2) -> Array:
-    """``[num, T, latent]``: per token position, a random anchor's latent plus Gaussian kernel noise."""
+def kde_sample(key: PRNGKey, anchors: Array, num: int, bandwidth: float = 0.2, *,
+               per_position: bool = False) -> Array:
+    """``[num, T, latent]``: a random anchor's latents plus Gaussian kernel noise (one anchor per
+    sample, or per sample and position with ``per_position``)."""
     anchors = jnp.asarray(anchors)
     a, t, _ = anchors.shape
     k_pick, k_noise = jax.random.split(key)
-    pick = jax.random.randint(k_pick, (num, t), 0, a)
+    pick = jax.random.randint(k_pick, (num, t if per_position else 1), 0, a)
+    pick = jnp.broadcast_to(pick, (num, t))
     base = anchors[pick, jnp.arange(t)[None, :]]
     scale = bandwidth * anchors.std(axis=0) if a > 1 else bandwidth * jnp.ones(anchors.shape[1:])
     return base + scale * jax.random.normal(k_noise, base.shape)
