@@ -142,11 +142,13 @@ def _child(fmt: str, path: str, options: dict, queue) -> None:
     import jax
 
     nbytes = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(zoo.params))
-    queue.put((seconds, peak_rss_mb(), len(zoo), nbytes / 1e6))
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest reader process
+    queue.put((seconds, peak_rss_mb(), workers_rss, len(zoo), nbytes / 1e6))
 
 
-def import_in_fresh_process(fmt: str, path: Path, **options) -> tuple[float, float, int, float]:
-    """(seconds, peak RSS MB, zoo size, zoo params MB) of one import in a new process."""
+def import_in_fresh_process(fmt: str, path: Path, **options) -> tuple[float, float, float, int, float]:
+    """(seconds, peak RSS MB, largest worker's peak RSS MB, zoo size, zoo params MB) of one
+    import in a new process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fmt, str(path), options, queue))
@@ -177,7 +179,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--inrs", type=int, default=5000, help="INR files (published MNIST-INR: 70000)")
     p.add_argument("--cnns", type=int, default=3000, help="networks, 9 checkpoints each (published: 30000)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 4], help="reader threads for the INR files")
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="reader processes for the INR files (default: 1, 2 and the library's default)")
     p.add_argument("--cold", action="store_true", help="evict the generated files from the page cache before each read")
     p.add_argument("--dir", help="where to generate the sets (default: a temporary folder, removed afterwards)")
     args = p.parse_args(argv)
@@ -192,16 +195,18 @@ def main(argv=None) -> None:
     inr_files = make_inr_set(root / "inrs", args.inrs)
     inr_mb = sum(f.stat().st_size for f in inr_files) / 1e6
     print(f"generated {args.inrs:,} INR files ({inr_mb:.0f} MB) in {time.perf_counter() - t:.0f} s")
-    for threads in args.threads:
+    from probegen_jax.zoo.formats.common import default_workers
+
+    for workers in args.workers or sorted({1, 2, default_workers()}):
         if args.cold:
             evict(inr_files)
         raw = raw_read_seconds(inr_files)
         if args.cold:
             evict(inr_files)
-        seconds, rss, n, zoo_mb = import_in_fresh_process("dwsnets", root / "inrs", threads=threads)
-        rows.append(["dwsnets", f"{n:,}", f"{len(inr_files):,}", f"{inr_mb:.0f}", f"{inr_mb:.0f}", threads,
+        seconds, rss, worker_rss, n, zoo_mb = import_in_fresh_process("dwsnets", root / "inrs", workers=workers)
+        rows.append(["dwsnets", f"{n:,}", f"{len(inr_files):,}", f"{inr_mb:.0f}", f"{inr_mb:.0f}", workers,
                      f"{seconds:.1f}", f"{inr_mb / seconds:.1f}", f"{inr_mb / raw:.0f}", f"{n / seconds:,.0f}",
-                     f"{rss:.0f}", f"{zoo_mb:.0f}"])
+                     f"{rss:.0f}", f"{worker_rss:.0f}" if workers > 1 else "-", f"{zoo_mb:.0f}"])
 
     try:
         import probegen_jax.archs.cnn  # noqa: F401  (the small_cnn architecture)
@@ -226,18 +231,18 @@ def main(argv=None) -> None:
     raw = raw_read_seconds(cnn_files, ranges)
     if args.cold:
         evict(cnn_files)
-    seconds, rss, n, zoo_mb = import_in_fresh_process("small-cnn-zoo", root / "cnn",
+    seconds, rss, _, n, zoo_mb = import_in_fresh_process("small-cnn-zoo", root / "cnn",
                                                       split_file=root / "cnn" / "split.csv")
     rows.append(["small-cnn-zoo", f"{n:,}", f"{len(cnn_files)}", f"{cnn_mb:.0f}", f"{read_mb:.0f}", 1,
                  f"{seconds:.1f}", f"{read_mb / seconds:.1f}", f"{read_mb / raw:.0f}", f"{n / seconds:,.0f}",
-                 f"{rss:.0f}", f"{zoo_mb:.0f}"])
+                 f"{rss:.0f}", "-", f"{zoo_mb:.0f}"])
 
     _print(rows, args, tmp)
 
 
 def _print(rows, args, tmp) -> None:
-    head = ["format", "networks", "files", "MB on disk", "MB to read", "threads", "seconds", "MB/s", "raw MB/s",
-            "networks/s", "peak RSS MB", "zoo params MB"]
+    head = ["format", "networks", "files", "MB on disk", "MB to read", "workers", "seconds", "MB/s", "raw MB/s",
+            "networks/s", "peak RSS MB", "worker peak RSS MB", "zoo params MB"]
     out = io.StringIO()
     out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for row in rows:

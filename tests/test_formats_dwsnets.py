@@ -293,3 +293,53 @@ def test_fast_reader_agrees_with_torch_load(tmp_path):
     torch.save({"w": torch.zeros(2), "obj": fractions.Fraction(1, 3)}, tmp_path / "custom.pt")
     with pytest.raises(ZooFormatError, match=r"custom.pt: cannot read PyTorch file.*trust_pickle=True"):
         load_torch(tmp_path / "custom.pt")
+
+
+def test_fast_zip_parser_matches_zipfile_and_checks_crc(tmp_path):
+    import zipfile
+
+    from probegen_jax.zoo.formats import torchfile
+    from probegen_jax.zoo.formats.common import load_torch
+
+    torch.save({"w": torch.randn(4, 3), "b": torch.randn(4)}, tmp_path / "f.pt")
+    data = (tmp_path / "f.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "f.pt") as archive:
+        expected = {name: archive.read(name) for name in archive.namelist()}
+    assert {k: bytes(v) for k, v in torchfile.zip_entries(data).items()} == expected
+    # a zip of stored entries with zip64 local headers, as other writers produce
+    with zipfile.ZipFile(tmp_path / "z64.zip", "w", zipfile.ZIP_STORED) as archive:
+        for name, contents in expected.items():
+            with archive.open(name, "w", force_zip64=True) as f:
+                f.write(contents)
+    assert {k: bytes(v) for k, v in torchfile.zip_entries((tmp_path / "z64.zip").read_bytes()).items()} == expected
+
+    storage = data.index(expected[next(n for n in expected if n.endswith("/data/0"))])
+    flipped = bytearray(data)
+    flipped[storage + 5] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    with pytest.raises(ZooFormatError, match=r"flipped.pt: cannot read PyTorch file.*CRC-32 mismatch"):
+        load_torch(tmp_path / "flipped.pt")
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ZooFormatError, match=r"cut.pt: cannot read PyTorch file"):
+        load_torch(tmp_path / "cut.pt")
+
+
+def test_worker_processes_read_in_order_and_report_damaged_files(tmp_path):
+    import functools
+
+    from probegen_jax.zoo.formats.common import map_ordered
+    from probegen_jax.zoo.formats.dwsnets import _read_one, list_mnist_folder
+
+    make_mnist_folder(tmp_path / "z", n_train=14, n_test=6)
+    paths = list_mnist_folder(tmp_path / "z", val_size=2).paths
+    read = functools.partial(_read_one, trust_pickle=False)
+    serial = list(map(read, paths))
+    parallel = list(map_ordered(read, paths, workers=2, chunk=3))
+    assert len(parallel) == len(paths)
+    for (layers_a, label_a), (layers_b, label_b) in zip(serial, parallel):
+        assert label_a == label_b
+        for a, b in zip(jax.tree.leaves(layers_a), jax.tree.leaves(layers_b)):
+            np.testing.assert_array_equal(a, b)
+    paths[11].write_bytes(paths[11].read_bytes()[:300])
+    with pytest.raises(ZooFormatError, match=rf"{paths[11].parent.parent.name}.*cannot read PyTorch file"):
+        list(map_ordered(read, paths, workers=2, chunk=3))

@@ -3,11 +3,11 @@ networks into preallocated arrays (one network in memory at a time), skip counts
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
-import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,12 @@ def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: file not found")
-    if not trust_pickle and zipfile.is_zipfile(path):
+    if not trust_pickle:
         try:
             return torchfile.load(path)
         except torchfile.Unsupported:
             pass
-        except Exception as e:  # a damaged zip or pickle: zipfile, zlib, pickle and struct errors
+        except Exception as e:  # a damaged zip or pickle: DamagedFile, pickle and decoding errors
             raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)})") from e
     torch = require_torch(f"reading {path}")
     try:
@@ -188,22 +188,41 @@ def encode_categories(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     return np.asarray([index[v] for v in values], np.int32), vocab
 
 
-def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, threads: int) -> Iterable[Any]:
-    """``map(fn, items)`` in order; with ``threads > 1`` file reads overlap (torch and numpy
-    release the GIL while reading), with at most ``2 * threads`` results waiting."""
-    if threads <= 1:
+def default_workers() -> int:
+    """Reader processes for a large import: twice the cores this process may use (a worker
+    waiting on a cold file leaves its core to another), at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, 2 * cores))
+
+
+def _map_list(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
+def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
+                chunk: int = 256) -> Iterator[Any]:
+    """``map(fn, items)`` in order. With ``workers > 1``, chunks of ``chunk`` items are mapped in
+    that many worker processes (parsing small files is CPU-bound Python: threads would not help),
+    at most ``2 * workers`` chunks in flight, so memory stays bounded. ``fn`` must be picklable
+    (a module-level function or a ``functools.partial`` of one), and a script that asks for
+    workers needs the usual ``if __name__ == "__main__":`` guard (workers are spawned)."""
+    if workers <= 1 or len(items) <= chunk:
         yield from map(fn, items)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with ThreadPoolExecutor(threads) as pool:
-        window = []
-        for item in items:
-            window.append(pool.submit(fn, item))
-            if len(window) >= 2 * threads:
-                yield window.pop(0).result()
-        for future in window:
-            yield future.result()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        window: collections.deque = collections.deque()
+        for start in range(0, len(items), chunk):
+            window.append(pool.submit(_map_list, fn, items[start:start + chunk]))
+            if len(window) >= 2 * workers:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Buckets:
