@@ -50,8 +50,10 @@ def test_siren_has_the_dwsnets_shape():
     assert arch.input_shape == (2,) and arch.output_dim == 1
 
 
-def test_siren_apply_matches_numpy():
-    arch = siren()
+@pytest.mark.parametrize("exact_sine", [False, True])
+def test_siren_apply_matches_numpy(exact_sine):
+    arch = siren(exact_sine=exact_sine)
+    assert arch.config == siren().config  # the sine is a choice of computation, not of model
     x = np.random.default_rng(0).uniform(-1, 1, (50, 2)).astype(np.float32)
     for seed in range(3):
         params = arch.init(jax.random.key(seed))
@@ -261,3 +263,14 @@ def test_custom_siren_spec_changes_behaviour():
     np.testing.assert_allclose(
         arch_from_spec(b.spec()).apply(params, x),
         numpy_siren(params, np.asarray(x, np.float64), w0=10.0, offset=0.0), rtol=1e-4, atol=1e-4)
+
+
+def test_fast_sin_matches_the_sine_and_its_derivative():
+    from probegen_jax.archs.dense import fast_sin
+
+    x = np.concatenate([np.linspace(-1e4, 1e4, 200_001), np.random.default_rng(0).normal(0, 30, 100_000),
+                        np.arange(-64, 65) * np.pi / 2]).astype(np.float32)
+    exact = np.sin(x.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(jax.jit(fast_sin)(jnp.asarray(x))), exact, rtol=0, atol=3e-7)
+    grads = jax.vmap(jax.grad(fast_sin))(jnp.asarray(x[:20_000]))
+    np.testing.assert_allclose(np.asarray(grads), np.cos(x[:20_000].astype(np.float64)), rtol=0, atol=2e-6)
