@@ -226,20 +226,23 @@ def main(argv=None) -> None:
     p.add_argument("--trees", default="zoos/probex_trees", help="trees directory (made there if missing)")
     p.add_argument("--children", type=int, default=300, help="children per tree when making trees")
     p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "digits"])
+    p.add_argument("--width", type=int, default=32, help="tree model width when making trees (see default_trees)")
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--rank", type=int, default=32, help="r_U = r_V = r_T")
+    p.add_argument("--rank", type=int, default=128, help="r_U = r_V = r_T (the paper's 128)")
     p.add_argument("--probes", type=int, default=32, help="ProbeGen's number of probes")
     p.add_argument("--probegen-epochs", type=int, default=60)
     p.add_argument("--zero-shot-epochs", type=int, default=200)
     p.add_argument("--source", nargs="+", default=["data", "text"], help="class-embedding sources (zero-shot)")
     p.add_argument("--folds", default="0,3,6;1,4,7;2,5,8", help="held-out classes per zero-shot fold")
     p.add_argument("--out", default="results/probex_trees")
+    p.add_argument("--no-lora", action="store_true", help="skip the generative (LoRA) tree and zero-shot")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     out, progress = Path(args.out), not args.quiet
     start = time.perf_counter()
-    made = make_trees(default_trees(args.children, args.dataset), args.trees, progress=progress)
+    made = make_trees(default_trees(args.children, args.dataset, generative=not args.no_lora, width=args.width),
+                      args.trees, progress=progress)
     children = {n: c for n, (_, c) in made.items()}
     lora = children.pop("lora", None)
     cfg = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, weight_decay=1e-5,

@@ -60,6 +60,7 @@ def _parse_options(pairs: Sequence[str], allowed: Sequence[str], fmt: str) -> di
 
 def _zoo_import(args: argparse.Namespace) -> None:
     from probegen_jax.zoo.formats import describe, import_zoo, reader_options, save_imported
+    from probegen_jax.zoo.formats.common import default_workers
 
     allowed = reader_options(args.format)
     options = _parse_options(args.option, allowed, args.format)
@@ -67,6 +68,8 @@ def _zoo_import(args: argparse.Namespace) -> None:
         options["trust_pickle"] = True
     if args.layer:
         options["layers"] = args.layer
+    if "workers" in allowed:
+        options["workers"] = args.workers or default_workers()
     result = import_zoo(args.format, args.path, **options)
     paths = save_imported(result, args.out, overwrite=args.overwrite)
     print(describe(result))
@@ -205,7 +208,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _zoo_make_trees(args: argparse.Namespace) -> None:
     from probegen_jax.zoo.trees import default_trees, make_trees
 
-    configs = [c for c in default_trees(args.children, args.dataset, args.seed) if c.name in args.trees]
+    configs = [c for c in default_trees(args.children, args.dataset, args.seed, width=args.width) if c.name in args.trees]
     for name, (base, children) in make_trees(configs, args.out, data_dir=args.data_dir).items():
         print(f"{name}: {children.describe()}")
     print(f"saved to {args.out}")
@@ -286,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     trees.add_argument("--dataset", default="fashion_mnist", choices=["digits", "fashion_mnist"])
     trees.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
     trees.add_argument("--seed", type=int, default=0)
+    trees.add_argument("--width", type=int, default=32,
+                       help="ViT/Mixer model dimension (their MLPs and the MLP tree: 2x, the LoRA autoencoder: 4x)")
     trees.set_defaults(func=_zoo_make_trees)
     info = zoo.add_parser("info", help="print a saved zoo's size, architecture(s), targets and splits")
     info.add_argument("dir", help="a saved zoo, or a folder of buckets written by `zoo import`")
@@ -310,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--trust-pickle", action="store_true",
                      help="load torch files holding Python objects (only for files from a source you trust)")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    imp.add_argument("--workers", type=int, default=None,
+                     help="dwsnets/nfn-siren: processes parsing files (default: twice the cores available, at most 8)")
     imp.set_defaults(func=_zoo_import)
     exp = zoo.add_parser("export", help="write a saved zoo in a public format")
     exp.add_argument("format", choices=sorted(n for n, f in FORMATS.items() if f.writer), metavar="FORMAT",
@@ -347,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--kind", default="probex", choices=["probex", "dense"], help="dense: the dense expert baseline")
     px.add_argument("--layer", action="append", default=[], metavar="TREE=LAYER",
                     help="fix a tree's layer, e.g. vit=block0/mlp1/kernel (default: chosen on validation)")
-    px.add_argument("--rank", type=int, default=32, help="r_U = r_V = r_T")
+    px.add_argument("--rank", type=int, default=128, help="r_U = r_V = r_T (the paper's 128)")
     px.add_argument("--no-relu", action="store_true", help="ablation: ProbeX without its ReLU")
     px.add_argument("--epochs", type=int, default=500)
     px.add_argument("--eval-every", type=int, default=25)

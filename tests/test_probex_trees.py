@@ -110,3 +110,18 @@ def test_zero_shot_on_held_out_classes_beats_chance(digits, tmp_path):
     test = evaluate(alignment_learner(embedder, emb[heldout], PCFG.rank_t), classification(3), res.params,
                     (data["test"][0], relabel(data["test"][1], heldout)))
     assert test["accuracy"] > 0.5, test  # held-out classes, chance 1/3
+
+
+def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
+    from probegen_jax.zoo.chunks import work_dir_for
+    from probegen_jax.zoo.trees import make_tree, pretrained_base
+
+    cfg = TreeConfig(name="a", seed=0, **{**TINY, "num_children": 4, "chunk_size": 4, "pretrain_steps": 5})
+    arch = make_arch("mlp", input_shape=[8, 8, 1], hidden=16, depth=1, out_dim=10)
+    planted = jax.tree.map(lambda a: a + 0.5, arch.init(jax.random.key(7)))  # as if pretrained before a crash
+    work_dir = work_dir_for(tmp_path / "a" / "children")
+    pretrained_base(work_dir, arch, lambda: (planted, np.float32(1.0)))
+    base, children = make_tree(cfg, tmp_path / "a", data=digits, progress=False)
+    for a, b in zip(jax.tree.leaves(base.params), jax.tree.leaves(planted)):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
+    assert not work_dir.exists()  # removed once the tree is complete

@@ -25,11 +25,12 @@ from probegen_jax.types import Array, Params, PRNGKey
 
 @dataclasses.dataclass(frozen=True)
 class ProbeXConfig:
-    """Ranks of the probes (``r_U``), the projection (``r_V``) and the embedding (``r_T``)."""
+    """Ranks of the probes (``r_U``), the projection (``r_V``) and the embedding (``r_T``); the
+    paper's 128 each by default."""
 
-    rank_u: int = 32
-    rank_v: int = 32
-    rank_t: int = 32
+    rank_u: int = 128
+    rank_v: int = 128
+    rank_t: int = 128
     relu: bool = True
 
 

@@ -47,7 +47,8 @@ from probegen_jax.zoo.zoo import Zoo
 
 LossFn = Callable[[Params, PyTree, PRNGKey], Array]  # (trainable params, per-model data, key) -> scalar
 
-HEADS = {"vit": "head", "mixer": "head"}  # the classifier layer a child replaces; mlp: dense{depth}
+HEADS = {"vit": "head", "mixer": "head"}
+EVAL_CHILDREN = 10  # children evaluated on the test images at once (activations: 10 x 2000 images)  # the classifier layer a child replaces; mlp: dense{depth}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +217,24 @@ def _children(num: int, chunk_size: int, seed: int, make: Callable[[Array, Array
     return concat_chunks(chunks)
 
 
+def pretrained_base(work_dir: Path | None, arch: Arch,
+                    pretrain: Callable[[], tuple[Params, Array]]) -> tuple[Params, Array]:
+    """``pretrain()`` -> (params, loss), kept in the tree's work directory until the tree is
+    complete, so a resumed run fine-tunes its remaining children from the very same base
+    (pretraining is not bit-reproducible across CPU thread counts)."""
+    path = work_dir / "base.npz" if work_dir is not None else None
+    if path is not None and path.exists():
+        with np.load(path) as saved:
+            flat = {k: saved[k] for k in saved.files}
+        loss = flat.pop("__loss__")
+        return arch.unflatten({k: jnp.asarray(v) for k, v in flat.items()}, where=str(path)), jnp.asarray(loss)
+    params, loss = pretrain()
+    if path is not None:
+        flat = {k: np.asarray(v) for k, v in flatten_params(params).items()}
+        atomic_write(path, lambda f: np.savez(f, __loss__=np.asarray(loss), **flat))
+    return params, loss
+
+
 def _unflatten_chunk(arch: Arch, merged: Mapping[str, np.ndarray], where: str) -> Params:
     return arch.unflatten({k[len("params/"):]: v for k, v in merged.items() if k.startswith("params/")},
                           where=where)
@@ -256,9 +275,11 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     out = Path(out) if out is not None else None
 
     base_key = jax.random.fold_in(jax.random.key(cfg.seed), 2**30)
-    base_params, base_loss = adam_steps(loss, arch.init(base_key), jnp.ones(c), base_key,
-                                        jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
-                                        max_steps=cfg.pretrain_steps)
+    work_dir = work_dir_for(out / "children") if out is not None else None
+    base_params, base_loss = pretrained_base(
+        work_dir, arch, lambda: adam_steps(loss, arch.init(base_key), jnp.ones(c), base_key,
+                                           jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
+                                           max_steps=cfg.pretrain_steps))
     base_acc = float(test_accuracy(arch.apply, base_params, test_images, test_labels))
     if progress:
         print(f"tree {cfg.name}: base {arch.name} ({arch.num_params()} params) test accuracy {base_acc:.3f}")
@@ -273,13 +294,12 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
         params, final_loss = jax.vmap(
             lambda p, m, k, lr, s: adam_steps(loss, p, m, jax.random.fold_in(k, 2), lr, s, max_steps=max_steps)
         )(init, settings["classes"], keys, settings["lr"], settings["steps"])
-        acc = jax.vmap(lambda p, m: test_accuracy(arch.apply, p, test_images, test_labels, m))(
-            params, settings["classes"])
+        acc = jax.lax.map(lambda pm: test_accuracy(arch.apply, pm[0], test_images, test_labels, pm[1]),
+                          (params, settings["classes"]), batch_size=EVAL_CHILDREN)  # bounded memory
         return {**{f"params/{k}": v for k, v in flatten_params(params).items()}, **settings,
                 "test_accuracy": acc, "final_loss": final_loss}
 
     plan = {"generator": "tree", "config": _jsonable(cfg), "tree_id": tree_id}
-    work_dir = work_dir_for(out / "children") if out is not None else None
     merged = _children(cfg.num_children, cfg.chunk_size, cfg.seed, make, work_dir, plan,
                        f"tree {cfg.name}: fine-tuning", progress)
     meta = {"generator": "tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
@@ -321,9 +341,11 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
         idx = jax.random.randint(key, (64,), 0, len(images))
         return pool_loss(p, jimages[idx], jax.random.fold_in(key, 1))
 
-    base_params, base_loss = adam_steps(pretrain_loss, base_arch.init(base_key), (), base_key,
-                                        jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
-                                        max_steps=cfg.pretrain_steps)
+    work_dir = work_dir_for(out / "children") if out is not None else None
+    base_params, base_loss = pretrained_base(
+        work_dir, base_arch, lambda: adam_steps(pretrain_loss, base_arch.init(base_key), (), base_key,
+                                                jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
+                                                max_steps=cfg.pretrain_steps))
     if progress:
         print(f"tree {cfg.name}: base denoiser ({base_arch.num_params()} params) loss {float(base_loss):.4f}")
     base_file = (out / "base.npz") if out is not None else None
@@ -362,7 +384,6 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
                 "lr": settings["lr"], "final_loss": final_loss}
 
     plan = {"generator": "lora tree", "config": _jsonable(cfg), "tree_id": tree_id}
-    work_dir = work_dir_for(out / "children") if out is not None else None
     merged = _children(cfg.num_children, cfg.chunk_size, cfg.seed, make, work_dir, plan,
                        f"tree {cfg.name}: LoRA fine-tuning", progress)
     meta = {"generator": "lora tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
@@ -424,20 +445,27 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
 
 
 def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed: int = 0,
-                  generative: bool = True) -> list[TreeConfig | LoraTreeConfig]:
+                  generative: bool = True, width: int = 32) -> list[TreeConfig | LoraTreeConfig]:
     """The experiment's trees: a small ViT (7x7 patches), an MLP-Mixer, an MLP and, with
-    ``generative``, a LoRA tree of a denoising autoencoder. Digits (8x8) use 4x4 patches."""
+    ``generative``, a LoRA tree of a denoising autoencoder. Digits (8x8) use 4x4 patches.
+
+    ``width`` sets the layer sizes: the ViT and Mixer have model dimension ``width`` and MLPs of
+    ``2 * width`` (qkv is ``[3 * width, width]``), the MLP tree hidden ``2 * width``, the LoRA
+    autoencoder hidden ``4 * width``. ProbeX's advantage over the dense expert is a large-layer
+    effect: the dense expert's parameters grow with the layer, ProbeX's with its sides only."""
     patch = 4 if dataset == "digits" else 7
+    vision = {"patch": patch, "dim": width}
     trees: list[TreeConfig | LoraTreeConfig] = [
-        TreeConfig(name="vit", arch="vit", arch_config={"patch": patch}, dataset=dataset, num_children=num_children,
-                   seed=seed),
-        TreeConfig(name="mixer", arch="mixer", arch_config={"patch": patch}, dataset=dataset,
-                   num_children=num_children, seed=seed + 1),
-        TreeConfig(name="mlp", arch="mlp", arch_config={"hidden": 64, "depth": 2}, dataset=dataset,
+        TreeConfig(name="vit", arch="vit", arch_config={**vision, "mlp_dim": 2 * width}, dataset=dataset,
+                   num_children=num_children, seed=seed),
+        TreeConfig(name="mixer", arch="mixer", arch_config={**vision, "token_dim": width, "channel_dim": 2 * width},
+                   dataset=dataset, num_children=num_children, seed=seed + 1),
+        TreeConfig(name="mlp", arch="mlp", arch_config={"hidden": 2 * width, "depth": 2}, dataset=dataset,
                    num_children=num_children, seed=seed + 2),
     ]
     if generative:
-        trees.append(LoraTreeConfig(name="lora", dataset=dataset, num_children=num_children, seed=seed + 3))
+        trees.append(LoraTreeConfig(name="lora", dataset=dataset, hidden=4 * width, num_children=num_children,
+                                    seed=seed + 3))
     return trees
 
 
