@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines import BASELINE_NAMES, NFNConfig, train_baseline
+from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
@@ -58,7 +58,8 @@ def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, o
                     inputs, y = zoo.split_arrays(TARGET, ("test",))["test"]
                     pred = predict(learner.apply, result.params, inputs, batch_size=cfg.batch_size)[:, 0]
                     scatter[f"{label}\ntau={result.test['kendall_tau']:.3f}"] = (y, pred)
-    for baseline in baselines if not isinstance(zoo, HeteroZoo) else ():  # weight-space baselines, same loop
+    hetero = isinstance(zoo, HeteroZoo)
+    for baseline in [b for b in baselines if not hetero or b in HETERO_BASELINES]:  # weight-space baselines
         for seed in seeds:
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
     p.add_argument("--hetero", help="a saved heterogeneous CNN zoo")
     p.add_argument("--sources", nargs="*", default=["probegen", "vanilla", "synthetic"])
     p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
-                   help="weight-space baselines (small CNN zoo only): statnn, statnn_gbt, flat, nfn")
+                   help="weight-space baselines: statnn, statnn_gbt, flat, nfn (the heterogeneous zoo: the StatNNs)")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)

@@ -21,7 +21,8 @@ import jax
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines.statnn import statnn_learner
+from probegen_jax.baselines.common import feature_head, precompute_features
+from probegen_jax.baselines.statnn import statnn_features
 from probegen_jax.data import load_dataset
 from probegen_jax.io import write_json
 from probegen_jax.probex.experts import (
@@ -101,14 +102,12 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
         per_tree, seconds, learners = [], 0.0, []
         for n in names:
             zoo = trees[n]
-            if method == "StatNN (layer)":
-                splits = {s: ({"layer": x}, y) for s, (x, y) in layers[n].items()}
-                learner = statnn_learner(splits["train"][0], task.num_outputs, hidden=64, layers=3)
-                res = fit(learner, task, splits, cfg, progress=progress, desc=f"{method} {n}")
-            elif method == "StatNN (all tensors)":
-                splits = zoo.split_arrays("classes")
-                learner = statnn_learner(splits["train"][0], task.num_outputs, hidden=64, layers=3)
-                res = fit(learner, task, splits, cfg, progress=progress, desc=f"{method} {n}")
+            if method.startswith("StatNN"):  # statistics computed once, then the head trains
+                splits = ({s: ({"layer": x}, y) for s, (x, y) in layers[n].items()} if method == "StatNN (layer)"
+                          else zoo.split_arrays("classes"))
+                features = precompute_features(statnn_features, splits)
+                learner = feature_head(features["train"][0], task.num_outputs, hidden=64, layers=3)
+                res = fit(learner, task, features, cfg, progress=progress, desc=f"{method} {n}")
             else:
                 learner = probing_learner(zoo.arch, dense_generator(probes, zoo.arch.input_shape), task.num_outputs,
                                           head_hidden=64, head_layers=3)

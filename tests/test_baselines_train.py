@@ -34,6 +34,11 @@ def test_baseline_trains_on_digits_inrs(digits_zoo, name):
     assert (learner is None) == (name == "statnn_gbt")
     if learner is not None:
         assert np.isfinite([h["train_loss"] for h in result.history]).all()
+        # statnn and flat train their head on features computed once; the params still apply to
+        # the returned learner, which reads zoo params
+        params, targets = zoo.split_arrays("label")["test"]
+        again = task.evaluate(learner.apply(result.params, params), targets)
+        assert again["accuracy"] == pytest.approx(result.test["accuracy"], abs=1e-6)
     if name.startswith("statnn"):  # per-tensor statistics separate 0s from 1s well above chance
         assert result.val["accuracy"] > 0.6
 

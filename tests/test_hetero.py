@@ -126,3 +126,42 @@ def test_wild_zoo_generation_and_training():
     result, _, task = train_probing(final, ProbingSpec("synthetic", num_probes=4, head_hidden=16, head_layers=2),
                                     TrainConfig(epochs=2, batch_size=2), target="test_accuracy", progress=False)
     assert task.name == "regression" and np.isfinite(result.val["r2"])
+
+
+def test_statnn_features_of_a_heterogeneous_zoo_follow_the_zoos_order(hzoo):
+    from probegen_jax.baselines import STATS_PER_TENSOR, hetero_statnn_features, statnn_features
+
+    feats = hetero_statnn_features(hzoo)
+    slots = max(len(jax.tree.leaves(z.params)) for z in hzoo.buckets)
+    assert feats.shape == (len(hzoo), slots * (STATS_PER_TENSOR + 1))
+    for i in range(len(hzoo)):
+        zoo = hzoo.buckets[hzoo.bucket[i]]
+        one = jax.tree.map(lambda a: a[hzoo.position[i]][None], zoo.params)
+        own = np.asarray(statnn_features(one))[0].reshape(-1, STATS_PER_TENSOR)
+        row = feats[i].reshape(slots, STATS_PER_TENSOR + 1)
+        np.testing.assert_allclose(row[: len(own), :-1], own, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(row[:, -1], np.arange(slots) < len(own))
+
+
+def test_statnn_baselines_learn_on_a_heterogeneous_zoo():
+    """Each network's weights are scaled by s in [0.5, 2]; the StatNNs read s from the statistics."""
+    from probegen_jax.baselines import train_baseline
+    from probegen_jax.errors import UnknownNameError
+
+    buckets = []
+    for b, layers in enumerate(LAYERS):
+        arch = make_arch("wild_cnn", layers=layers, input_shape=(8, 8, 1))
+        scale = np.random.default_rng(b).uniform(0.5, 2.0, 40).astype(np.float32)
+        params = jax.vmap(arch.init)(jax.random.split(jax.random.key(b), 40))
+        params = jax.tree.map(lambda a: a * scale.reshape(-1, *[1] * (a.ndim - 1)), params)
+        buckets.append(Zoo(arch, params, {"scale": scale}))
+    order = np.random.default_rng(3).permutation(120)
+    zoo = HeteroZoo(tuple(buckets), np.repeat(np.arange(3), 40)[order], np.tile(np.arange(40), 3)[order],
+                    {"train": np.arange(80), "val": np.arange(80, 100), "test": np.arange(100, 120)}, {})
+    for name in ("statnn", "statnn_gbt"):
+        result, learner, task = train_baseline(zoo, name, TrainConfig(epochs=40, batch_size=16), target="scale",
+                                               progress=False)
+        assert task.name == "regression" and learner is None
+        assert result.test["r2"] > 0.5 and result.test["kendall_tau"] > 0.5, (name, result.test)  # chance: 0
+    with pytest.raises(UnknownNameError, match="one architecture"):
+        train_baseline(zoo, "nfn", target="scale")

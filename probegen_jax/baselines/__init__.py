@@ -1,10 +1,14 @@
 """Baselines that read weights directly: StatNN, the flat-weights MLP and the NFN-NP network."""
 
+from probegen_jax.baselines.common import feature_head, features_learner, precompute_features
 from probegen_jax.baselines.flat import flat_learner, flatten_weights
 from probegen_jax.baselines.nfn import NFN_PAPER_CONFIG, NFNConfig, nfn_learner, weight_space
-from probegen_jax.baselines.run import BASELINE_NAMES, baseline_learner, train_baseline
+from probegen_jax.baselines.run import BASELINE_NAMES, HETERO_BASELINES, baseline_learner, train_baseline
 from probegen_jax.baselines.statnn import (
+    STATS_PER_TENSOR,
+    fit_gbt,
     fit_statnn_gbt,
+    hetero_statnn_features,
     padded_statnn_features,
     statnn_feature_names,
     statnn_features,
@@ -12,7 +16,8 @@ from probegen_jax.baselines.statnn import (
 )
 
 __all__ = [
-    "BASELINE_NAMES", "NFNConfig", "NFN_PAPER_CONFIG", "baseline_learner", "fit_statnn_gbt", "flat_learner",
-    "flatten_weights", "nfn_learner", "padded_statnn_features", "statnn_feature_names", "statnn_features",
-    "statnn_learner", "train_baseline", "weight_space",
+    "BASELINE_NAMES", "HETERO_BASELINES", "STATS_PER_TENSOR", "NFN_PAPER_CONFIG", "baseline_learner", "feature_head",
+    "features_learner", "fit_gbt", "fit_statnn_gbt", "flat_learner", "flatten_weights",
+    "hetero_statnn_features", "nfn_learner", "NFNConfig", "padded_statnn_features", "precompute_features",
+    "statnn_feature_names", "statnn_features", "statnn_learner", "train_baseline", "weight_space",
 ]

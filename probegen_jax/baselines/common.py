@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -44,20 +44,30 @@ def fit_standardizer(features: Array, *, eps: float = 1e-8) -> Standardizer:
     return Standardizer(features.mean(0), jnp.where(std > eps, std, 1.0))
 
 
+def feature_head(train_features: Array, num_outputs: int, *, hidden: int = 256, layers: int = 4) -> Learner:
+    """Features ``[N, F]`` standardised by ``train_features``' statistics -> ReLU MLP head."""
+    from probegen_jax.probing.probegen import mlp_head
+
+    scaler = fit_standardizer(train_features)
+    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
+    return Learner(head.init, lambda params, features: head.apply(params, scaler(features)))
+
+
 def features_learner(
     features: Callable[[Params], Array], train_params: Params, num_outputs: int, *, hidden: int = 256,
     layers: int = 4,
 ) -> Learner:
-    """``features(zoo_params)`` standardised by the training split's statistics -> ReLU MLP head."""
-    from probegen_jax.probing.probegen import mlp_head
+    """``features(zoo_params)`` -> :func:`feature_head`; its params are the head's params."""
+    head = feature_head(features(train_params), num_outputs, hidden=hidden, layers=layers)
+    return Learner(head.init, lambda params, zoo_params: head.apply(params, features(zoo_params)))
 
-    scaler = fit_standardizer(features(train_params))
-    head = mlp_head(scaler.mean.shape[0], num_outputs, hidden=hidden, layers=layers)
 
-    def init(key: PRNGKey) -> Params:
-        return head.init(key)
+def precompute_features(features: Callable[[Params], Array], splits: Mapping[str, tuple[Params, Array]]
+                        ) -> dict[str, tuple[Array, Array]]:
+    """``{split: (features(params), targets)}``, each split's features computed once, under ``jit``.
 
-    def apply(params: Params, zoo_params: Params) -> Array:
-        return head.apply(params, scaler(features(zoo_params)))
-
-    return Learner(init, apply)
+    A fixed feature map needs no recomputation every step: train :func:`feature_head` on these,
+    and the params apply unchanged to :func:`features_learner` of the same features.
+    """
+    compute = jax.jit(features)
+    return {name: (compute(params), targets) for name, (params, targets) in splits.items()}

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from probegen_jax.baselines.flat import flat_learner
+from probegen_jax.baselines.common import feature_head, precompute_features
+from probegen_jax.baselines.flat import flat_learner, flatten_weights
 from probegen_jax.baselines.nfn import NFNConfig, nfn_learner
-from probegen_jax.baselines.statnn import fit_statnn_gbt, statnn_learner
+from probegen_jax.baselines.statnn import fit_gbt, hetero_statnn_features, statnn_features, statnn_learner
 from probegen_jax.errors import UnknownNameError
 from probegen_jax.learner import Learner
 from probegen_jax.tasks import Task
@@ -27,6 +28,8 @@ BASELINE_NAMES = {
     "flat": "Flat-weights MLP",
     "nfn": "NFN-NP",
 }
+
+FEATURE_MAPS = {"statnn": statnn_features, "flat": flatten_weights}  # baselines that are features -> MLP head
 
 
 def baseline_learner(name: str, train_params: Params, num_outputs: int, *, nfn: NFNConfig = NFNConfig(),
@@ -43,26 +46,51 @@ def baseline_learner(name: str, train_params: Params, num_outputs: int, *, nfn: 
     return makers[name]()
 
 
+HETERO_BASELINES = ("statnn", "statnn_gbt")  # padded statistics; the others need one architecture
+
+
 def train_baseline(
     zoo, name: str, cfg: TrainConfig = TrainConfig(), *, target: str = "label", task: Task | None = None,
     nfn: NFNConfig = NFNConfig(), mesh=None, progress: bool = True,
 ) -> tuple[TrainResult, Learner | None, Task]:
     """Train baseline ``name`` (one of ``BASELINE_NAMES``) on a zoo's train/val/test splits.
 
-    ``zoo`` is a ``Zoo``; the task defaults to ``runs.task_for(zoo, target)`` (classification for
+    ``zoo`` is a ``Zoo`` or, for ``HETERO_BASELINES``, a ``HeteroZoo`` (StatNN on statistics padded
+    to the deepest bucket). The task defaults to ``runs.task_for(zoo, target)`` (classification for
     integer targets, regression otherwise). Test metrics are at the best validation epoch.
+    Fixed feature maps (StatNN, flat weights) are computed once and only their head trains; the
+    returned learner applies ``result.params`` to zoo params. It is ``None`` for gradient-boosted
+    trees and on heterogeneous zoos.
     """
     from probegen_jax.runs import task_for
+    from probegen_jax.zoo.hetero import HeteroZoo
+    from probegen_jax.zoo.zoo import SPLITS
 
     if name not in BASELINE_NAMES:
         raise UnknownNameError(f"unknown baseline {name!r}; available: {sorted(BASELINE_NAMES)}")
+    hetero = isinstance(zoo, HeteroZoo)
+    if hetero and name not in HETERO_BASELINES:
+        raise UnknownNameError(f"baseline {name!r} needs a zoo of one architecture; a heterogeneous zoo takes "
+                               f"{list(HETERO_BASELINES)}")
     task = task or task_for(zoo, target)
-    splits = zoo.split_arrays(target)
+    if hetero:
+        feats, y = hetero_statnn_features(zoo), zoo.target(target)
+        features = {s: (feats[zoo.indices(s)], y[zoo.indices(s)]) for s in SPLITS}
+        learner = None
+    else:
+        splits = zoo.split_arrays(target)
+        mapping = statnn_features if name == "statnn_gbt" else FEATURE_MAPS.get(name)
+        features = precompute_features(mapping, splits) if mapping else None
+        learner = None if name == "statnn_gbt" else baseline_learner(name, splits["train"][0], task.num_outputs,
+                                                                     nfn=nfn)
     if name == "statnn_gbt":
         start = time.perf_counter()
-        metrics = fit_statnn_gbt(splits, task, seed=cfg.seed)
+        metrics = fit_gbt(features, task, seed=cfg.seed)
         return (TrainResult(None, -1, metrics["val"], metrics.get("test", {}), [],
                             round(time.perf_counter() - start, 3)), None, task)
-    learner = baseline_learner(name, splits["train"][0], task.num_outputs, nfn=nfn)
-    result = fit(learner, task, splits, cfg, mesh=mesh, progress=progress, desc=name)
+    if features is not None:  # a fixed feature map: only the head trains
+        head = feature_head(features["train"][0], task.num_outputs)
+        result = fit(head, task, features, cfg, mesh=mesh, progress=progress, desc=name)
+    else:
+        result = fit(learner, task, splits, cfg, mesh=mesh, progress=progress, desc=name)
     return result, learner, task

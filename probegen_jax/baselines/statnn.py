@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from probegen_jax.baselines.common import Standardizer, features_learner, weight_leaves
+from probegen_jax.baselines.common import Standardizer, features_learner, precompute_features, weight_leaves
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
 from probegen_jax.types import Array, Params
@@ -78,17 +78,23 @@ def statnn_learner(train_params: Params, num_outputs: int, *, hidden: int = 256,
     return features_learner(statnn_features, train_params, num_outputs, hidden=hidden, layers=layers)
 
 
-def fit_statnn_gbt(
-    splits: Mapping[str, tuple[Params, np.ndarray]], task, *, seed: int = 0, max_iter: int = 300,
+def hetero_statnn_features(zoo) -> np.ndarray:
+    """:func:`padded_statnn_features` of a ``HeteroZoo``'s members, in the zoo's order."""
+    feats = np.asarray(padded_statnn_features([bucket.params for bucket in zoo.buckets]))
+    return zoo.gather(np.split(feats, np.cumsum([len(bucket) for bucket in zoo.buckets])[:-1]))
+
+
+def fit_gbt(
+    splits: Mapping[str, tuple[Array, np.ndarray]], task, *, seed: int = 0, max_iter: int = 300,
 ) -> dict[str, dict[str, float]]:
-    """Gradient-boosted trees (scikit-learn ``HistGradientBoosting``) on StatNN features.
+    """Gradient-boosted trees (scikit-learn ``HistGradientBoosting``) on features ``[N, F]``.
 
     Trained on ``splits["train"]`` with early stopping on an internal hold-out; returns the
     task's metrics on every split, ``{"val": {...}, "test": {...}, ...}``.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    feats = {name: np.asarray(statnn_features(p)) for name, (p, _) in splits.items()}
+    feats = {name: np.asarray(f) for name, (f, _) in splits.items()}
     x, y = feats["train"], np.asarray(splits["train"][1])
     if task.name == "classification":
         model = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=True, random_state=seed).fit(x, y)
@@ -105,5 +111,13 @@ def fit_statnn_gbt(
     return {name: task.evaluate(predict(f), np.asarray(splits[name][1])) for name, f in feats.items()}
 
 
-__all__ = ["QUANTILES", "STAT_NAMES", "Standardizer", "fit_statnn_gbt", "padded_statnn_features",
+def fit_statnn_gbt(
+    splits: Mapping[str, tuple[Params, np.ndarray]], task, *, seed: int = 0, max_iter: int = 300,
+) -> dict[str, dict[str, float]]:
+    """:func:`fit_gbt` on the StatNN features of each split's stacked params."""
+    return fit_gbt(precompute_features(statnn_features, splits), task, seed=seed, max_iter=max_iter)
+
+
+__all__ = ["QUANTILES", "STAT_NAMES", "Standardizer", "fit_gbt", "fit_statnn_gbt", "hetero_statnn_features",
+           "padded_statnn_features",
            "statnn_feature_names", "statnn_features", "statnn_learner", "tensor_stats"]

@@ -114,7 +114,7 @@ class HeteroZoo:
     def targets(self) -> dict[str, np.ndarray]:
         """Targets in the zoo's order (gathered from the buckets; present in every bucket)."""
         names = set.intersection(*(set(b.targets) for b in self.buckets)) if self.buckets else set()
-        return {k: self._gather([b.targets[k] for b in self.buckets]) for k in sorted(names)}
+        return {k: self.gather([b.targets[k] for b in self.buckets]) for k in sorted(names)}
 
     def target(self, name: str) -> np.ndarray:
         targets = self.targets
@@ -127,7 +127,8 @@ class HeteroZoo:
             raise MissingSplitError(f"zoo has no split {split!r}; available: {sorted(self.splits) or 'none'}")
         return self.splits[split]
 
-    def _gather(self, per_bucket: Sequence[np.ndarray]) -> np.ndarray:
+    def gather(self, per_bucket: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-bucket rows (``per_bucket[b][i]``: member ``i`` of bucket ``b``) in the zoo's order."""
         out = np.empty((len(self), *per_bucket[0].shape[1:]), np.result_type(*per_bucket))
         for b, values in enumerate(per_bucket):
             rows = self.bucket == b
