@@ -105,7 +105,7 @@ def plot_grouped_bars(values: Mapping[str, Mapping[str, float]], path: str | os.
     ax.set_xticks(range(len(groups)), groups)
     ax.set(ylabel=ylabel, title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))  # below, clear of the bars
     return save_figure(fig, path)
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from probegen_jax.archs import make_arch, registered_archs
+from probegen_jax.archs import make_arch
 from probegen_jax.baselines.flat import flat_learner, flatten_weights
 from probegen_jax.baselines.nfn import NFNConfig, layer_order, nfn_learner, weight_space
 from probegen_jax.errors import ShapeMismatchError
@@ -57,7 +57,6 @@ def test_nfn_with_fourier_features_is_invariant():
     _check(make_arch("siren", hidden=16), NFNConfig(channels=(4,), fourier_features=3, head_hidden=16), 3)
 
 
-@pytest.mark.skipif("small_cnn" not in registered_archs(), reason="small CNN architecture not available")
 def test_nfn_invariant_to_channel_permutations_of_cnns():
     _check(make_arch("small_cnn"), NFNConfig(channels=(4,), head_hidden=32), 1)
 
