@@ -55,13 +55,13 @@ def _mean_test(runs: list[dict], **match) -> float | None:
 
 
 def method_rows(arch, num_outputs: int, probing: list[tuple[str, int]], nfn_cfgs: dict[str, NFNConfig],
-                analytic=None) -> list[dict]:
+                analytic=None, response: str = "raw") -> list[dict]:
     """One dict per method: name, params, per-network FLOPs (XLA and analytic), generator FLOPs."""
     one = jax.eval_shape(arch.init, jax.random.key(0))
     zoo = jax.jit(jax.vmap(arch.init))(jax.random.split(jax.random.key(0), 4))
     rows = []
     for source, k in probing:
-        cost = probing_flops(arch, ProbingSpec(source=source, num_probes=k), num_outputs)
+        cost = probing_flops(arch, ProbingSpec(source=source, num_probes=k, response=response), num_outputs)
         rows.append({"key": (source, k), "method": f"{NAMES[source]} K={k}", "params": cost.params,
                      "flops": cost.per_network.total, "generator": cost.generator.total,
                      "analytic": analytic(k) if analytic else None})
@@ -167,7 +167,7 @@ def main(argv=None) -> None:
         arch = make_arch("small_cnn")
         try:
             probing = [("probegen", 128), ("synthetic", 128)]
-            rows = method_rows(arch, 1, probing, {"trained": NFNConfig(channels=(16, 16, 16))})
+            rows = method_rows(arch, 1, probing, {"trained": NFNConfig(channels=(16, 16, 16))}, response="softmax")
         except NotImplementedError as e:  # no image probe source registered
             rows, probing = method_rows(arch, 1, [], {"trained": NFNConfig(channels=(16, 16, 16))}), []
             print(f"(CNN probing FLOPs skipped: {e})")

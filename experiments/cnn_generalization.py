@@ -39,12 +39,13 @@ def zoo_label(zoo) -> str:
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
-def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, baselines=()) -> list[dict]:
+def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, baselines=(),
+            response: str = "softmax") -> list[dict]:
     rows, probes, scatter = [], {}, {}
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
-                spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed)
+                spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
                 start = time.perf_counter()
                 result, learner, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed), target=TARGET)
                 rows.append({"zoo": name, "source": source, "K": k, "seed": seed, "test_tau": result.test["kendall_tau"],
@@ -95,6 +96,8 @@ def main(argv=None) -> None:
     p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
                    help="weight-space baselines: statnn, statnn_gbt, flat, nfn (the heterogeneous zoo: the StatNNs)")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
+    p.add_argument("--response", choices=["raw", "softmax"], default="softmax",
+                   help="what the probing heads read of each CNN's outputs (class probabilities by default)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
@@ -111,15 +114,17 @@ def main(argv=None) -> None:
                           "generation_seconds": zoo.meta.get("generation_seconds"),
                           "diverged": zoo.meta.get("diverged")}
             rows += run_zoo(zoo, name, sources=args.sources, probe_counts=args.probes, seeds=args.seeds, cfg=cfg,
-                            out=out, baselines=args.baselines)
+                            out=out, baselines=args.baselines, response=args.response)
     table = summary_table(rows)
     body = "\n\n".join(f"**{k}** (`{v['path']}`, final-epoch checkpoints; generated in {v['generation_seconds']} s; "
                        f"diverged: {v['diverged']})\n\n```\n{v['describe']}\n```" for k, v in zoos.items())
     body += (f"\n\nKendall tau-b and R^2 of predicted vs true test accuracy on the test networks at the best "
              f"validation epoch, mean ± std over {len(args.seeds)} seed(s); {cfg.epochs} epochs, batch "
-             f"{cfg.batch_size}, Adam {cfg.learning_rate} with cosine decay.\n\n{table}")
+             f"{cfg.batch_size}, Adam {cfg.learning_rate} with cosine decay; probing heads read the CNNs' "
+             f"{'class probabilities (softmax)' if args.response == 'softmax' else 'raw logits'}.\n\n{table}")
     report.save_markdown(out / "results.md", "CNN generalisation prediction", body)
-    write_json(out / "results.json", {"zoos": zoos, "train": dataclasses.asdict(cfg), "runs": rows})
+    write_json(out / "results.json", {"zoos": zoos, "train": dataclasses.asdict(cfg), "response": args.response,
+                                      "runs": rows})
     print(table)
     print(f"\nwritten to {out}/results.md, scatter_*.png, probes_*.png")
 

@@ -173,7 +173,7 @@ def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> Non
 def _train_probegen(args: argparse.Namespace) -> None:
     from probegen_jax.parallel import zoo_mesh
     from probegen_jax.probing.methods import ProbingSpec
-    from probegen_jax.runs import default_target, save_run, train_probing
+    from probegen_jax.runs import default_response, default_target, save_run, train_probing
     from probegen_jax.train import TrainConfig
     from probegen_jax.zoo.hetero import load_any_zoo
     from probegen_jax.zoo.zoo import at_epoch
@@ -182,7 +182,7 @@ def _train_probegen(args: argparse.Namespace) -> None:
     epoch = args.epoch if "epoch" in zoo.targets else "all"
     zoo = at_epoch(zoo, epoch)
     target = args.target or default_target(zoo)
-    spec = ProbingSpec(source=args.source, num_probes=args.probes)
+    spec = ProbingSpec(source=args.source, num_probes=args.probes, response=args.response or default_response(zoo))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
     mesh = zoo_mesh(args.devices) if args.devices else None
     result, _, _ = train_probing(zoo, spec, cfg, target=target, checkpoint_dir=f"{args.out}/checkpoints",
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="probegen: deep linear generator; vanilla: free learned probes; synthetic: fixed "
                          "random probes; nonlinear: generator with ReLUs (ablation)")
     pg.add_argument("--probes", type=int, default=128, help="number of probes K")
+    pg.add_argument("--response", choices=["raw", "softmax"], default=None,
+                    help="what the head reads of each network's outputs (default: softmax for CNN zoos, else raw)")
     pg.add_argument("--target", default=None,
                     help="zoo target to predict (default: the zoo's own: test_accuracy for CNN zoos, else label)")
     pg.add_argument("--epoch", default="final",

@@ -23,7 +23,7 @@ from probegen_jax.archs import Arch
 from probegen_jax.learner import Learner
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probe import probe
-from probegen_jax.probing.probegen import mlp_head
+from probegen_jax.probing.probegen import mlp_head, response_transform
 from probegen_jax.types import Params, PRNGKey
 
 # Published inference costs per MNIST-INR network of methods not implemented here, in FLOPs.
@@ -101,8 +101,10 @@ def probing_flops(arch: Arch, spec: ProbingSpec, num_outputs: int, *, batch: int
                     layers=spec.head_layers)
     probes = jax.ShapeDtypeStruct((source.num_probes, *arch.input_shape), jnp.float32)
 
+    transform = response_transform(spec.response)
+
     def per_network(zoo_params, head_params, probes):
-        responses = probe(arch.apply, zoo_params, probes)
+        responses = transform(probe(arch.apply, zoo_params, probes))
         return head.apply(head_params, responses.reshape(responses.shape[0], -1))
 
     one = jax.eval_shape(arch.init, jax.random.key(0))

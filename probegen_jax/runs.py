@@ -29,6 +29,13 @@ def default_target(zoo: Zoo | HeteroZoo) -> str:
     return str(zoo.meta.get("default_target", "label"))
 
 
+def default_response(zoo: Zoo | HeteroZoo) -> str:
+    """``softmax`` for zoos of classifiers scored by accuracy (CNN zoos: their logit scales differ
+    by orders of magnitude), else ``raw``."""
+    output_dim = zoo.output_dim if isinstance(zoo, HeteroZoo) else zoo.arch.output_dim
+    return "softmax" if "test_accuracy" in zoo.targets and output_dim > 1 else "raw"
+
+
 def task_for(zoo: Zoo | HeteroZoo, target: str) -> Task:
     """Classification for integer targets (classes from the zoo's meta), regression otherwise."""
     y = zoo.target(target)
@@ -42,7 +49,7 @@ def probing_learner_for(zoo: Zoo | HeteroZoo, spec: ProbingSpec, num_outputs: in
     if isinstance(zoo, HeteroZoo):
         source = spec.make_source(zoo.archs[0])
         return hetero_probing_learner(zoo, source, num_outputs, head_hidden=spec.head_hidden,
-                                      head_layers=spec.head_layers)
+                                      head_layers=spec.head_layers, response=spec.response)
     return spec.make_learner(zoo.arch, num_outputs)[0]
 
 

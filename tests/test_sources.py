@@ -7,7 +7,7 @@ import pytest
 
 from probegen_jax.archs import siren
 from probegen_jax.errors import ShapeMismatchError, UnknownNameError
-from probegen_jax.probing.probegen import learned_probes_of, probing_learner
+from probegen_jax.probing.probegen import learned_probes_of, mlp_head, probing_learner
 from probegen_jax.probing.sources import (
     COORDINATE_SOURCES,
     coordinate_probe_source,
@@ -126,3 +126,28 @@ def test_probing_learner_refuses_mismatched_probes_and_learns_through_the_source
     assert float(jnp.abs(grads["source"]["generator"]["dense0"]["kernel"]).max()) > 0
     np.testing.assert_array_equal(np.asarray(learned_probes_of(source, params)),
                                   np.asarray(source.apply(params["source"])))
+
+
+def test_softmax_response_reads_class_probabilities_not_the_logit_scale():
+    from probegen_jax.archs import make_arch
+    from probegen_jax.probing.probe import probe
+
+    arch = make_arch("mlp", input_shape=[3], hidden=8, depth=1, out_dim=4)
+    zoo = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 5))
+    last = max(zoo)  # the output layer
+    shifted = {**zoo, last: {**zoo[last], "bias": zoo[last]["bias"] + 7.0}}  # every logit + 7
+    source = dense_generator(K, (3,))
+    out = {}
+    for response in ("raw", "softmax"):
+        learner = probing_learner(arch, source, 2, head_hidden=16, head_layers=2, response=response)
+        params = learner.init(jax.random.key(1))
+        out[response] = [np.asarray(learner.apply(params, z)) for z in (zoo, shifted)]
+    np.testing.assert_allclose(*out["softmax"], rtol=1e-5, atol=1e-6)
+    assert np.abs(out["raw"][0] - out["raw"][1]).max() > 1e-2
+    # the head reads softmax(responses): the same numbers as the head applied to probabilities by hand
+    params = probing_learner(arch, source, 2, head_hidden=16, head_layers=2).init(jax.random.key(1))
+    probs = jax.nn.softmax(probe(arch.apply, zoo, source.apply(params["source"])))
+    by_hand = mlp_head(K * 4, 2, hidden=16, layers=2).apply(params["head"], probs.reshape(5, -1))
+    np.testing.assert_allclose(out["softmax"][0], np.asarray(by_hand), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UnknownNameError, match="softmax"):
+        probing_learner(arch, source, 2, response="sigmoid")

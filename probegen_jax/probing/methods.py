@@ -20,6 +20,7 @@ class ProbingSpec:
     head_hidden: int = 256
     head_layers: int = 6
     probe_seed: int = 0  # for synthetic probes
+    response: str = "raw"  # raw | softmax: what the head reads of each network's outputs (RESPONSES)
 
     def make_source(self, arch: Arch) -> ProbeSource:
         if len(arch.input_shape) == 1:
@@ -31,5 +32,5 @@ class ProbingSpec:
     def make_learner(self, arch: Arch, num_outputs: int) -> tuple[Learner, ProbeSource]:
         source = self.make_source(arch)
         learner = probing_learner(arch, source, num_outputs, head_hidden=self.head_hidden,
-                                  head_layers=self.head_layers)
+                                  head_layers=self.head_layers, response=self.response)
         return learner, source

@@ -236,14 +236,14 @@ def hetero_respond(archs: Sequence[Arch]) -> Callable[[Array, PyTree], Array]:
 
 
 def hetero_probing_learner(zoo: HeteroZoo, source: ProbeSource, num_outputs: int, *, head_hidden: int = 256,
-                           head_layers: int = 6) -> Learner:
+                           head_layers: int = 6, response: str = "raw") -> Learner:
     """ProbeGen (or a probing baseline) over a heterogeneous zoo's packed inputs."""
     if tuple(source.input_shape) != tuple(zoo.input_shape):
         raise ShapeMismatchError(
             f"probe source {source.name!r} makes probes of shape {source.input_shape}, but the zoo's "
             f"architectures take inputs of shape {zoo.input_shape}")
     return responses_learner(hetero_respond(zoo.archs), source, zoo.output_dim, num_outputs,
-                             head_hidden=head_hidden, head_layers=head_layers)
+                             head_hidden=head_hidden, head_layers=head_layers, response=response)
 
 
 def bucket_batch_order(buckets: np.ndarray) -> Callable[[int, int, int, int], np.ndarray]:
