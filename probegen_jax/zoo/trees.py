@@ -87,10 +87,14 @@ class LoraTreeConfig:
     rank: int = 4
     layers: tuple[str, ...] = ("dense0", "dense1")
     num_children: int = 300
-    shots: int = 5  # images of its class a child is fine-tuned on
-    steps: tuple[int, int] = (30, 120)
-    learning_rate: tuple[float, float] = (3e-3, 1e-2)
-    batch_size: int = 5
+    # Images of its class a child is fine-tuned on, and its step/learning-rate ranges: enough shots
+    # and a gentle rate that a child learns its class (its denoising loss is lowest on held-out
+    # images of that class for ~93% of FMNIST children) instead of memorising a handful of images
+    # (5 shots at 3e-3..1e-2: 17%, worse than the base on its own class).
+    shots: int = 50
+    steps: tuple[int, int] = (50, 150)
+    learning_rate: tuple[float, float] = (1e-3, 3e-3)
+    batch_size: int = 10
     splits: tuple[float, float] = (0.6, 0.2)
     chunk_size: int = 100
     seed: int = 0
