@@ -151,3 +151,18 @@ def test_softmax_response_reads_class_probabilities_not_the_logit_scale():
     np.testing.assert_allclose(out["softmax"][0], np.asarray(by_hand), rtol=1e-5, atol=1e-6)
     with pytest.raises(UnknownNameError, match="softmax"):
         probing_learner(arch, source, 2, response="sigmoid")
+
+
+def test_default_response_is_softmax_only_for_classifier_zoos_scored_by_accuracy():
+    from probegen_jax.archs import make_arch
+    from probegen_jax.runs import default_response
+    from probegen_jax.zoo import Zoo
+
+    def zoo(out_dim, target):
+        arch = make_arch("mlp", input_shape=[3], hidden=4, depth=1, out_dim=out_dim)
+        params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 2))
+        return Zoo(arch, params, targets={target: np.zeros(2, np.float32)}, splits={"train": np.arange(2)})
+
+    assert default_response(zoo(10, "test_accuracy")) == "softmax"
+    assert default_response(zoo(10, "label")) == "raw"  # e.g. a model tree: logits, but no accuracy target
+    assert default_response(zoo(1, "test_accuracy")) == "raw"  # one output: nothing to normalise over
