@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.learner import Learner
-from probegen_jax.types import Array, Params, PRNGKey
+from probegen_jax.types import Array, Params
 
 
 def weight_leaves(params: Params, *, where: str = "params") -> list[Array]:
@@ -58,7 +58,11 @@ def features_learner(
     layers: int = 4,
 ) -> Learner:
     """``features(zoo_params)`` -> :func:`feature_head`; its params are the head's params."""
-    head = feature_head(features(train_params), num_outputs, hidden=hidden, layers=layers)
+    return on_zoo_params(feature_head(features(train_params), num_outputs, hidden=hidden, layers=layers), features)
+
+
+def on_zoo_params(head: Learner, features: Callable[[Params], Array]) -> Learner:
+    """``head`` fed ``features(zoo_params)``: the same params, read from zoo params."""
     return Learner(head.init, lambda params, zoo_params: head.apply(params, features(zoo_params)))
 
 

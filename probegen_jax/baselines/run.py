@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from probegen_jax.baselines.common import feature_head, precompute_features
+from probegen_jax.baselines.common import feature_head, on_zoo_params, precompute_features
 from probegen_jax.baselines.flat import flat_learner, flatten_weights
 from probegen_jax.baselines.nfn import NFNConfig, nfn_learner
 from probegen_jax.baselines.statnn import fit_gbt, hetero_statnn_features, statnn_features, statnn_learner
@@ -76,21 +76,19 @@ def train_baseline(
     if hetero:
         feats, y = hetero_statnn_features(zoo), zoo.target(target)
         features = {s: (feats[zoo.indices(s)], y[zoo.indices(s)]) for s in SPLITS}
-        learner = None
+        mapping = None  # padded statistics of packed buckets: no learner reads zoo params
     else:
         splits = zoo.split_arrays(target)
         mapping = statnn_features if name == "statnn_gbt" else FEATURE_MAPS.get(name)
         features = precompute_features(mapping, splits) if mapping else None
-        learner = None if name == "statnn_gbt" else baseline_learner(name, splits["train"][0], task.num_outputs,
-                                                                     nfn=nfn)
     if name == "statnn_gbt":
         start = time.perf_counter()
         metrics = fit_gbt(features, task, seed=cfg.seed)
         return (TrainResult(None, -1, metrics["val"], metrics.get("test", {}), [],
                             round(time.perf_counter() - start, 3)), None, task)
-    if features is not None:  # a fixed feature map: only the head trains
+    if features is not None:  # a fixed feature map: only the head trains, on features computed once
         head = feature_head(features["train"][0], task.num_outputs)
         result = fit(head, task, features, cfg, mesh=mesh, progress=progress, desc=name)
-    else:
-        result = fit(learner, task, splits, cfg, mesh=mesh, progress=progress, desc=name)
-    return result, learner, task
+        return result, on_zoo_params(head, mapping) if mapping else None, task
+    learner = baseline_learner(name, splits["train"][0], task.num_outputs, nfn=nfn)
+    return fit(learner, task, splits, cfg, mesh=mesh, progress=progress, desc=name), learner, task
