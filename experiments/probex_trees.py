@@ -43,7 +43,7 @@ from probegen_jax.probex.probex import (
     probex_embedder,
 )
 from probegen_jax.probex.routing import fit_router, route, routing_accuracy
-from probegen_jax.probex.zero_shot import class_embeddings, fit_zero_shot
+from probegen_jax.probex.zero_shot import class_embeddings, fit_zero_shot, zero_shot_fold
 from probegen_jax.probing.probegen import probing_learner
 from probegen_jax.probing.sources import dense_generator
 from probegen_jax.tasks import multilabel
@@ -143,13 +143,14 @@ def zero_shot_experiment(zoo: Zoo, embeddings: dict[str, np.ndarray], folds: lis
                "ProbeX w/o ReLU": lambda o, i: probex_embedder(o, i, dataclasses.replace(pcfg, relu=False)),
                "Dense expert": lambda o, i: dense_embedder(o, i, pcfg.rank_t)}
     rows: dict = {}
-    for source, emb in embeddings.items():
-        for fold in folds:
-            for layer in all_layer_names(zoo):
+    for heldout in folds:
+        for layer in all_layer_names(zoo):
+            fold = zero_shot_fold(zoo, layer, heldout, num_classes=zoo.meta["num_classes"])
+            for source, emb in embeddings.items():
                 for method, make_embedder in methods.items():
                     rows.setdefault((source, method), {}).setdefault(layer, []).append(fit_zero_shot(
-                        zoo, layer, make_embedder, emb, fold, cfg, dim=pcfg.rank_t, progress=progress,
-                        desc=f"zero-shot {method} {layer} {fold}"))
+                        fold, make_embedder, emb, cfg, dim=pcfg.rank_t, progress=progress,
+                        desc=f"zero-shot {source} {method} {layer} {heldout}"))
     # Layer per (source, method): best mean validation accuracy on seen classes.
     table = {}
     for key, per_layer in rows.items():

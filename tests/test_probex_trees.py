@@ -12,7 +12,7 @@ from probegen_jax.errors import NoMatchingTreeError
 from probegen_jax.probex.experts import train_tree_experts
 from probegen_jax.probex.probex import ProbeXConfig, probex_embedder
 from probegen_jax.probex.routing import fit_router, route, route_one, routing_accuracy
-from probegen_jax.probex.zero_shot import fit_zero_shot, image_class_embeddings
+from probegen_jax.probex.zero_shot import fit_zero_shot, image_class_embeddings, zero_shot_fold
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo import Zoo
 from probegen_jax.zoo.trees import (
@@ -111,8 +111,8 @@ def test_lora_children_learn_their_class_and_the_alignment_head_reads_it(digits,
     assert np.mean(np.argmin(relative, axis=1) == zoo.target("label")) > 0.8  # chance 0.1
 
     emb = image_class_embeddings(digits.test_images, digits.test_labels, 10, per_class=5)
-    fold = fit_zero_shot(zoo, "dense0/lora", lambda o, i: probex_embedder(o, i, ProbeXConfig(32, 32, 32)), emb,
-                         [0, 3, 6], TRAIN, dim=32)
+    fold = fit_zero_shot(zero_shot_fold(zoo, "dense0/lora", [0, 3, 6], num_classes=10),
+                         lambda o, i: probex_embedder(o, i, ProbeXConfig(32, 32, 32)), emb, TRAIN, dim=32)
     assert fold["val_seen"] > 0.8 and 0 <= fold["test_unseen"] <= 1, fold  # seen classes, chance 1/7
 
 
@@ -129,14 +129,13 @@ def test_zero_shot_reaches_held_out_classes_when_weights_follow_their_embeddings
     params["dense0"]["kernel"] = ((emb[labels] @ lift.T).reshape(-1, 64, 16)
                                   + 0.3 * rng.standard_normal((len(labels), 64, 16)).astype(np.float32))
     zoo = Zoo(arch, params, targets={"label": labels}, splits=split_indices(len(labels), (0.6, 0.2), 0))
-    heldout = list(range(0, classes, 3))
-    fold = fit_zero_shot(zoo, "dense0/kernel", lambda o, i: probex_embedder(o, i, ProbeXConfig(16, 16, 16)), emb,
-                         heldout, dataclasses.replace(TRAIN, epochs=50, eval_every=10), dim=16)
-    assert fold["val_seen"] > 0.9 and fold["test_unseen"] > 0.8, fold
-    shuffled = fit_zero_shot(zoo, "dense0/kernel", lambda o, i: probex_embedder(o, i, ProbeXConfig(16, 16, 16)),
-                             emb[rng.permutation(classes)], heldout, dataclasses.replace(TRAIN, epochs=50,
-                                                                                        eval_every=10), dim=16)
-    assert shuffled["test_unseen"] < fold["test_unseen"] - 0.3, (fold, shuffled)
+    fold = zero_shot_fold(zoo, "dense0/kernel", range(0, classes, 3), num_classes=classes)
+    embedder = lambda o, i: probex_embedder(o, i, ProbeXConfig(16, 16, 16))  # noqa: E731
+    cfg = dataclasses.replace(TRAIN, epochs=50, eval_every=10)
+    result = fit_zero_shot(fold, embedder, emb, cfg, dim=16)
+    assert result["val_seen"] > 0.9 and result["test_unseen"] > 0.8, result
+    shuffled = fit_zero_shot(fold, embedder, emb[rng.permutation(classes)], cfg, dim=16)
+    assert shuffled["test_unseen"] < result["test_unseen"] - 0.3, (result, shuffled)
 
 
 def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):

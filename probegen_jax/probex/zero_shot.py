@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import chex
 import numpy as np
@@ -91,19 +92,33 @@ def relabel(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     return np.asarray([lookup[int(y)] for y in labels], np.int32)
 
 
-def fit_zero_shot(zoo: Zoo, layer: str, make_embedder: Callable[[int, int], Learner], embeddings: np.ndarray,
-                  heldout: Sequence[int], cfg: TrainConfig, *, dim: int, target: str = "label",
-                  progress: bool = False, desc: str = "zero-shot") -> dict[str, float]:
-    """One zero-shot fold: an alignment head over ``make_embedder(d_out, d_in)`` trained on the
-    models of the seen classes (all but ``heldout``), then scored against the ``heldout`` class
-    embeddings on the models of those classes. Returns ``val_seen`` (accuracy among the seen
-    classes on validation models), ``test_unseen`` (among the held-out ones), ``seconds``, ``params``."""
-    embeddings = np.asarray(embeddings)
-    chex.assert_rank(embeddings, 2)
+class ZeroShotFold(NamedTuple):
+    """One layer's splits for held-out classes: ``data`` as ``layer_splits`` gives it (train/val
+    with seen-class children, test with held-out ones), and the ``seen`` / ``heldout`` classes."""
+
+    data: dict[str, tuple[np.ndarray, np.ndarray]]
+    seen: list[int]
+    heldout: list[int]
+
+
+def zero_shot_fold(zoo: Zoo, layer: str, heldout: Sequence[int], *, num_classes: int,
+                   target: str = "label") -> ZeroShotFold:
+    """``layer``'s matrices split for the zero-shot protocol with ``heldout`` classes held out."""
     heldout = [int(c) for c in heldout]
-    seen = [c for c in range(len(embeddings)) if c not in heldout]
     fold = dataclasses.replace(zoo, splits=heldout_split(zoo.target(target), heldout, zoo.splits))
     data, _ = layer_splits(fold, layer, target)
+    return ZeroShotFold(data, [c for c in range(num_classes) if c not in heldout], heldout)
+
+
+def fit_zero_shot(fold: ZeroShotFold, make_embedder: Callable[[int, int], Learner], embeddings: np.ndarray,
+                  cfg: TrainConfig, *, dim: int, progress: bool = False, desc: str = "zero-shot") -> dict[str, float]:
+    """An alignment head over ``make_embedder(d_out, d_in)`` trained on the fold's seen-class
+    models, then scored against the held-out class embeddings on the held-out models. Returns
+    ``val_seen`` (accuracy among the seen classes on validation models), ``test_unseen`` (among the
+    held-out ones), ``seconds``, ``params``."""
+    embeddings = np.asarray(embeddings)
+    chex.assert_rank(embeddings, 2)
+    data, seen, heldout = fold
     embedder = make_embedder(*data["train"][0].shape[1:])
     learner = alignment_learner(embedder, embeddings[seen], dim)
     res = fit(learner, zero_shot(len(seen)), {s: (data[s][0], relabel(data[s][1], seen)) for s in ("train", "val")},
