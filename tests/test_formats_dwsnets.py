@@ -324,22 +324,28 @@ def test_fast_zip_parser_matches_zipfile_and_checks_crc(tmp_path):
         load_torch(tmp_path / "cut.pt")
 
 
-def test_worker_processes_read_in_order_and_report_damaged_files(tmp_path):
+def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_name_the_file(tmp_path):
     import functools
 
-    from probegen_jax.zoo.formats.common import map_ordered
+    from probegen_jax.errors import DataFileError
+    from probegen_jax.zoo.formats.common import map_files
     from probegen_jax.zoo.formats.dwsnets import _read_one, list_mnist_folder
 
     make_mnist_folder(tmp_path / "z", n_train=14, n_test=6)
     paths = list_mnist_folder(tmp_path / "z", val_size=2).paths
     read = functools.partial(_read_one, trust_pickle=False)
-    serial = list(map(read, paths))
-    parallel = list(map_ordered(read, paths, workers=2, chunk=3))
-    assert len(parallel) == len(paths)
-    for (layers_a, label_a), (layers_b, label_b) in zip(serial, parallel):
-        assert label_a == label_b
-        for a, b in zip(jax.tree.leaves(layers_a), jax.tree.leaves(layers_b)):
-            np.testing.assert_array_equal(a, b)
+    serial = [read(p) for p in paths]  # each file opened by the parser itself
+    for workers in (1, 2):
+        mapped = list(map_files(read, paths, workers=workers, chunk=3))
+        assert len(mapped) == len(paths)
+        for (layers_a, label_a), (layers_b, label_b) in zip(serial, mapped):
+            assert label_a == label_b
+            for a, b in zip(jax.tree.leaves(layers_a), jax.tree.leaves(layers_b)):
+                np.testing.assert_array_equal(a, b)
     paths[11].write_bytes(paths[11].read_bytes()[:300])
-    with pytest.raises(ZooFormatError, match=rf"{paths[11].parent.parent.name}.*cannot read PyTorch file"):
-        list(map_ordered(read, paths, workers=2, chunk=3))
+    for workers in (1, 2):
+        with pytest.raises(ZooFormatError, match=rf"{paths[11].parent.parent.name}.*cannot read PyTorch file"):
+            list(map_files(read, paths, workers=workers, chunk=3))
+    paths[5].unlink()
+    with pytest.raises(DataFileError, match=rf"{paths[5].parent.parent.name}.*file not found"):
+        list(map_files(read, paths, workers=1))

@@ -154,3 +154,33 @@ def test_errors(tmp_path):
     with pytest.raises(ZooFormatError, match="holds small_cnn networks.*siren"):
         export_zoo("small-cnn-zoo", Zoo(arch=make_arch("siren"), params=jax.vmap(make_arch("siren").init)(
             jax.random.split(jax.random.key(0), 2)), targets={}), tmp_path / "x", progress=False)
+
+
+def test_metrics_columns_parse_alike_by_numpy_and_by_rows(tmp_path):
+    from probegen_jax.zoo.formats.small_cnn_zoo import METRIC_SAMPLE_ROWS, read_metrics
+
+    n = METRIC_SAMPLE_ROWS + 500
+    rows = [[str(i % 3), ("relu", "tanh")[i % 2], str(i * 0.5), f"/runs/{i},x"] for i in range(n)]
+
+    def metrics(rows):
+        path = tmp_path / "metrics.csv.gz"
+        with gzip.open(path, "wt", newline="") as f:
+            csv.writer(f).writerows([["step", "config.activation", "test_accuracy", "modeldir"], *rows])
+        return read_metrics(path)
+
+    columns = metrics(rows)  # numeric columns by numpy's parser, the quoted modeldir skipped
+    assert sorted(columns) == ["config.activation", "step", "test_accuracy"]
+    np.testing.assert_array_equal(columns["step"].numeric(), np.arange(n) % 3)
+    np.testing.assert_array_equal(columns["test_accuracy"].numeric(), np.arange(n) * 0.5)
+    assert columns["config.activation"].numeric() is None
+    assert list(columns["config.activation"].strings()[:3]) == ["relu", "tanh", "relu"]
+
+    late = n - 10  # past the sampled rows: the file is parsed again row by row
+    rows[late][2] = "n/a"
+    strings = metrics(rows)["test_accuracy"]
+    assert strings.numeric() is None and strings.strings()[late] == "n/a" and strings.strings()[3] == "1.5"
+    rows[late][2] = ""
+    assert np.isnan(metrics(rows)["test_accuracy"].numeric()[late])
+    rows[late] = rows[late][:2]
+    with pytest.raises(ZooFormatError, match=rf"metrics.csv.gz: line {late + 2} has 2 fields, the header 4"):
+        metrics(rows)

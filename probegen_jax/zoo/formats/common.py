@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from probegen_jax.errors import (
 )
 from probegen_jax.io import atomic_write
 
+READ_THREADS = 8  # file reads in flight: enough to keep a disk's queue full
+READ_WINDOW = 256  # files read ahead of the parser
 TORCH_HINT = "pip install 'probegen_jax[torch]' (or pip install torch==2.13.0)"
 
 
@@ -35,7 +38,7 @@ def require_torch(what: str) -> Any:
     return torch
 
 
-def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False) -> Any:
+def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False, data: bytes | None = None) -> Any:
     """The object a PyTorch file holds, on the CPU.
 
     Plain files (tensors in dicts and lists, Python scalars) are parsed directly, tensors as
@@ -46,11 +49,11 @@ def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False) -> Any:
     from probegen_jax.zoo.formats import torchfile
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataFileError(f"{path}: file not found")
     if not trust_pickle:
         try:
-            return torchfile.load(path)
+            return torchfile.load(path, data=data)
         except torchfile.Unsupported:
             pass
         except Exception as e:  # a damaged zip or pickle: DamagedFile, pickle and decoding errors
@@ -195,19 +198,41 @@ def default_workers() -> int:
     return max(1, min(8, 2 * cores))
 
 
-def _map_list(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    return [fn(item) for item in items]
+def read_ahead(paths: Sequence[Path], *, threads: int = READ_THREADS, window: int = READ_WINDOW) -> Iterator[bytes | None]:
+    """Each file's bytes in order (None where the read fails: the caller's own open then reports
+    it), read by ``threads`` threads at most ``window`` files ahead. File reads release the GIL,
+    so a cold disk's latency hides behind the caller's parsing, and memory stays bounded."""
+
+    def read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending = collections.deque(pool.submit(read, p) for p in paths[:window])
+        for ahead in paths[window:]:
+            data = pending.popleft().result()
+            pending.append(pool.submit(read, ahead))
+            yield data
+        while pending:
+            yield pending.popleft().result()
 
 
-def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
-                chunk: int = 256) -> Iterator[Any]:
-    """``map(fn, items)`` in order. With ``workers > 1``, chunks of ``chunk`` items are mapped in
-    that many worker processes (parsing small files is CPU-bound Python: threads would not help),
-    at most ``2 * workers`` chunks in flight, so memory stays bounded. ``fn`` must be picklable
-    (a module-level function or a ``functools.partial`` of one), and a script that asks for
-    workers needs the usual ``if __name__ == "__main__":`` guard (workers are spawned)."""
-    if workers <= 1 or len(items) <= chunk:
-        yield from map(fn, items)
+def _map_files_list(fn: Callable[[Path, bytes | None], Any], paths: Sequence[Path]) -> list[Any]:
+    return [fn(path, data) for path, data in zip(paths, read_ahead(paths))]
+
+
+def map_files(fn: Callable[[Path, bytes | None], Any], paths: Sequence[Path], *, workers: int = 1,
+              chunk: int = 256) -> Iterator[Any]:
+    """``fn(path, contents)`` for every file, in order, the contents read ahead by threads
+    (``read_ahead``; None where the read failed). With ``workers > 1``, chunks of ``chunk`` files
+    are parsed in that many worker processes (parsing small files is CPU-bound Python), at most
+    ``2 * workers`` chunks in flight, so memory stays bounded. ``fn`` must be picklable (a
+    module-level function or a ``functools.partial`` of one), and a script that asks for workers
+    needs the usual ``if __name__ == "__main__":`` guard (workers are spawned)."""
+    if workers <= 1 or len(paths) <= chunk:
+        yield from (fn(path, data) for path, data in zip(paths, read_ahead(paths)))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -215,8 +240,8 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         window: collections.deque = collections.deque()
-        for start in range(0, len(items), chunk):
-            window.append(pool.submit(_map_list, fn, items[start:start + chunk]))
+        for start in range(0, len(paths), chunk):
+            window.append(pool.submit(_map_files_list, fn, paths[start:start + chunk]))
             if len(window) >= 2 * workers:
                 yield from window.popleft().result()
         while window:

@@ -41,7 +41,7 @@ from probegen_jax.zoo.formats.common import (
     FlatStack,
     as_state_dict,
     load_torch,
-    map_ordered,
+    map_files,
     progress_iter,
     read_json,
     require_dir,
@@ -127,8 +127,11 @@ def _file_label(obj: Mapping[str, Any], *, where: str) -> int | None:
         raise ZooFormatError(f"{where}: 'label' is not an integer ({value!r})") from e
 
 
-def _read_one(path: Path, trust_pickle: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]], int | None]:
-    obj = as_state_dict(load_torch(path, trust_pickle=trust_pickle), where=str(path))
+def _read_one(path: Path, data: bytes | None = None, *,
+              trust_pickle: bool = False) -> tuple[list[tuple[np.ndarray, np.ndarray]], int | None]:
+    """One INR file's linear layers and its ``label`` key (None without one); ``data``: its bytes
+    when already read."""
+    obj = as_state_dict(load_torch(path, trust_pickle=trust_pickle, data=data), where=str(path))
     return linear_layers(obj, where=str(path)), _file_label(obj, where=str(path))
 
 
@@ -244,13 +247,13 @@ def list_nfn_siren(root: Path, *, prefix: str = "randinit_smaller",
 def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[str, Any],
                      progress: bool = True, trust_pickle: bool = False, workers: int = 1) -> Zoo:
     """Read every file of ``listing`` into one SIREN zoo (a few files in memory at a time);
-    ``workers > 1`` parses files in that many processes (see ``map_ordered``)."""
-    first_layers, _ = _read_one(listing.paths[0], trust_pickle)
+    ``workers > 1`` parses files in that many processes (see ``map_files``)."""
+    first_layers, _ = _read_one(listing.paths[0], trust_pickle=trust_pickle)
     arch = siren_arch_for(first_layers, output_offset=output_offset, where=str(listing.paths[0]))
     shapes = {k: v.shape for k, v in siren_flat(first_layers).items()}
     stack = FlatStack(len(listing.paths), shapes)
     labels = np.empty(len(listing.paths), np.int32)
-    reads = map_ordered(functools.partial(_read_one, trust_pickle=trust_pickle), listing.paths, workers=workers)
+    reads = map_files(functools.partial(_read_one, trust_pickle=trust_pickle), listing.paths, workers=workers)
     for i, (path, listed, (layers, in_file)) in enumerate(progress_iter(
             zip(listing.paths, listing.labels, reads), total=len(listing.paths), desc="reading INRs",
             progress=progress)):

@@ -32,11 +32,11 @@ import ast
 import csv
 import gzip
 import io
+import itertools
 import math
 import os
 import random
 import zlib
-from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,8 @@ IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn_cropped": 3
 KERAS_NAMES = ("sequential/conv2d", "sequential/conv2d_1", "sequential/conv2d_2", "sequential/dense")
 FINAL_EPOCH = 86
 CHUNK_ROWS = 4096
+METRIC_BATCH_ROWS = 65536  # rows per batch of the general metrics parser
+METRIC_SAMPLE_ROWS = 1024  # rows that decide which metrics columns are numeric
 
 
 # ----------------------------------------------------------------------------- layout
@@ -125,62 +127,162 @@ def layout_to_params(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *,
 
 
 class _Column:
-    """A CSV column kept compactly: floats while every value parses, else category codes."""
+    """A CSV column kept compactly: float64 while every value parses, else category codes.
+    Values arrive in batches and are parsed by numpy, not one Python call per cell."""
 
     def __init__(self) -> None:
-        self.floats: array | None = array("d")
-        self.codes = array("i")
+        self.float_chunks: list[np.ndarray] | None = []
+        self.code_chunks: list[np.ndarray] = []
         self.vocab: dict[str, int] = {}
 
-    def add(self, value: str) -> None:
-        if self.floats is not None:
-            try:
-                self.floats.append(float(value) if value != "" else math.nan)
-                return
-            except ValueError:
-                for v in self.floats:
-                    self._code(repr(v))
-                self.floats = None
-        self._code(value)
+    @classmethod
+    def parsed(cls, values: np.ndarray) -> _Column:
+        """A column parsed whole: float values, or strings to code."""
+        column = cls()
+        if values.dtype.kind == "f":
+            column.float_chunks = [values]
+        else:
+            column.float_chunks = None
+            column._code(values)
+        return column
 
-    def _code(self, value: str) -> None:
-        self.codes.append(self.vocab.setdefault(value, len(self.vocab)))
+    def extend(self, values: Sequence[str]) -> None:
+        if self.float_chunks is not None:
+            floats = _parse_floats(values)
+            if floats is not None:
+                self.float_chunks.append(floats)
+                return
+            earlier, self.float_chunks = self.float_chunks, None
+            for chunk in earlier:
+                self._code([repr(v) for v in chunk.tolist()])
+        self._code(values)
+
+    def _code(self, values: Sequence[str]) -> None:
+        words, inverse = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+        ids = np.asarray([self.vocab.setdefault(w, len(self.vocab)) for w in words.tolist()], np.int32)
+        self.code_chunks.append(ids[inverse.reshape(-1)])
 
     def numeric(self) -> np.ndarray | None:
-        return None if self.floats is None else np.frombuffer(self.floats, np.float64)
+        if self.float_chunks is None:
+            return None
+        if len(self.float_chunks) != 1:
+            self.float_chunks = [np.concatenate(self.float_chunks) if self.float_chunks else np.zeros(0)]
+        return self.float_chunks[0]
 
     def strings(self) -> np.ndarray:
-        if self.floats is not None:
-            return np.asarray([repr(v) for v in self.floats], dtype=object)
+        if self.float_chunks is not None:
+            return np.asarray([repr(v) for v in self.numeric().tolist()], dtype=object)
         words = np.empty(len(self.vocab), dtype=object)
         for word, code in self.vocab.items():
             words[code] = word
-        return words[np.frombuffer(self.codes, np.int32)]
+        return words[np.concatenate(self.code_chunks)] if self.code_chunks else words[:0]
+
+
+def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
+    """``values`` as float64 (empty cells NaN), or None when one of them is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except ValueError:
+        try:
+            return np.asarray([v or "nan" for v in values], dtype=np.float64)
+        except ValueError:
+            return None
 
 
 def read_metrics(path: Path) -> dict[str, _Column]:
-    """``metrics.csv.gz`` as compact columns (``modeldir`` is skipped)."""
+    """``metrics.csv.gz`` as compact columns (``modeldir`` is skipped). Columns whose first
+    ``METRIC_SAMPLE_ROWS`` cells are all numbers are parsed as floats by numpy's C parser, the rest as
+    strings; a file that breaks that (a later non-number, an empty cell, a short line) is parsed
+    again row by row, which names the offending line."""
     if not path.is_file():
         raise DataFileError(f"{path}: file not found")
-    columns: dict[str, _Column] = {}
     try:
-        with gzip.open(path, "rt", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header:
-                raise ZooFormatError(f"{path}: empty metrics file")
-            keep = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
-            columns = {name: _Column() for _, name in keep}
-            for n, row in enumerate(reader, start=2):
-                if len(row) != len(header):
-                    raise ZooFormatError(f"{path}: line {n} has {len(row)} fields, the header {len(header)}")
-                for i, name in keep:
-                    columns[name].add(row[i])
+        header, numeric = _header_and_numeric_columns(path)
+        try:
+            columns = _read_columns_typed(path, header, numeric)
+        except ValueError:
+            columns = _read_columns_by_rows(path)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
         raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
     if "step" not in columns or columns["step"].numeric() is None:
         raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(columns)})")
     return columns
+
+
+def _header_and_numeric_columns(path: Path) -> tuple[list[str], set[str]]:
+    """The header and the kept columns whose sampled cells all parse as (non-empty) numbers."""
+    with gzip.open(path, "rt", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise ZooFormatError(f"{path}: empty metrics file")
+        sample = list(itertools.islice(reader, METRIC_SAMPLE_ROWS))
+    if not sample or set(map(len, sample)) != {len(header)}:
+        return header, set()
+    cells = list(zip(*sample))
+    return header, {name for i, name in enumerate(header)
+                    if name != "modeldir" and "" not in cells[i] and _parse_floats(cells[i]) is not None}
+
+
+def _loadtxt(path: Path, usecols: Sequence[int], dtype: Any) -> np.ndarray:
+    """Columns ``usecols`` of the gzipped CSV (header skipped) as ``[rows, len(usecols)]``, by
+    numpy's C parser; ``ValueError`` on a cell of another type or a line of another length."""
+    with gzip.open(path, "rt", newline="") as f:
+        f.readline()
+        return np.loadtxt(f, delimiter=",", quotechar='"', comments=None, usecols=list(usecols), dtype=dtype,
+                          ndmin=2)
+
+
+def _read_columns_typed(path: Path, header: list[str], numeric: set[str]) -> dict[str, _Column]:
+    kept = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
+    floats = [(i, n) for i, n in kept if n in numeric]
+    strings = [(i, n) for i, n in kept if n not in numeric]
+    if not floats:
+        raise ValueError("no numeric column")  # nothing for the C parser to gain: parse by rows
+    parsed = {n: _Column.parsed(c) for (_, n), c in zip(floats, _loadtxt(path, [i for i, _ in floats], np.float64).T)}
+    if strings:
+        parsed |= {n: _Column.parsed(c) for (_, n), c in zip(strings, _loadtxt(path, [i for i, _ in strings], str).T)}
+    return {n: parsed[n] for _, n in kept}
+
+
+def _read_columns_by_rows(path: Path) -> dict[str, _Column]:
+    """The general parser: batches of ``METRIC_BATCH_ROWS`` rows, each column float while every
+    value parses (empty cells NaN), else category codes."""
+    with gzip.open(path, "rt", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        keep = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
+        columns = {name: _Column() for _, name in keep}
+        line = 2
+        for batch in iter(lambda: list(itertools.islice(reader, METRIC_BATCH_ROWS)), []):
+            if set(map(len, batch)) != {len(header)}:
+                bad = next(j for j, row in enumerate(batch) if len(row) != len(header))
+                raise ZooFormatError(f"{path}: line {line + bad} has {len(batch[bad])} fields, "
+                                     f"the header {len(header)}")
+            cells = list(zip(*batch))
+            for i, name in keep:
+                columns[name].extend(cells[i])
+            line += len(batch)
+    return columns
+
+
+def read_step_column(path: Path) -> np.ndarray:
+    """The ``step`` column of ``metrics.csv.gz`` alone (numpy's C parser): a quick first pass that
+    tells which rows of ``weights.npy`` to start reading while the full metrics parse."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found")
+    try:
+        with gzip.open(path, "rt", newline="") as f:
+            header = next(csv.reader([f.readline()]), [])
+        if "step" not in header:
+            raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(header)})")
+        return _loadtxt(path, [header.index("step")], np.float64)[:, 0]
+    except ZooFormatError:
+        raise
+    except ValueError as e:  # a non-numeric step or a line with a different number of fields
+        raise ZooFormatError(f"{path}: unreadable metrics ({e})") from e
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
+        raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
 
 
 def read_permutation(path: Path, rows: int) -> np.ndarray:
@@ -243,6 +345,18 @@ class NpyRows:
         if path.stat().st_size < self.offset + shape[0] * self.row_bytes:
             raise ZooFormatError(f"{path}: unreadable or truncated .npy (shorter than its {shape} header says)")
 
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Ask the kernel to start reading ``rows`` into the page cache (asynchronously, where the
+        platform has ``posix_fadvise``), so a later ``read`` finds them there."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for row in np.sort(rows).tolist():
+                os.posix_fadvise(fd, self.offset + row * self.row_bytes, self.row_bytes, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+
     def read(self, rows: np.ndarray) -> np.ndarray:
         """``matrix[rows]`` as float32 (``rows`` ascending reads the file front to back)."""
         out = np.empty((len(rows), self.shape[1]), self.dtype)
@@ -255,6 +369,24 @@ class NpyRows:
         return out.astype(np.float32, copy=False)
 
 
+def _read_chosen_rows(weights: NpyRows, layout: Sequence[tuple[str, int, int, tuple[int, ...]]],
+                      names: dict[str, str], chosen: np.ndarray, *,
+                      progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Rows ``chosen`` of ``weights.npy`` as ``{param: [len(chosen), ...]}`` (in ``chosen``'s order,
+    read front to back in chunks) and which of them are finite."""
+    out = {names[v]: np.empty((len(chosen), *shape), np.float32) for v, _, _, shape in layout}
+    finite = np.ones(len(chosen), bool)
+    by_row = np.argsort(chosen, kind="stable")
+    chunks = range(0, len(chosen), CHUNK_ROWS)
+    for start in progress_iter(chunks, total=len(chunks), desc="reading weights.npy", progress=progress):
+        pos = by_row[start:start + CHUNK_ROWS]
+        block = weights.read(chosen[pos])
+        finite[pos] = np.isfinite(block).all(axis=1)
+        for varname, lo, hi, shape in layout:
+            out[names[varname]][pos] = block[:, lo:hi].reshape(-1, *shape)
+    return out, finite
+
+
 def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike | None = None,
                        step: int | str = "final", image_size: int | None = None, progress: bool = True) -> Zoo:
     """The Small CNN Zoo's final checkpoints (or those at ``step``) as one ``small_cnn`` zoo."""
@@ -265,28 +397,21 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         raise ShapeMismatchError(f"{root / 'weights.npy'}: {weights.shape[1]} columns, layout.csv describes "
                                  f"{layout[-1][2]}")
     names = layout_to_params(layout, where=str(root / "layout.csv"))
-    metrics = read_metrics(root / "metrics.csv.gz")
-    n_rows = len(metrics["step"].numeric())
+    steps = read_step_column(root / "metrics.csv.gz")
+    n_rows = len(steps)
     if n_rows != weights.shape[0]:
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: {n_rows} rows, weights.npy {weights.shape[0]}")
     order = read_permutation(Path(split_file), n_rows) if split_file else np.arange(n_rows)
-    steps = metrics["step"].numeric()
     wanted = float(np.nanmax(steps)) if step == "final" else float(step)
     chosen = order[steps[order] == wanted]
     if not chosen.size:
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
 
-    shapes = {names[v]: shape for v, _, _, shape in layout}
-    out = {k: np.empty((len(chosen), *s), np.float32) for k, s in shapes.items()}
-    finite = np.ones(len(chosen), bool)
-    by_row = np.argsort(chosen, kind="stable")  # read the file front to back
-    chunks = range(0, len(chosen), CHUNK_ROWS)
-    for start in progress_iter(chunks, total=len(chunks), desc="reading weights.npy", progress=progress):
-        pos = by_row[start:start + CHUNK_ROWS]
-        block = weights.read(chosen[pos])
-        finite[pos] = np.isfinite(block).all(axis=1)
-        for varname, lo, hi, shape in layout:
-            out[names[varname]][pos] = block[:, lo:hi].reshape(-1, *shape)
+    weights.prefetch(chosen)  # the disk reads these rows while the metrics parse on the CPU
+    metrics = read_metrics(root / "metrics.csv.gz")
+    out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
+    if not np.array_equal(metrics["step"].numeric(), steps, equal_nan=True):
+        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: the step column changed between two reads")
     skipped = SkipLog()
     for row in chosen[~finite]:
         skipped.add(f"{root / 'weights.npy'}: row {int(row)} has NaN or inf weights")
@@ -301,18 +426,18 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
     codes: dict[str, list[str]] = {}
     for column, name in CATEGORICAL_TARGETS.items():
         if column in metrics:
-            values = metrics[column].strings()[chosen]
+            vocab, codes_of_rows = np.unique(metrics[column].strings()[chosen].astype(str), return_inverse=True)
             if name == "activation":
-                values = np.asarray([_activation_name(str(v), where=str(root / "metrics.csv.gz")) for v in values],
-                                    dtype=object)
-            vocab = sorted({str(v) for v in values})
-            index = {v: i for i, v in enumerate(vocab)}
-            targets[name] = np.asarray([index[str(v)] for v in values], np.int32)
-            codes[name] = vocab
+                renamed = [_activation_name(v, where=str(root / "metrics.csv.gz")) for v in vocab.tolist()]
+                vocab, merged = np.unique(np.asarray(renamed, dtype=str), return_inverse=True)
+                codes_of_rows = merged[codes_of_rows]
+            targets[name] = codes_of_rows.reshape(-1).astype(np.int32)
+            codes[name] = vocab.tolist()
     activations = codes.get("activation", ["relu"])
     dataset = ""
     if "config.dataset" in metrics:
         dataset = str(metrics["config.dataset"].strings()[chosen[0]]) if chosen.size else ""
+    shapes = {names[v]: shape for v, _, _, shape in layout}
     conv0 = shapes["conv0/kernel"]
     size = image_size or IMAGE_SIZE.get(dataset, 28)
     arch = make_arch("small_cnn", input_shape=(size, size, conv0[2]), channels=conv0[3],

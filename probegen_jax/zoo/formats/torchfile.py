@@ -171,10 +171,11 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
-def load(path: str | Path) -> Any:
-    """The object a plain PyTorch zip file holds, tensors as numpy arrays; ``Unsupported``
-    when it needs ``torch.load``, ``DamagedFile`` (or a ``pickle`` error) for a damaged file."""
-    entries = zip_entries(Path(path).read_bytes())
+def load(path: str | Path, *, data: bytes | None = None) -> Any:
+    """The object a plain PyTorch zip file holds (its bytes ``data`` when already read), tensors
+    as numpy arrays; ``Unsupported`` when it needs ``torch.load``, ``DamagedFile`` (or a
+    ``pickle`` error) for a damaged file."""
+    entries = zip_entries(Path(path).read_bytes() if data is None else data)
     pkl = [n for n in entries if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise Unsupported("not a single-archive torch zip file")
