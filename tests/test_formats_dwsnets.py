@@ -324,6 +324,53 @@ def test_fast_zip_parser_matches_zipfile_and_checks_crc(tmp_path):
         load_torch(tmp_path / "cut.pt")
 
 
+def test_files_written_alike_are_replayed_from_a_template_and_checked_like_any_other(tmp_path):
+    from probegen_jax.zoo.formats import torchfile
+    from probegen_jax.zoo.formats.common import load_torch
+
+    def save(name, state):
+        path = tmp_path / name / "model.pt"  # one file name: one archive name, as in a zoo's folders
+        path.parent.mkdir()
+        torch.save(state, path)
+        return path
+
+    def state(seed, key="seq.0.weight", label=3):
+        g = torch.Generator().manual_seed(seed)
+        return {key: torch.randn(8, 2, generator=g), "seq.0.bias": torch.randn(8, generator=g),
+                "t": torch.randn(3, 4, generator=g).t(), "label": label}
+
+    torchfile._TEMPLATES.clear()
+    first, second = save("a", state(0)), save("b", state(1))
+    assert first.stat().st_size == second.stat().st_size
+    load_torch(first)
+    assert len(torchfile._TEMPLATES) == 1
+    template = next(iter(torchfile._TEMPLATES.values()))
+    assert template.replay(second.read_bytes()) is not None  # this file takes the replay path
+    expected = torch.load(second, weights_only=True)
+    got = load_torch(second)
+    assert list(got) == list(expected) and got["label"] == 3
+    for key in ("seq.0.weight", "seq.0.bias", "t"):  # "t" is a transposed (non-contiguous) view
+        np.testing.assert_array_equal(got[key], expected[key].numpy())
+
+    # Same size, different pickle (a renamed key, another label): parsed, not replayed.
+    for name, other in (("c", state(2, key="seq.9.weight")), ("d", state(2, label=5))):
+        path = save(name, other)
+        assert path.stat().st_size == first.stat().st_size and template.replay(path.read_bytes()) is None
+        got = load_torch(path)
+        assert list(got) == list(other) and got["label"] == other["label"]
+        np.testing.assert_array_equal(got["seq.0.bias"], other["seq.0.bias"].numpy())
+
+    # A damaged storage is declined by the replay and named by the full parse.
+    data = bytearray(second.read_bytes())
+    data[data.index(expected["seq.0.bias"].numpy().tobytes()) + 3] ^= 0xFF
+    damaged = tmp_path / "e" / "model.pt"
+    damaged.parent.mkdir()
+    damaged.write_bytes(bytes(data))
+    assert template.replay(bytes(data)) is None
+    with pytest.raises(ZooFormatError, match=r"model.pt: cannot read PyTorch file.*CRC-32 mismatch"):
+        load_torch(damaged)
+
+
 def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_name_the_file(tmp_path):
     import functools
 

@@ -9,6 +9,11 @@ zip layout directly (``<archive>/data.pkl`` plus one stored, uncompressed
 ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the numeric storage types.
 Tensors come back as numpy arrays (bounds-checked, copied out of the file's bytes).
 
+A zoo's files are written alike (one architecture, one file name): a file of the same size whose
+bytes match an earlier file's everywhere except the entries' contents and CRC-32 fields holds the
+same pickle, so it is replayed from that file's template (tensors read at the same offsets, every
+CRC-32 still checked) instead of parsed; any difference falls back to the full parse.
+
 Anything valid but beyond that (other classes, legacy non-zip files, compressed entries,
 bfloat16, big-endian files) raises ``Unsupported`` and the caller falls back to ``torch.load``;
 a damaged file raises ``DamagedFile``.
@@ -17,6 +22,7 @@ a damaged file raises ``DamagedFile``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import math
 import pickle
@@ -38,6 +44,7 @@ _ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header
 _LOCAL = struct.Struct("<4s5H3L2H")  # local file header
 _SATURATED = 0xFFFFFFFF
+_CENTRAL_CRC, _LOCAL_CRC = 16, 14  # byte offsets of the CRC-32 field in the two headers
 
 
 class Unsupported(Exception):
@@ -65,8 +72,17 @@ def _zip64_value(extra: bytes, index: int) -> int:
     raise DamagedFile("a saturated zip field has no zip64 extra record")
 
 
-def zip_entries(data: bytes) -> dict[str, memoryview]:
-    """``{name: contents}`` of a zip file whose entries are all stored (PyTorch's writer)."""
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    start: int  # first byte of the (stored) contents
+    size: int
+    crc: int
+    crc_fields: tuple[int, ...]  # where the CRC-32 sits: central directory, local header, data descriptor
+
+
+def _zip_index(data: bytes) -> dict[str, _Entry]:
+    """``{name: entry}`` of a zip file whose entries are all stored (PyTorch's writer), checked
+    for consistency; contents are not yet CRC-checked."""
     if data[:4] != b"PK\x03\x04":
         raise Unsupported("not a zip file")
     end = data.rfind(b"PK\x05\x06", max(0, len(data) - _EOCD.size - 0xFFFF))
@@ -79,7 +95,7 @@ def zip_entries(data: bytes) -> dict[str, memoryview]:
         if sig != b"PK\x06\x07" or fields[0] != b"PK\x06\x06":
             raise DamagedFile("damaged zip64 end-of-central-directory record")
         count, cd_size, cd_offset = fields[6], fields[7], fields[8]
-    view, entries, pos = memoryview(data), {}, cd_offset
+    entries, pos = {}, cd_offset
     for _ in range(count):
         (sig, _, _, _, method, _, _, crc, size, raw_size, name_len, extra_len, comment_len,
          _, _, _, offset) = _unpack(_CENTRAL, data, pos, "central directory entry")
@@ -87,6 +103,7 @@ def zip_entries(data: bytes) -> dict[str, memoryview]:
             raise DamagedFile(f"bad central directory signature at byte {pos}")
         name = data[pos + _CENTRAL.size: pos + _CENTRAL.size + name_len].decode("utf-8", "replace")
         extra = data[pos + _CENTRAL.size + name_len: pos + _CENTRAL.size + name_len + extra_len]
+        central_crc = pos + _CENTRAL_CRC
         pos += _CENTRAL.size + name_len + extra_len + comment_len
         saturated = [v == _SATURATED for v in (raw_size, size, offset)]
         raw_size, size, offset = (_zip64_value(extra, sum(saturated[:i])) if sat else v
@@ -99,11 +116,24 @@ def zip_entries(data: bytes) -> dict[str, memoryview]:
         start = offset + _LOCAL.size + local[9] + local[10]
         if start + size > len(data) or size != raw_size:
             raise DamagedFile(f"zip entry {name} ({size} bytes at {start}) runs past the file's end")
-        contents = view[start: start + size]
-        if zlib.crc32(contents) != crc:
-            raise DamagedFile(f"CRC-32 mismatch in zip entry {name}")
-        entries[name] = contents
+        fields = (central_crc, offset + _LOCAL_CRC)
+        if local[2] & 0x08:  # a data descriptor after the contents repeats the CRC-32
+            fields += (start + size + (4 if data[start + size: start + size + 4] == b"PK\x07\x08" else 0),)
+        entries[name] = _Entry(start, size, crc, fields)
     return entries
+
+
+def _check_crc(view: memoryview, name: str, entry: _Entry) -> memoryview:
+    contents = view[entry.start: entry.start + entry.size]
+    if zlib.crc32(contents) != entry.crc:
+        raise DamagedFile(f"CRC-32 mismatch in zip entry {name}")
+    return contents
+
+
+def zip_entries(data: bytes) -> dict[str, memoryview]:
+    """``{name: contents}`` of a zip file whose entries are all stored (PyTorch's writer)."""
+    view = memoryview(data)
+    return {name: _check_crc(view, name, entry) for name, entry in _zip_index(data).items()}
 
 
 class _StorageType:
@@ -140,20 +170,30 @@ def _contiguous_strides(size: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class _Unpickler(pickle.Unpickler):
+    """Admits only plain containers, tensors and storages; records where each tensor came from
+    (``tensors``: ``id(tensor) -> (storage key, offset, size, stride)``) for ``_Template``."""
+
     def __init__(self, entries: dict[str, memoryview], prefix: str):
         super().__init__(io.BytesIO(entries[f"{prefix}/data.pkl"]))
         self.entries = entries
         self.prefix = prefix
         self.storages: dict[str, np.ndarray] = {}
+        self.storage_keys: dict[int, str] = {}
+        self.tensors: dict[int, tuple[str, int, tuple[int, ...], tuple[int, ...]]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
+            return self._rebuild_tensor
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
         raise Unsupported(f"global {module}.{name}")
+
+    def _rebuild_tensor(self, storage: np.ndarray, offset: Any, size: Any, stride: Any, *rest: Any) -> np.ndarray:
+        tensor = _rebuild_tensor_v2(storage, offset, size, stride, *rest)
+        self.tensors[id(tensor)] = (self.storage_keys[id(storage)], offset, size, stride)
+        return tensor
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
@@ -168,14 +208,101 @@ class _Unpickler(pickle.Unpickler):
             if len(raw) % dtype.itemsize or (isinstance(numel, int) and len(raw) // dtype.itemsize < numel):
                 raise DamagedFile(f"storage {key} holds {len(raw)} bytes, fewer than {numel} {dtype}")
             self.storages[key] = np.frombuffer(raw, dtype)
+            self.storage_keys[id(self.storages[key])] = key
         return self.storages[key]
+
+
+_IMMUTABLE = (str, bytes, int, float, complex, bool, type(None))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Template:
+    """A parsed file, replayed on files written the same way (a zoo's thousands of files of one
+    architecture): the same size and the same bytes everywhere except the entries' contents and
+    CRC-32 fields, hence the same pickle; their storages are read at the template's offsets and
+    every entry's CRC-32 is checked. Anything else falls back to the full parse."""
+
+    size: int
+    fixed_at: np.ndarray  # positions of the bytes that must match (headers, names, the pickle)...
+    fixed: np.ndarray  # ...and their values
+    crcs: tuple[tuple[int, int, int], ...]  # (CRC-32 field, contents start, contents end) per entry
+    storages: tuple[tuple[str, int, int, np.dtype], ...]  # (storage key, start, end, dtype)
+    obj: Any  # the template's own object; its tensors are rebuilt from each new file's storages
+    tensors: dict[int, tuple[str, int, tuple[int, ...], tuple[int, ...], bool]]  # ... contiguous
+
+    @classmethod
+    def of(cls, data: bytes, index: dict[str, _Entry], pickle_name: str, unpickler: _Unpickler,
+           obj: Any) -> _Template | None:
+        if not _plain(obj, unpickler.tensors):
+            return None
+        variable = np.zeros(len(data), bool)
+        for name, entry in index.items():
+            if name != pickle_name:
+                variable[entry.start:entry.start + entry.size] = True
+            for field in entry.crc_fields:
+                variable[field:field + 4] = True
+        fixed_at = np.flatnonzero(~variable)
+        storages = tuple((key, index[f"{unpickler.prefix}/data/{key}"].start,
+                          index[f"{unpickler.prefix}/data/{key}"].start + index[f"{unpickler.prefix}/data/{key}"].size,
+                          array.dtype) for key, array in unpickler.storages.items())
+        crcs = tuple((e.crc_fields[0], e.start, e.start + e.size) for e in index.values())
+        tensors = {i: (*t, t[3] == _contiguous_strides(t[2])) for i, t in unpickler.tensors.items()}
+        return cls(len(data), fixed_at, np.frombuffer(data, np.uint8)[fixed_at], crcs, storages, obj, tensors)
+
+    def replay(self, data: bytes) -> Any | None:
+        """The object ``data`` holds, or None if ``data`` is not written like the template."""
+        if len(data) != self.size or not np.array_equal(np.frombuffer(data, np.uint8)[self.fixed_at], self.fixed):
+            return None
+        view = memoryview(data)
+        for field, start, end in self.crcs:
+            if zlib.crc32(view[start:end]) != int.from_bytes(view[field:field + 4], "little"):
+                return None  # the full parse names the damaged entry
+        storages = {key: np.frombuffer(view[start:end], dtype) for key, start, end, dtype in self.storages}
+        return _replay(self.obj, self.tensors, storages)
+
+
+def _plain(obj: Any, tensors: dict[int, Any]) -> bool:
+    """Whether ``obj`` is only containers, immutable scalars and recorded tensors (safe to replay)."""
+    if isinstance(obj, np.ndarray):
+        return id(obj) in tensors
+    if isinstance(obj, dict):
+        return all(isinstance(k, _IMMUTABLE) and _plain(v, tensors) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_plain(v, tensors) for v in obj)
+    return isinstance(obj, _IMMUTABLE)
+
+
+def _replay(obj: Any, tensors: dict[int, Any], storages: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, np.ndarray):  # checked against this storage size when the template was parsed
+        key, offset, size, stride, contiguous = tensors[id(obj)]
+        if contiguous:
+            return storages[key][offset:offset + obj.size].reshape(size).copy()
+        return _rebuild_tensor_v2(storages[key], offset, size, stride)
+    if isinstance(obj, dict):
+        return type(obj)((k, _replay(v, tensors, storages)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [_replay(v, tensors, storages) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_replay(v, tensors, storages) for v in obj)
+    return obj
+
+
+_TEMPLATES: collections.OrderedDict[int, _Template] = collections.OrderedDict()  # by file size
+MAX_TEMPLATES = 16
 
 
 def load(path: str | Path, *, data: bytes | None = None) -> Any:
     """The object a plain PyTorch zip file holds (its bytes ``data`` when already read), tensors
     as numpy arrays; ``Unsupported`` when it needs ``torch.load``, ``DamagedFile`` (or a
-    ``pickle`` error) for a damaged file."""
-    entries = zip_entries(Path(path).read_bytes() if data is None else data)
+    ``pickle`` error) for a damaged file. A file laid out like one parsed before is replayed from
+    that one's template (``_Template``) instead of parsed again."""
+    data = Path(path).read_bytes() if data is None else data
+    template = _TEMPLATES.get(len(data))
+    if template is not None and (obj := template.replay(data)) is not None:
+        return obj
+    index = _zip_index(data)
+    view = memoryview(data)
+    entries = {name: _check_crc(view, name, entry) for name, entry in index.items()}
     pkl = [n for n in entries if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise Unsupported("not a single-archive torch zip file")
@@ -183,4 +310,10 @@ def load(path: str | Path, *, data: bytes | None = None) -> Any:
     byteorder = entries.get(f"{prefix}/byteorder")  # files from before this record are little-endian
     if byteorder is not None and bytes(byteorder).strip() != b"little":
         raise Unsupported("big-endian file")
-    return _Unpickler(entries, prefix).load()
+    unpickler = _Unpickler(entries, prefix)
+    obj = unpickler.load()
+    if (template := _Template.of(data, index, pkl[0], unpickler, obj)) is not None:
+        _TEMPLATES[len(data)] = template
+        while len(_TEMPLATES) > MAX_TEMPLATES:
+            _TEMPLATES.popitem(last=False)
+    return obj
