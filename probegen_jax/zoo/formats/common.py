@@ -167,6 +167,16 @@ class FlatStack:
             check_shape(value, shape, where=f"{where}/{key}")
             self.arrays[key][i] = value
 
+    def require_finite(self, name_of: Callable[[int], str]) -> None:
+        """Raise ``NonFiniteWeightsError`` naming (``name_of(row)``) the first network with NaN or
+        inf weights: one vectorised pass once every network is in, not one per network."""
+        finite = np.ones(len(next(iter(self.arrays.values()))), bool)
+        for array in self.arrays.values():
+            finite &= np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            require_finite({k: v[row] for k, v in self.arrays.items()}, where=name_of(row))
+
     def take(self, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
         return {k: v[rows] for k, v in self.arrays.items()}
 

@@ -45,7 +45,6 @@ from probegen_jax.zoo.formats.common import (
     progress_iter,
     read_json,
     require_dir,
-    require_finite,
     require_torch,
     resolve_listed_path,
     save_torch,
@@ -185,15 +184,17 @@ def list_splits_json(path: Path) -> Listing:
     return Listing(paths, labels, _splits_from_sizes(sizes), path)
 
 
-def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[Path]:
-    """Sorted ``root/<folder_prefix>*/**/*<suffix>`` (``os.walk`` on strings: several times faster
-    than ``Path.glob`` on tens of thousands of folders)."""
+def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[tuple[str, Path]]:
+    """Sorted ``(folder, file)`` for ``root/<folder>/**/*<suffix>`` with ``folder`` starting
+    ``folder_prefix`` (``os.walk`` on strings: several times faster than ``Path.glob`` on tens of
+    thousands of folders)."""
     found = []
     for entry in os.scandir(root):
         if entry.name.startswith(folder_prefix) and entry.is_dir():
             for parent, _, names in os.walk(entry.path):
-                found += [os.path.join(parent, n) for n in names if n.endswith(suffix)]
-    return [Path(f) for f in sorted(found, key=lambda f: f.split(os.sep))]  # Path order
+                found += [(entry.name, os.path.join(parent, n)) for n in names if n.endswith(suffix)]
+    found.sort(key=lambda f: f[1].split(os.sep))  # Path order
+    return [(folder, Path(f)) for folder, f in found]
 
 
 def list_mnist_folder(root: Path, *, val_size: int = 5000, seed: int = 0) -> Listing:
@@ -202,8 +203,7 @@ def list_mnist_folder(root: Path, *, val_size: int = 5000, seed: int = 0) -> Lis
     if not files:
         raise DataFileError(f"{root}: no DWSNets INRs here (expected mnist_png_*/**/*.pth)")
     by_split: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
-    for f in files:
-        folder = f.relative_to(root).parts[0]
+    for folder, f in files:
         fields = folder.split("_")
         if len(fields) < 4:
             raise ZooFormatError(f"{f}: folder {folder!r} does not read mnist_png_<split>_<label>_<n>")
@@ -260,15 +260,14 @@ def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[st
         if len(layers) != len(first_layers):
             raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(first_layers)} like "
                                      f"{listing.paths[0]}")
-        flat = siren_flat(layers)
-        require_finite(flat, where=str(path))
-        stack.put(i, flat, where=str(path))
+        stack.put(i, siren_flat(layers), where=str(path))
         label = listed if listed is not None else in_file
         if label is None:
             raise ZooFormatError(f"{path}: no label (neither in {listing.source} nor a 'label' key)")
         if listed is not None and in_file is not None and listed != in_file:
             raise ZooFormatError(f"{path}: label {in_file} in the file but {listed} in {listing.source}")
         labels[i] = label
+    stack.require_finite(lambda row: str(listing.paths[row]))
     params = arch.unflatten(stack.arrays, where=str(listing.source))
     return Zoo(arch=arch, params=params, targets={"label": labels}, splits=listing.splits,
                meta={**meta, "source": str(listing.source), "num_classes": int(labels.max()) + 1,

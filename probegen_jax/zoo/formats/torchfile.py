@@ -224,7 +224,7 @@ class _Template:
 
     size: int
     fixed_at: np.ndarray  # positions of the bytes that must match (headers, names, the pickle)...
-    fixed: np.ndarray  # ...and their values
+    fixed: bytes  # ...and their values
     crcs: tuple[tuple[int, int, int], ...]  # (CRC-32 field, contents start, contents end) per entry
     storages: tuple[tuple[str, int, int, np.dtype], ...]  # (storage key, start, end, dtype)
     obj: Any  # the template's own object; its tensors are rebuilt from each new file's storages
@@ -247,11 +247,11 @@ class _Template:
                           array.dtype) for key, array in unpickler.storages.items())
         crcs = tuple((e.crc_fields[0], e.start, e.start + e.size) for e in index.values())
         tensors = {i: (*t, t[3] == _contiguous_strides(t[2])) for i, t in unpickler.tensors.items()}
-        return cls(len(data), fixed_at, np.frombuffer(data, np.uint8)[fixed_at], crcs, storages, obj, tensors)
+        return cls(len(data), fixed_at, np.frombuffer(data, np.uint8)[fixed_at].tobytes(), crcs, storages, obj, tensors)
 
     def replay(self, data: bytes) -> Any | None:
         """The object ``data`` holds, or None if ``data`` is not written like the template."""
-        if len(data) != self.size or not np.array_equal(np.frombuffer(data, np.uint8)[self.fixed_at], self.fixed):
+        if len(data) != self.size or np.frombuffer(data, np.uint8)[self.fixed_at].tobytes() != self.fixed:
             return None
         view = memoryview(data)
         for field, start, end in self.crcs:
