@@ -27,11 +27,10 @@ from probegen_jax.baselines.statnn import statnn_features
 from probegen_jax.data import load_dataset
 from probegen_jax.io import write_json
 from probegen_jax.probex.experts import (
+    across_tree_splits,
     all_layer_names,
-    common_shape,
     evaluate_padded,
     layer_splits,
-    pooled_splits,
     select_layer,
     train_experts,
 )
@@ -49,20 +48,80 @@ from probegen_jax.probing.sources import dense_generator
 from probegen_jax.tasks import multilabel
 from probegen_jax.train import TrainConfig, fit
 from probegen_jax.zoo import Zoo
-from probegen_jax.zoo.trees import default_trees, make_trees
+from probegen_jax.zoo.trees import default_trees, forest_trees, make_trees
 
 PLA = "per_label_accuracy"
+LAYERS = "layers"  # the layer-selection step, by the name --rerun knows it
+SECTIONS = (LAYERS, "forest", "zero-shot")  # what --rerun can name besides the per-tree methods
+FOREST_LAYER = "dense0/kernel"  # the MLP tree's first layer, the one layer selection picks for it
+
+
+def record_method(out: dict, names: list[str], method: str, per_tree: list, learners, seconds: float) -> None:
+    """Test per-label accuracy per tree, parameter counts and training time of one method;
+    ``learners``: one per tree (its own, unpadded layer shape) or one shared by all trees."""
+    for n, metrics in zip(names, per_tree, strict=True):
+        out["rows"].setdefault(n, {})[method] = metrics["test"][PLA]
+    learners = learners if isinstance(learners, list) else [learners]
+    out["params"][method] = [num_params(lr) for lr in learners]
+    out["seconds"][method] = seconds
+
+
+def across_trees(trees: dict[str, Zoo], layers: dict[str, str], task, cfg: TrainConfig, pcfg: ProbeXConfig, *,
+                 kind: str = "probex", progress: bool) -> tuple[list, object, float]:
+    """One expert trained on every tree's children at once, with one scaler (it is not told the
+    tree): (per-tree metrics, learner, seconds)."""
+    pooled, per_tree = across_tree_splits(trees, layers, "classes")
+    shape = pooled["train"][0].shape[1:]
+    learner = expert_learner(kind, *shape, task.num_outputs, pcfg)
+    res = fit(learner, task, pooled, cfg, progress=progress, desc=f"{kind} across trees")
+    return [evaluate_padded(learner, task, res.params, per_tree[n], shape) for n in trees], learner, res.seconds
+
+
+def forest_experiment(forest: dict[str, Zoo], layer: str, cfg: TrainConfig, pcfg: ProbeXConfig, *,
+                      progress: bool) -> dict:
+    """Trees of one architecture (different bases): per-tree ProbeX and dense experts against one
+    of each across the trees, all on ``layer``, so layer shape cannot tell the trees apart."""
+    names = list(forest)
+    task = multilabel(forest[names[0]].meta["num_classes"])
+    out: dict = {"layer": layer, "rows": {}, "params": {}, "seconds": {}}
+    experts = [layer_splits(zoo, layer, "classes")[0] for zoo in forest.values()]
+    shape = experts[0]["train"][0].shape[1:]
+    for method, kind in (("ProbeX", "probex"), ("Dense expert", "dense")):
+        res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"forest {method}")
+        record_method(out, names, method, res.per_expert, expert_learner(kind, *shape, task.num_outputs, pcfg),
+                      res.train.seconds)
+    for method, kind in (("ProbeX across trees", "probex"), ("Dense expert across trees", "dense")):
+        record_method(out, names, method, *across_trees(forest, dict.fromkeys(names, layer), task, cfg, pcfg,
+                                                        kind=kind, progress=progress))
+    for method in out["params"]:
+        print(f"forest {method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
+    return out
 
 
 def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXConfig, *, probegen_cfg: TrainConfig,
-                        probes: int, progress: bool) -> dict:
-    """Layer selection, then every method on every discriminative tree."""
+                        probes: int, progress: bool, earlier: dict | None = None,
+                        rerun: frozenset[str] = frozenset()) -> dict:
+    """Layer selection, then every method on every discriminative tree; what ``earlier`` (an
+    earlier run's per-tree results, same settings) holds is taken from it unless ``rerun`` names it."""
     names = list(trees)
     task = multilabel(trees[names[0]].meta["num_classes"])
     out: dict = {"layers": {}, "rows": {}, "params": {}, "seconds": {}}
 
+    def reused(method: str) -> bool:
+        present = earlier and (LAYERS in earlier if method == LAYERS else method in earlier.get("params", {}))
+        if not present or method in rerun:
+            return False
+        if method == LAYERS:
+            out[LAYERS] = earlier[LAYERS]
+        else:
+            for n in names:
+                out["rows"].setdefault(n, {})[method] = earlier["rows"][n][method]
+            out["params"][method], out["seconds"][method] = earlier["params"][method], earlier["seconds"][method]
+        print(f"{method}: taken from the earlier run")
+        return True
+
     # 5. Layer selection: one ProbeX per candidate layer, all trained together; best on validation.
-    for name, zoo in trees.items():
+    for name, zoo in trees.items() if not reused(LAYERS) else ():
         candidates = all_layer_names(zoo, exclude=[zoo.meta["head"]])
         chosen, val = select_layer(zoo, candidates, "classes", task, cfg, pcfg, progress=progress)
         out["layers"][name] = {"chosen": chosen, "val": val}
@@ -72,12 +131,7 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
     stacked = [layers[n] for n in names]
 
     def record(method, per_tree, learners, seconds):
-        """``learners``: one per tree (its own, unpadded layer shape) or one shared by all trees."""
-        for n, metrics in zip(names, per_tree, strict=True):
-            out["rows"].setdefault(n, {})[method] = metrics["test"][PLA]
-        learners = learners if isinstance(learners, list) else [learners]
-        out["params"][method] = [num_params(lr) for lr in learners]
-        out["seconds"][method] = seconds
+        record_method(out, names, method, per_tree, learners, seconds)
 
     def own_shape(kind, p):
         return [expert_learner(kind, *layers[n]["train"][0].shape[1:], task.num_outputs, p) for n in names]
@@ -85,20 +139,20 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
     # ProbeX, ProbeX without ReLU and the dense expert: one expert per tree, all trees in one step.
     for method, kind, p in (("ProbeX", "probex", pcfg), ("ProbeX w/o ReLU", "probex", dataclasses.replace(pcfg, relu=False)),
                             ("Dense expert", "dense", pcfg)):
+        if reused(method):
+            continue
         res = train_experts(kind, stacked, task, cfg, p, progress=progress, desc=method)
         record(method, res.per_expert, own_shape(kind, p), res.train.seconds)
         print(f"{method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
 
-    # One ProbeX across all trees (layers zero-padded to a common shape).
-    pooled = pooled_splits(layers)
-    shape = common_shape(stacked)
-    learner = expert_learner("probex", *shape, task.num_outputs, pcfg)
-    res = fit(learner, task, pooled, cfg, progress=progress, desc="across trees")
-    per_tree = [evaluate_padded(learner, task, res.params, layers[n], shape) for n in names]
-    record("ProbeX across trees", per_tree, learner, res.seconds)
+    if not reused("ProbeX across trees"):
+        record("ProbeX across trees", *across_trees(trees, {n: out["layers"][n]["chosen"] for n in names}, task, cfg,
+                                                    pcfg, progress=progress))
 
     # StatNN on the chosen layer and on every tensor; ProbeGen on the whole network.
     for method in ("StatNN (layer)", "StatNN (all tensors)", "ProbeGen"):
+        if reused(method):
+            continue
         per_tree, seconds, learners = [], 0.0, []
         for n in names:
             zoo = trees[n]
@@ -179,6 +233,17 @@ def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, 
         ["tree", "chosen layer", "layer shape [out, in]", "candidates (val %)"],
         [[n, res["trees"]["layers"][n]["chosen"], res["trees"]["layer_shapes"][n],
           ", ".join(f"{k} {100 * v:.1f}" for k, v in res["trees"]["layers"][n]["val"].items())] for n in names]))
+    if "forest" in res:
+        f = res["forest"]
+        forest_names = list(f["rows"])
+        lines += ["", f"Trees of one architecture ({len(forest_names)} MLP trees from differently seeded bases, layer "
+                  f"{f['layer']}): per-tree experts against one ProbeX and one dense expert across the trees, each "
+                  "seeing every tree's children through one scaler, not told the tree. Per-label accuracy (%):", ""]
+        lines.append(report.markdown_table(
+            ["method", *forest_names, "mean", "params", "train s"],
+            [[m, *(f"{100 * f['rows'][n][m]:.1f}" for n in forest_names),
+              f"{100 * np.mean([f['rows'][n][m] for n in forest_names]):.1f}", f"{f['params'][m][0]:,}",
+              f"{f['seconds'][m]:.0f}"] for m in f["params"]]))
     r = res["routing"]
     lines += ["", f"Routing to the nearest tree centroid: {100 * r['accuracy']:.1f}% of test children "
               f"(all trees) routed to their own tree. Freshly initialised networks:", ""]
@@ -205,15 +270,15 @@ def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, 
     return body
 
 
-def reused_trees(path: Path, cfg: TrainConfig, pcfg: ProbeXConfig) -> dict:
-    """The per-tree results of an earlier run, if it trained with ``cfg`` and ``pcfg``."""
+def earlier_run(path: Path, settings: dict) -> dict:
+    """The results of an earlier run that trained with ``settings``."""
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no earlier results to reuse (run without --reuse-trees first)")
+        raise FileNotFoundError(f"{path}: no earlier results to reuse (run without --reuse first)")
     earlier = json.loads(path.read_text())
-    if earlier.get("train") != dataclasses.asdict(cfg) or earlier.get("probex") != dataclasses.asdict(pcfg):
-        raise ValueError(f"{path}: trained with {earlier.get('train')} / {earlier.get('probex')}, not "
-                         f"{dataclasses.asdict(cfg)} / {dataclasses.asdict(pcfg)}; run without --reuse-trees")
-    return earlier["trees"]
+    differ = {k: (earlier.get(k), v) for k, v in settings.items() if earlier.get(k) != v}
+    if differ:
+        raise ValueError(f"{path}: trained with other settings ({differ}: earlier, now); run without --reuse")
+    return earlier
 
 
 def main(argv=None) -> None:
@@ -232,9 +297,14 @@ def main(argv=None) -> None:
     p.add_argument("--folds", default="0,3,6;1,4,7;2,5,8", help="held-out classes per zero-shot fold")
     p.add_argument("--out", default="results/probex_trees")
     p.add_argument("--no-lora", action="store_true", help="skip the generative (LoRA) tree and zero-shot")
-    p.add_argument("--reuse-trees", action="store_true",
-                   help="take the per-tree results from OUT/results.json of an earlier run with the same training "
-                        "settings instead of training them again (routing and zero-shot run)")
+    p.add_argument("--forest", type=int, default=4,
+                   help="MLP trees of one architecture (TREES/forest) for the in-tree vs across-tree comparison; 0 skips")
+    p.add_argument("--reuse", action="store_true",
+                   help="take what OUT/results.json of an earlier run with the same settings holds; compute only "
+                        "what it lacks and what --rerun names (routing always runs)")
+    p.add_argument("--rerun", nargs="+", default=[], metavar="NAME",
+                   help=f"with --reuse, compute these again: a per-tree method (e.g. 'ProbeX across trees') or one "
+                        f"of {list(SECTIONS)}")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     out, progress = Path(args.out), not args.quiet
@@ -248,12 +318,25 @@ def main(argv=None) -> None:
     pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
     probegen_cfg = TrainConfig(epochs=args.probegen_epochs, batch_size=32, learning_rate=1e-3, weight_decay=1e-5)
 
-    res: dict = {"trees": reused_trees(out / "results.json", cfg, pcfg) if args.reuse_trees else
-                 per_tree_experiment(children, cfg, pcfg, probegen_cfg=probegen_cfg, probes=args.probes,
-                                     progress=progress)}
+    settings = {"train": dataclasses.asdict(cfg), "probex": dataclasses.asdict(pcfg),
+                "zero_shot_epochs": args.zero_shot_epochs}
+    earlier = earlier_run(out / "results.json", settings) if args.reuse else {}
+    rerun = frozenset(args.rerun)
+    unknown = rerun - set(SECTIONS) - set(earlier.get("trees", {}).get("params", {}))
+    if unknown:
+        raise SystemExit(f"--rerun {sorted(unknown)}: not a section {list(SECTIONS)} nor a method of the earlier run")
+    res: dict = {"trees": per_tree_experiment(children, cfg, pcfg, probegen_cfg=probegen_cfg, probes=args.probes,
+                                              progress=progress, earlier=earlier.get("trees"), rerun=rerun)}
     res["trees"]["layer_shapes"] = {
         n: list(layer_splits(z, res["trees"]["layers"][n]["chosen"], "classes", splits=("train",))[0]["train"][0]
                 .shape[1:]) for n, z in children.items()}
+    if args.forest:
+        forest = {n: c for n, (_, c) in make_trees(forest_trees(args.forest, args.children, args.dataset,
+                                                                width=args.width),
+                                                   Path(args.trees) / "forest", progress=progress).items()}
+        reuse = len(earlier.get("forest", {}).get("rows", {})) == args.forest and "forest" not in rerun
+        res["forest"] = earlier["forest"] if reuse else forest_experiment(forest, FOREST_LAYER, cfg, pcfg,
+                                                                          progress=progress)
     res["routing"] = routing_experiment({**children, **({"lora": lora} if lora is not None else {})})
     if lora is not None:
         data = load_dataset(lora.meta["dataset"])
@@ -264,14 +347,19 @@ def main(argv=None) -> None:
             except ImportError as e:  # the optional text model is not installed
                 print(f"skipping {source} class embeddings: {e}")
         folds = [[int(c) for c in f.split(",")] for f in args.folds.split(";")]
-        res["zero_shot"] = zero_shot_experiment(lora, embeddings, folds, dataclasses.replace(cfg, epochs=args.zero_shot_epochs),
-                                                pcfg, progress=progress)
+        done = earlier.get("zero_shot", {})
+        if done.get("folds") == folds and {k.split(" / ")[0] for k in done.get("table", {})} == set(embeddings) \
+                and "zero-shot" not in rerun:
+            res["zero_shot"] = {**done, "table": {tuple(k.split(" / ", 1)): v for k, v in done["table"].items()}}
+        else:
+            res["zero_shot"] = zero_shot_experiment(lora, embeddings, folds,
+                                                    dataclasses.replace(cfg, epochs=args.zero_shot_epochs), pcfg,
+                                                    progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     body = write_report(out, children, lora, res, cfg)
     res["zero_shot"] = {**res.get("zero_shot", {}), "table": {f"{s} / {m}": v for (s, m), v in
                                                                res.get("zero_shot", {}).get("table", {}).items()}}
-    write_json(out / "results.json", {**res, "seconds": round(time.perf_counter() - start, 1),
-                                      "train": dataclasses.asdict(cfg), "probex": dataclasses.asdict(pcfg)})
+    write_json(out / "results.json", {**res, "seconds": round(time.perf_counter() - start, 1), **settings})
     print(body)
     print(f"\nwritten to {out}/results.md, results.json, per_tree.png ({time.perf_counter() - start:.0f} s)")
 

@@ -105,13 +105,22 @@ def select_layer(zoo: Zoo, candidates: Sequence[str], target: str, task: Task, c
     return max(val, key=val.get), val
 
 
-def pooled_splits(experts: Mapping[str, LayerSplits]) -> LayerSplits:
-    """All experts' networks in one set of splits, zero-padded to a common shape (one model
-    across trees)."""
-    d_out, d_in = common_shape(list(experts.values()))
-    splits = next(iter(experts.values())).keys()
-    return {s: (np.concatenate([np.asarray(pad_matrix(jnp.asarray(e[s][0]), d_out, d_in)) for e in experts.values()]),
-                np.concatenate([e[s][1] for e in experts.values()])) for s in splits}
+def across_tree_splits(zoos: Mapping[str, Zoo], layers: Mapping[str, str], target: str, *,
+                       center: bool = True) -> tuple[LayerSplits, dict[str, LayerSplits]]:
+    """Splits for one model across all trees: each tree's layer zero-padded to a common shape and
+    scaled by one scaler fitted on every tree's training networks. Unlike a per-tree expert, the
+    model is not told which tree a network comes from (nor given its tree's mean matrix).
+    Returns the pooled splits and each tree's own, scaled alike."""
+    raw = {n: layer_splits(zoo, layers[n], target, scaler=Standardizer(0.0, 1.0))[0] for n, zoo in zoos.items()}
+    d_out, d_in = common_shape(list(raw.values()))
+    padded = {n: {s: (np.asarray(pad_matrix(jnp.asarray(x), d_out, d_in)), y) for s, (x, y) in e.items()}
+              for n, e in raw.items()}
+    scaler = fit_layer_scaler(np.concatenate([e["train"][0] for e in padded.values()]), center=center)
+    per_tree = {n: {s: (np.asarray(scaler(x)), y) for s, (x, y) in e.items()} for n, e in padded.items()}
+    splits = next(iter(per_tree.values())).keys()
+    pooled = {s: (np.concatenate([e[s][0] for e in per_tree.values()]),
+                  np.concatenate([e[s][1] for e in per_tree.values()])) for s in splits}
+    return pooled, per_tree
 
 
 def evaluate_padded(learner: Learner, task: Task, params, splits: LayerSplits, shape: tuple[int, int],
@@ -126,10 +135,6 @@ def all_layer_names(zoo: Zoo, exclude: Sequence[str] = ()) -> list[str]:
     from probegen_jax.probex.layers import layer_names
 
     return [n for n in layer_names(zoo.params) if not any(n == x or n.startswith(x + "/") for x in exclude)]
-
-
-__all__ = ["ExpertsResult", "LayerSplits", "all_layer_names", "common_shape", "evaluate_padded", "fit_layer_scaler",
-           "layer_splits", "pooled_splits", "select_layer", "stack_splits", "train_experts"]
 
 
 
@@ -157,3 +162,7 @@ def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXC
     res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"{kind} experts ({len(names)} trees)")
     return {"layers": chosen, "selection": selection, "result": res,
             "per_tree": dict(zip(names, res.per_expert, strict=True))}
+
+
+__all__ = ["ExpertsResult", "LayerSplits", "across_tree_splits", "all_layer_names", "common_shape", "evaluate_padded",
+           "fit_layer_scaler", "layer_splits", "select_layer", "stack_splits", "train_experts", "train_tree_experts"]

@@ -473,6 +473,15 @@ def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed:
     return trees
 
 
+def forest_trees(num_trees: int = 4, num_children: int = 300, dataset: str = "fashion_mnist", seed: int = 0,
+                 width: int = 32) -> list[TreeConfig]:
+    """Trees of one architecture (the MLP tree of ``default_trees``) grown from differently seeded
+    bases, named ``mlp0, mlp1, ...``: their layers share one shape, so only the weights tell the
+    trees apart (the setting of ProbeX's in-tree vs across-tree comparison)."""
+    return [TreeConfig(name=f"mlp{i}", arch="mlp", arch_config={"hidden": 2 * width, "depth": 2}, dataset=dataset,
+                       num_children=num_children, seed=seed + 100 + i) for i in range(num_trees)]
+
+
 def load_trees(path: str | os.PathLike) -> dict[str, tuple[Zoo, Zoo]]:
     """Every tree saved under ``path`` (``path/<name>/{base,children}``), in tree-id order."""
     path = Path(path)
