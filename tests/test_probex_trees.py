@@ -97,6 +97,26 @@ def test_probex_experts_beat_chance_in_every_tree(trees):
     assert out["result"].train.params["head"]["kernel"].shape[0] == 2  # both experts in one stacked run
 
 
+def test_one_model_across_trees_sees_every_tree_through_one_scaler(trees):
+    from probegen_jax.probex.experts import across_tree_splits
+    from probegen_jax.probex.layers import layer_matrix
+
+    _, children = trees
+    pooled, per_tree = across_tree_splits(children, {"a": "dense0/kernel", "b": "dense0/kernel"}, "classes")
+    raw = {n: np.asarray(layer_matrix(z.params, "dense0/kernel")) for n, z in children.items()}
+    train = np.concatenate([raw[n][z.indices("train")] for n, z in children.items()])
+    mean, scale = train.mean(0), (train - train.mean(0)).std()
+    for split in ("train", "val", "test"):
+        for n, z in children.items():  # by hand: one mean matrix and one scale for both trees
+            x, y = per_tree[n][split]
+            np.testing.assert_allclose(x, (raw[n][z.indices(split)] - mean) / scale, rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(y, z.target("classes")[z.indices(split)])
+        np.testing.assert_array_equal(pooled[split][0], np.concatenate([per_tree[n][split][0] for n in children]))
+    # Each tree keeps its own offset (a per-tree expert's scaler would have removed it).
+    offsets = [per_tree[n]["train"][0].mean(0) for n in children]
+    assert np.abs(offsets[0] - offsets[1]).mean() > 0.1
+
+
 def test_lora_children_learn_their_class_and_the_alignment_head_reads_it(digits, tmp_path):
     cfg = LoraTreeConfig(dataset="digits", pool_size=1400, hidden=32, pretrain_steps=300, layers=("dense0",),
                          num_children=150, chunk_size=75, seed=0)
