@@ -375,24 +375,27 @@ def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_nam
     import functools
 
     from probegen_jax.errors import DataFileError
-    from probegen_jax.zoo.formats.common import map_files
-    from probegen_jax.zoo.formats.dwsnets import _read_one, list_mnist_folder
+    from probegen_jax.zoo.formats.common import map_file_chunks
+    from probegen_jax.zoo.formats.dwsnets import _read_chunk, _read_one, list_mnist_folder, siren_flat
 
     make_mnist_folder(tmp_path / "z", n_train=14, n_test=6)
     paths = list_mnist_folder(tmp_path / "z", val_size=2).paths
-    read = functools.partial(_read_one, trust_pickle=False)
-    serial = [read(p) for p in paths]  # each file opened by the parser itself
+    serial = [_read_one(p) for p in paths]  # each file opened by the parser itself
+    shapes = {k: v.shape for k, v in siren_flat(serial[0][0]).items()}
+    read = functools.partial(_read_chunk, shapes=shapes, like=str(paths[0]), trust_pickle=False)
     for workers in (1, 2):
-        mapped = list(map_files(read, paths, workers=workers, chunk=3))
-        assert len(mapped) == len(paths)
-        for (layers_a, label_a), (layers_b, label_b) in zip(serial, mapped):
-            assert label_a == label_b
-            for a, b in zip(jax.tree.leaves(layers_a), jax.tree.leaves(layers_b)):
-                np.testing.assert_array_equal(a, b)
+        chunks = list(map_file_chunks(read, paths, workers=workers, chunk=3))
+        assert [len(labels) for _, labels in chunks] == [3] * 6 + [2]
+        labels = [label for _, chunk_labels in chunks for label in chunk_labels]
+        stacked = {k: np.concatenate([arrays[k] for arrays, _ in chunks]) for k in shapes}
+        assert labels == [label for _, label in serial]
+        for i, (layers, _) in enumerate(serial):
+            for k, v in siren_flat(layers).items():
+                np.testing.assert_array_equal(stacked[k][i], v)
     paths[11].write_bytes(paths[11].read_bytes()[:300])
     for workers in (1, 2):
         with pytest.raises(ZooFormatError, match=rf"{paths[11].parent.parent.name}.*cannot read PyTorch file"):
-            list(map_files(read, paths, workers=workers, chunk=3))
+            list(map_file_chunks(read, paths, workers=workers, chunk=3))
     paths[5].unlink()
     with pytest.raises(DataFileError, match=rf"{paths[5].parent.parent.name}.*file not found"):
-        list(map_files(read, paths, workers=1))
+        list(map_file_chunks(read, paths, workers=1))

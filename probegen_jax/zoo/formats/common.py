@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -167,6 +168,11 @@ class FlatStack:
             check_shape(value, shape, where=f"{where}/{key}")
             self.arrays[key][i] = value
 
+    def put_rows(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Rows ``start:start + n`` from arrays stacked alike (shapes checked when they were stacked)."""
+        for key, array in self.arrays.items():
+            array[start:start + len(arrays[key])] = arrays[key]
+
     def require_finite(self, name_of: Callable[[int], str]) -> None:
         """Raise ``NonFiniteWeightsError`` naming (``name_of(row)``) the first network with NaN or
         inf weights: one vectorised pass once every network is in, not one per network."""
@@ -229,20 +235,23 @@ def read_ahead(paths: Sequence[Path], *, threads: int = READ_THREADS, window: in
             yield pending.popleft().result()
 
 
-def _map_files_list(fn: Callable[[Path, bytes | None], Any], paths: Sequence[Path]) -> list[Any]:
-    return [fn(path, data) for path, data in zip(paths, read_ahead(paths))]
+def _chunk_in_worker(fn: Callable[[Sequence[Path], Iterable[bytes | None]], Any], paths: Sequence[Path]) -> Any:
+    return fn(paths, read_ahead(paths))
 
 
-def map_files(fn: Callable[[Path, bytes | None], Any], paths: Sequence[Path], *, workers: int = 1,
-              chunk: int = 256) -> Iterator[Any]:
-    """``fn(path, contents)`` for every file, in order, the contents read ahead by threads
-    (``read_ahead``; None where the read failed). With ``workers > 1``, chunks of ``chunk`` files
-    are parsed in that many worker processes (parsing small files is CPU-bound Python), at most
-    ``2 * workers`` chunks in flight, so memory stays bounded. ``fn`` must be picklable (a
-    module-level function or a ``functools.partial`` of one), and a script that asks for workers
-    needs the usual ``if __name__ == "__main__":`` guard (workers are spawned)."""
+def map_file_chunks(fn: Callable[[Sequence[Path], Iterable[bytes | None]], Any], paths: Sequence[Path], *,
+                    workers: int = 1, chunk: int = 256) -> Iterator[Any]:
+    """``fn(chunk_paths, their_contents)`` for consecutive chunks of ``chunk`` files, in order; the
+    contents (None where a read failed) are read ahead by threads (``read_ahead``). With
+    ``workers > 1`` chunks are parsed in that many worker processes (parsing small files is
+    CPU-bound Python), at most ``2 * workers`` chunks in flight, so memory stays bounded. ``fn``
+    must be picklable (a module-level function or a ``functools.partial`` of one), and a script
+    that asks for workers needs the usual ``if __name__ == "__main__":`` guard (workers are spawned)."""
     if workers <= 1 or len(paths) <= chunk:
-        yield from (fn(path, data) for path, data in zip(paths, read_ahead(paths)))
+        contents = read_ahead(paths)
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            yield fn(part, itertools.islice(contents, len(part)))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -251,13 +260,18 @@ def map_files(fn: Callable[[Path, bytes | None], Any], paths: Sequence[Path], *,
     try:
         window: collections.deque = collections.deque()
         for start in range(0, len(paths), chunk):
-            window.append(pool.submit(_map_files_list, fn, paths[start:start + chunk]))
+            window.append(pool.submit(_chunk_in_worker, fn, paths[start:start + chunk]))
             if len(window) >= 2 * workers:
-                yield from window.popleft().result()
+                yield window.popleft().result()
         while window:
-            yield from window.popleft().result()
+            yield window.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def progress_bar(*, total: int, desc: str, progress: bool, unit: str = "net") -> tqdm:
+    """A bar advanced by hand (``update(n)``), for work that arrives in chunks."""
+    return tqdm(total=total, desc=desc, disable=not progress, unit=unit, mininterval=0.5)
 
 
 class Buckets:

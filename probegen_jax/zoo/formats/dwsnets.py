@@ -28,7 +28,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from probegen_jax.zoo.formats.common import (
     FlatStack,
     as_state_dict,
     load_torch,
-    map_files,
+    map_file_chunks,
+    progress_bar,
     progress_iter,
     read_json,
     require_dir,
@@ -187,7 +188,7 @@ def list_splits_json(path: Path) -> Listing:
 def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[tuple[str, Path]]:
     """Sorted ``(folder, file)`` for ``root/<folder>/**/*<suffix>`` with ``folder`` starting
     ``folder_prefix`` (``os.walk`` on strings: several times faster than ``Path.glob`` on tens of
-    thousands of folders)."""
+    thousands of folders; threads would only contend for the GIL)."""
     found = []
     for entry in os.scandir(root):
         if entry.name.startswith(folder_prefix) and entry.is_dir():
@@ -244,29 +245,46 @@ def list_nfn_siren(root: Path, *, prefix: str = "randinit_smaller",
 # ----------------------------------------------------------------------------- reading
 
 
+def _read_chunk(paths: Sequence[Path], contents: Iterable[bytes | None], *, shapes: Mapping[str, tuple[int, ...]],
+                like: str, trust_pickle: bool) -> tuple[dict[str, np.ndarray], list[int | None]]:
+    """INR files as stacked SIREN params ``{name: [len(paths), ...]}`` (``shapes``: those of the
+    file ``like``) and the label each file holds (None without one)."""
+    stack = FlatStack(len(paths), shapes)
+    labels = []
+    for i, (path, data) in enumerate(zip(paths, contents, strict=True)):
+        layers, label = _read_one(path, data, trust_pickle=trust_pickle)
+        if 2 * len(layers) != len(shapes):
+            raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(shapes) // 2} like {like}")
+        stack.put(i, siren_flat(layers), where=str(path))
+        labels.append(label)
+    return stack.arrays, labels
+
+
 def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[str, Any],
                      progress: bool = True, trust_pickle: bool = False, workers: int = 1) -> Zoo:
-    """Read every file of ``listing`` into one SIREN zoo (a few files in memory at a time);
-    ``workers > 1`` parses files in that many processes (see ``map_files``)."""
-    first_layers, _ = _read_one(listing.paths[0], trust_pickle=trust_pickle)
-    arch = siren_arch_for(first_layers, output_offset=output_offset, where=str(listing.paths[0]))
+    """Read every file of ``listing`` into one SIREN zoo (a chunk of files in memory at a time);
+    ``workers > 1`` parses chunks in that many processes (see ``map_file_chunks``)."""
+    first = listing.paths[0]
+    first_layers, _ = _read_one(first, trust_pickle=trust_pickle)
+    arch = siren_arch_for(first_layers, output_offset=output_offset, where=str(first))
     shapes = {k: v.shape for k, v in siren_flat(first_layers).items()}
     stack = FlatStack(len(listing.paths), shapes)
     labels = np.empty(len(listing.paths), np.int32)
-    reads = map_files(functools.partial(_read_one, trust_pickle=trust_pickle), listing.paths, workers=workers)
-    for i, (path, listed, (layers, in_file)) in enumerate(progress_iter(
-            zip(listing.paths, listing.labels, reads), total=len(listing.paths), desc="reading INRs",
-            progress=progress)):
-        if len(layers) != len(first_layers):
-            raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(first_layers)} like "
-                                     f"{listing.paths[0]}")
-        stack.put(i, siren_flat(layers), where=str(path))
-        label = listed if listed is not None else in_file
-        if label is None:
-            raise ZooFormatError(f"{path}: no label (neither in {listing.source} nor a 'label' key)")
-        if listed is not None and in_file is not None and listed != in_file:
-            raise ZooFormatError(f"{path}: label {in_file} in the file but {listed} in {listing.source}")
-        labels[i] = label
+    read = functools.partial(_read_chunk, shapes=shapes, like=str(first), trust_pickle=trust_pickle)
+    start = 0
+    with progress_bar(total=len(listing.paths), desc="reading INRs", progress=progress) as bar:
+        for arrays, in_files in map_file_chunks(read, listing.paths, workers=workers):
+            stack.put_rows(start, arrays)
+            for i, in_file in enumerate(in_files, start):
+                listed, path = listing.labels[i], listing.paths[i]
+                label = listed if listed is not None else in_file
+                if label is None:
+                    raise ZooFormatError(f"{path}: no label (neither in {listing.source} nor a 'label' key)")
+                if listed is not None and in_file is not None and listed != in_file:
+                    raise ZooFormatError(f"{path}: label {in_file} in the file but {listed} in {listing.source}")
+                labels[i] = label
+            start += len(in_files)
+            bar.update(len(in_files))
     stack.require_finite(lambda row: str(listing.paths[row]))
     params = arch.unflatten(stack.arrays, where=str(listing.source))
     return Zoo(arch=arch, params=params, targets={"label": labels}, splits=listing.splits,
