@@ -28,7 +28,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +187,18 @@ def list_splits_json(path: Path) -> Listing:
 
 def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[tuple[str, Path]]:
     """Sorted ``(folder, file)`` for ``root/<folder>/**/*<suffix>`` with ``folder`` starting
-    ``folder_prefix`` (``os.walk`` on strings: several times faster than ``Path.glob`` on tens of
-    thousands of folders; threads would only contend for the GIL)."""
-    found = []
-    for entry in os.scandir(root):
-        if entry.name.startswith(folder_prefix) and entry.is_dir():
-            for parent, _, names in os.walk(entry.path):
-                found += [(entry.name, os.path.join(parent, n)) for n in names if n.endswith(suffix)]
+    ``folder_prefix``: ``os.scandir`` on strings, whose entries know whether they are folders without
+    a ``stat`` (several times faster than ``Path.glob`` on tens of thousands of folders)."""
+
+    def walk(path: str) -> Iterator[str]:
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(entry.path)
+            elif entry.name.endswith(suffix):
+                yield entry.path
+
+    found = [(entry.name, f) for entry in os.scandir(root)
+             if entry.name.startswith(folder_prefix) and entry.is_dir() for f in walk(entry.path)]
     found.sort(key=lambda f: f[1].split(os.sep))  # Path order
     return [(folder, Path(f)) for folder, f in found]
 
