@@ -307,6 +307,8 @@ def main(argv=None) -> None:
                         f"of {list(SECTIONS)}")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.rerun and not args.reuse:
+        raise SystemExit("--rerun names what to compute again on top of an earlier run: it needs --reuse")
     out, progress = Path(args.out), not args.quiet
     start = time.perf_counter()
     made = make_trees(default_trees(args.children, args.dataset, generative=not args.no_lora, width=args.width),
