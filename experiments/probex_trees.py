@@ -54,6 +54,7 @@ PLA = "per_label_accuracy"
 LAYERS = "layers"  # the layer-selection step, by the name --rerun knows it
 SECTIONS = (LAYERS, "forest", "zero-shot")  # what --rerun can name besides the per-tree methods
 FOREST_LAYER = "dense0/kernel"  # the MLP tree's first layer, the one layer selection picks for it
+FOREST_METHODS = ("ProbeX", "Dense expert", "ProbeX across trees", "Dense expert across trees")
 
 
 def record_method(out: dict, names: list[str], method: str, per_tree: list, learners, seconds: float) -> None:
@@ -93,7 +94,7 @@ def forest_experiment(forest: dict[str, Zoo], layer: str, cfg: TrainConfig, pcfg
     for method, kind in (("ProbeX across trees", "probex"), ("Dense expert across trees", "dense")):
         record_method(out, names, method, *across_trees(forest, dict.fromkeys(names, layer), task, cfg, pcfg,
                                                         kind=kind, progress=progress))
-    for method in out["params"]:
+    for method in FOREST_METHODS:
         print(f"forest {method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
     return out
 
@@ -243,7 +244,7 @@ def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, 
             ["method", *forest_names, "mean", "params", "train s"],
             [[m, *(f"{100 * f['rows'][n][m]:.1f}" for n in forest_names),
               f"{100 * np.mean([f['rows'][n][m] for n in forest_names]):.1f}", f"{f['params'][m][0]:,}",
-              f"{f['seconds'][m]:.0f}"] for m in f["params"]]))
+              f"{f['seconds'][m]:.0f}"] for m in FOREST_METHODS if m in f["params"]]))
     r = res["routing"]
     lines += ["", f"Routing to the nearest tree centroid: {100 * r['accuracy']:.1f}% of test children "
               f"(all trees) routed to their own tree. Freshly initialised networks:", ""]
@@ -298,7 +299,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="results/probex_trees")
     p.add_argument("--no-lora", action="store_true", help="skip the generative (LoRA) tree and zero-shot")
     p.add_argument("--forest", type=int, default=4,
-                   help="MLP trees of one architecture (TREES/forest) for the in-tree vs across-tree comparison; 0 skips")
+                   help="MLP trees of one architecture (TREES/forest) for the in-tree vs across-tree comparison; "
+                        "0 skips")
     p.add_argument("--reuse", action="store_true",
                    help="take what OUT/results.json of an earlier run with the same settings holds; compute only "
                         "what it lacks and what --rerun names (routing always runs)")
@@ -320,8 +322,8 @@ def main(argv=None) -> None:
     pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
     probegen_cfg = TrainConfig(epochs=args.probegen_epochs, batch_size=32, learning_rate=1e-3, weight_decay=1e-5)
 
-    settings = {"train": dataclasses.asdict(cfg), "probex": dataclasses.asdict(pcfg),
-                "zero_shot_epochs": args.zero_shot_epochs}
+    settings = {"trees_dir": str(Path(args.trees)), "train": dataclasses.asdict(cfg),
+                "probex": dataclasses.asdict(pcfg), "zero_shot_epochs": args.zero_shot_epochs}
     earlier = earlier_run(out / "results.json", settings) if args.reuse else {}
     rerun = frozenset(args.rerun)
     unknown = rerun - set(SECTIONS) - set(earlier.get("trees", {}).get("params", {}))
