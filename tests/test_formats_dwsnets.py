@@ -376,13 +376,14 @@ def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_nam
 
     from probegen_jax.errors import DataFileError
     from probegen_jax.zoo.formats.common import map_file_chunks
-    from probegen_jax.zoo.formats.dwsnets import _read_chunk, _read_one, list_mnist_folder, siren_flat
+    from probegen_jax.zoo.formats.dwsnets import list_mnist_folder
+    from probegen_jax.zoo.formats.inr_files import read_inr_chunk, read_inr_file, siren_flat
 
     make_mnist_folder(tmp_path / "z", n_train=14, n_test=6)
     paths = list_mnist_folder(tmp_path / "z", val_size=2).paths
-    serial = [_read_one(p) for p in paths]  # each file opened by the parser itself
+    serial = [read_inr_file(p) for p in paths]  # each file opened by the parser itself
     shapes = {k: v.shape for k, v in siren_flat(serial[0][0]).items()}
-    read = functools.partial(_read_chunk, shapes=shapes, like=str(paths[0]), trust_pickle=False)
+    read = functools.partial(read_inr_chunk, shapes=shapes, like=str(paths[0]), trust_pickle=False)
     for workers in (1, 2):
         chunks = list(map_file_chunks(read, paths, workers=workers, chunk=3))
         assert [len(labels) for _, labels in chunks] == [3] * 6 + [2]

@@ -26,10 +26,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probegen_jax.errors import UnknownNameError
-from probegen_jax.zoo.zoo import Zoo
+
+if TYPE_CHECKING:  # imported where used: the JAX-free submodules (inr_files) must not pull JAX in
+    from probegen_jax.zoo.zoo import Zoo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,7 @@ def save_imported(result: Zoo | list[Zoo], out: str | os.PathLike, *, overwrite:
     from probegen_jax.errors import ShapeMismatchError
     from probegen_jax.io import write_json
     from probegen_jax.zoo.store import save_zoo
+    from probegen_jax.zoo.zoo import Zoo
 
     out = Path(out).absolute()
     if isinstance(result, Zoo):
@@ -167,6 +170,8 @@ def load_imported(path: str | os.PathLike) -> Any:
 def describe(result: Any) -> str:
     """Size, architecture(s), targets, splits (and what a reader skipped) of a zoo, a
     heterogeneous zoo or a list of buckets."""
+    from probegen_jax.zoo.zoo import Zoo
+
     zoos = [result] if isinstance(result, Zoo) else list(getattr(result, "buckets", result))
     lines = []
     if not isinstance(result, Zoo):

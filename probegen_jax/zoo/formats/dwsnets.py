@@ -28,7 +28,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,6 @@ from probegen_jax.errors import DataFileError, ShapeMismatchError, ZooFormatErro
 from probegen_jax.io import write_json
 from probegen_jax.zoo.formats.common import (
     FlatStack,
-    as_state_dict,
-    load_torch,
     map_file_chunks,
     progress_bar,
     progress_iter,
@@ -49,8 +47,8 @@ from probegen_jax.zoo.formats.common import (
     require_torch,
     resolve_listed_path,
     save_torch,
-    to_numpy,
 )
+from probegen_jax.zoo.formats.inr_files import read_inr_chunk, read_inr_file, siren_flat
 from probegen_jax.zoo.zoo import Zoo
 
 DWSNETS_W0 = 30.0
@@ -71,31 +69,6 @@ class Listing:
 # ----------------------------------------------------------------------------- state dicts
 
 
-def linear_layers(state_dict: Mapping[str, Any], *, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(W [out, in], b [out]), ...]`` in key order; keys not ending in weight/bias are ignored."""
-    keys = [k for k in state_dict if isinstance(k, str) and k.rsplit(".", 1)[-1] in ("weight", "bias")]
-    layers = []
-    i = 0
-    while i < len(keys):
-        key = keys[i]
-        prefix, kind = key.rsplit(".", 1) if "." in key else ("", key)
-        bias_key = f"{prefix}.bias" if prefix else "bias"
-        if kind != "weight":
-            raise ZooFormatError(f"{where}: tensor {key!r} has no weight before it (keys {keys})")
-        if i + 1 >= len(keys) or keys[i + 1] != bias_key:
-            raise ZooFormatError(f"{where}: missing key {bias_key!r} after {key!r} (keys {keys})")
-        w = to_numpy(state_dict[key], where=f"{where}/{key}")
-        b = to_numpy(state_dict[bias_key], where=f"{where}/{bias_key}")
-        if w.ndim != 2 or b.shape != (w.shape[0],):
-            raise ShapeMismatchError(f"{where}: {key!r} {tuple(w.shape)} and {bias_key!r} {tuple(b.shape)} "
-                                     "are not a linear layer ([out, in] and [out])")
-        layers.append((w, b))
-        i += 2
-    if not layers:
-        raise ZooFormatError(f"{where}: no weight/bias tensors found (keys {list(state_dict)[:20]})")
-    return layers
-
-
 def siren_arch_for(layers: Sequence[tuple[np.ndarray, np.ndarray]], *, output_offset: float,
                    where: str) -> Arch:
     """The ``siren`` arch whose widths match ``layers`` (as read from the first file)."""
@@ -106,33 +79,6 @@ def siren_arch_for(layers: Sequence[tuple[np.ndarray, np.ndarray]], *, output_of
     return make_arch("siren", in_dim=int(layers[0][0].shape[1]), hidden=hidden.pop(),
                      depth=len(layers) - 1, out_dim=int(layers[-1][0].shape[0]), w0=DWSNETS_W0,
                      output_offset=output_offset)
-
-
-def siren_flat(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``{"dense0/kernel": W.T, "dense0/bias": b, ...}`` (the ``siren`` arch's flat params)."""
-    flat = {}
-    for i, (w, b) in enumerate(layers):
-        flat[f"dense{i}/kernel"] = w.T
-        flat[f"dense{i}/bias"] = b
-    return flat
-
-
-def _file_label(obj: Mapping[str, Any], *, where: str) -> int | None:
-    if "label" not in obj:
-        return None
-    value = obj["label"]
-    try:
-        return int(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError) as e:
-        raise ZooFormatError(f"{where}: 'label' is not an integer ({value!r})") from e
-
-
-def _read_one(path: Path, data: bytes | None = None, *,
-              trust_pickle: bool = False) -> tuple[list[tuple[np.ndarray, np.ndarray]], int | None]:
-    """One INR file's linear layers and its ``label`` key (None without one); ``data``: its bytes
-    when already read."""
-    obj = as_state_dict(load_torch(path, trust_pickle=trust_pickle, data=data), where=str(path))
-    return linear_layers(obj, where=str(path)), _file_label(obj, where=str(path))
 
 
 # ----------------------------------------------------------------------------- listings
@@ -250,32 +196,17 @@ def list_nfn_siren(root: Path, *, prefix: str = "randinit_smaller",
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_chunk(paths: Sequence[Path], contents: Iterable[bytes | None], *, shapes: Mapping[str, tuple[int, ...]],
-                like: str, trust_pickle: bool) -> tuple[dict[str, np.ndarray], list[int | None]]:
-    """INR files as stacked SIREN params ``{name: [len(paths), ...]}`` (``shapes``: those of the
-    file ``like``) and the label each file holds (None without one)."""
-    stack = FlatStack(len(paths), shapes)
-    labels = []
-    for i, (path, data) in enumerate(zip(paths, contents, strict=True)):
-        layers, label = _read_one(path, data, trust_pickle=trust_pickle)
-        if 2 * len(layers) != len(shapes):
-            raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(shapes) // 2} like {like}")
-        stack.put(i, siren_flat(layers), where=str(path))
-        labels.append(label)
-    return stack.arrays, labels
-
-
 def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[str, Any],
                      progress: bool = True, trust_pickle: bool = False, workers: int = 1) -> Zoo:
     """Read every file of ``listing`` into one SIREN zoo (a chunk of files in memory at a time);
     ``workers > 1`` parses chunks in that many processes (see ``map_file_chunks``)."""
     first = listing.paths[0]
-    first_layers, _ = _read_one(first, trust_pickle=trust_pickle)
+    first_layers, _ = read_inr_file(first, trust_pickle=trust_pickle)
     arch = siren_arch_for(first_layers, output_offset=output_offset, where=str(first))
     shapes = {k: v.shape for k, v in siren_flat(first_layers).items()}
     stack = FlatStack(len(listing.paths), shapes)
     labels = np.empty(len(listing.paths), np.int32)
-    read = functools.partial(_read_chunk, shapes=shapes, like=str(first), trust_pickle=trust_pickle)
+    read = functools.partial(read_inr_chunk, shapes=shapes, like=str(first), trust_pickle=trust_pickle)
     start = 0
     with progress_bar(total=len(listing.paths), desc="reading INRs", progress=progress) as bar:
         for arrays, in_files in map_file_chunks(read, listing.paths, workers=workers):
