@@ -130,10 +130,15 @@ def _check_crc(view: memoryview, name: str, entry: _Entry) -> memoryview:
     return contents
 
 
+def _checked_contents(data: bytes, index: dict[str, _Entry]) -> dict[str, memoryview]:
+    """``{name: contents}`` of ``index``'s entries, each CRC-32 checked."""
+    view = memoryview(data)
+    return {name: _check_crc(view, name, entry) for name, entry in index.items()}
+
+
 def zip_entries(data: bytes) -> dict[str, memoryview]:
     """``{name: contents}`` of a zip file whose entries are all stored (PyTorch's writer)."""
-    view = memoryview(data)
-    return {name: _check_crc(view, name, entry) for name, entry in _zip_index(data).items()}
+    return _checked_contents(data, _zip_index(data))
 
 
 class _StorageType:
@@ -242,9 +247,9 @@ class _Template:
             for field in entry.crc_fields:
                 variable[field:field + 4] = True
         fixed_at = np.flatnonzero(~variable)
-        storages = tuple((key, index[f"{unpickler.prefix}/data/{key}"].start,
-                          index[f"{unpickler.prefix}/data/{key}"].start + index[f"{unpickler.prefix}/data/{key}"].size,
-                          array.dtype) for key, array in unpickler.storages.items())
+        entry_of = {key: index[f"{unpickler.prefix}/data/{key}"] for key in unpickler.storages}
+        storages = tuple((key, entry_of[key].start, entry_of[key].start + entry_of[key].size, array.dtype)
+                         for key, array in unpickler.storages.items())
         crcs = tuple((e.crc_fields[0], e.start, e.start + e.size) for e in index.values())
         tensors = {i: (*t, t[3] == _contiguous_strides(t[2])) for i, t in unpickler.tensors.items()}
         return cls(len(data), fixed_at, np.frombuffer(data, np.uint8)[fixed_at].tobytes(), crcs, storages, obj, tensors)
@@ -301,8 +306,7 @@ def load(path: str | Path, *, data: bytes | None = None) -> Any:
     if template is not None and (obj := template.replay(data)) is not None:
         return obj
     index = _zip_index(data)
-    view = memoryview(data)
-    entries = {name: _check_crc(view, name, entry) for name, entry in index.items()}
+    entries = _checked_contents(data, index)
     pkl = [n for n in entries if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise Unsupported("not a single-archive torch zip file")
