@@ -464,8 +464,7 @@ def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed:
                    num_children=num_children, seed=seed),
         TreeConfig(name="mixer", arch="mixer", arch_config={**vision, "token_dim": width, "channel_dim": 2 * width},
                    dataset=dataset, num_children=num_children, seed=seed + 1),
-        TreeConfig(name="mlp", arch="mlp", arch_config={"hidden": 2 * width, "depth": 2}, dataset=dataset,
-                   num_children=num_children, seed=seed + 2),
+        mlp_tree("mlp", width, dataset, num_children, seed=seed + 2),
     ]
     if generative:
         trees.append(LoraTreeConfig(name="lora", dataset=dataset, hidden=4 * width, num_children=num_children,
@@ -478,8 +477,13 @@ def forest_trees(num_trees: int = 4, num_children: int = 300, dataset: str = "fa
     """Trees of one architecture (the MLP tree of ``default_trees``) grown from differently seeded
     bases, named ``mlp0, mlp1, ...``: their layers share one shape, so only the weights tell the
     trees apart (the setting of ProbeX's in-tree vs across-tree comparison)."""
-    return [TreeConfig(name=f"mlp{i}", arch="mlp", arch_config={"hidden": 2 * width, "depth": 2}, dataset=dataset,
-                       num_children=num_children, seed=seed + 100 + i) for i in range(num_trees)]
+    return [mlp_tree(f"mlp{i}", width, dataset, num_children, seed=seed + 100 + i) for i in range(num_trees)]
+
+
+def mlp_tree(name: str, width: int, dataset: str, num_children: int, *, seed: int) -> TreeConfig:
+    """The MLP tree of ``default_trees``: two hidden layers of ``2 * width``."""
+    return TreeConfig(name=name, arch="mlp", arch_config={"hidden": 2 * width, "depth": 2}, dataset=dataset,
+                      num_children=num_children, seed=seed)
 
 
 def load_trees(path: str | os.PathLike) -> dict[str, tuple[Zoo, Zoo]]:
