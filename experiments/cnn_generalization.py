@@ -23,6 +23,7 @@ from probegen_jax import report
 from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
+from probegen_jax.probing.probegen import RESPONSES
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
                    help="weight-space baselines: statnn, statnn_gbt, flat, nfn (the heterogeneous zoo: the StatNNs)")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
-    p.add_argument("--response", choices=["raw", "softmax"], default="softmax",
+    p.add_argument("--response", choices=sorted(RESPONSES), default="softmax",
                    help="what the probing heads read of each CNN's outputs (class probabilities by default)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)

@@ -217,18 +217,23 @@ def zero_shot_experiment(zoo: Zoo, embeddings: dict[str, np.ndarray], folds: lis
     return {"table": table, "chance": 1.0 / len(folds[0]), "folds": folds}
 
 
+def accuracy_table(section: dict, names: list[str], methods: list[str]) -> str:
+    """Markdown: per-label test accuracy (%) of each method on each tree, their mean, parameters
+    (per tree, or one shared count) and training seconds (all trees)."""
+    rows = section["rows"]
+    return report.markdown_table(
+        ["method", *names, "mean", "params (per tree)", "train s (all trees)"],
+        [[m, *(f"{100 * rows[n][m]:.1f}" for n in names), f"{100 * np.mean([rows[n][m] for n in names]):.1f}",
+          " / ".join(f"{c:,}" for c in section["params"][m]), f"{section['seconds'][m]:.0f}"] for m in methods])
+
+
 def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, cfg: TrainConfig) -> str:
     names = list(trees)
     methods = list(next(iter(res["trees"]["rows"].values())))
     lines = ["Per-label accuracy (%) on each tree's test children (chance 50; the multi-hot target is the 3-5 of "
              "10 Fashion-MNIST classes a child was fine-tuned on). Experts read one layer, chosen per tree on "
              "validation; ProbeGen and StatNN (all tensors) read the whole network.", ""]
-    lines.append(report.markdown_table(
-        ["method", *names, "mean", "params (per tree)", "train s (all trees)"],
-        [[m, *(f"{100 * res['trees']['rows'][n][m]:.1f}" for n in names),
-          f"{100 * np.mean([res['trees']['rows'][n][m] for n in names]):.1f}",
-          " / ".join(f"{c:,}" for c in res["trees"]["params"][m]),
-          f"{res['trees']['seconds'][m]:.0f}"] for m in methods]))
+    lines.append(accuracy_table(res["trees"], names, methods))
     lines += ["", "Chosen layers (validation per-label accuracy of a ProbeX per candidate layer):", ""]
     lines.append(report.markdown_table(
         ["tree", "chosen layer", "layer shape [out, in]", "candidates (val %)"],
@@ -240,11 +245,7 @@ def write_report(out: Path, trees: dict[str, Zoo], lora: Zoo | None, res: dict, 
         lines += ["", f"Trees of one architecture ({len(forest_names)} MLP trees from differently seeded bases, layer "
                   f"{f['layer']}): per-tree experts against one ProbeX and one dense expert across the trees, each "
                   "seeing every tree's children through one scaler, not told the tree. Per-label accuracy (%):", ""]
-        lines.append(report.markdown_table(
-            ["method", *forest_names, "mean", "params", "train s"],
-            [[m, *(f"{100 * f['rows'][n][m]:.1f}" for n in forest_names),
-              f"{100 * np.mean([f['rows'][n][m] for n in forest_names]):.1f}", f"{f['params'][m][0]:,}",
-              f"{f['seconds'][m]:.0f}"] for m in FOREST_METHODS if m in f["params"]]))
+        lines.append(accuracy_table(f, forest_names, [m for m in FOREST_METHODS if m in f["params"]]))
     r = res["routing"]
     lines += ["", f"Routing to the nearest tree centroid: {100 * r['accuracy']:.1f}% of test children "
               f"(all trees) routed to their own tree. Freshly initialised networks:", ""]
