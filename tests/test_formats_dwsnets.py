@@ -344,7 +344,7 @@ def test_files_written_alike_are_replayed_from_a_template_and_checked_like_any_o
     assert first.stat().st_size == second.stat().st_size
     load_torch(first)
     assert len(torchfile._TEMPLATES) == 1
-    template = next(iter(torchfile._TEMPLATES.values()))
+    template = torchfile._TEMPLATES[-1]
     assert template.replay(second.read_bytes()) is not None  # this file takes the replay path
     expected = torch.load(second, weights_only=True)
     got = load_torch(second)
@@ -370,6 +370,20 @@ def test_files_written_alike_are_replayed_from_a_template_and_checked_like_any_o
     with pytest.raises(ZooFormatError, match=r"model.pt: cannot read PyTorch file.*CRC-32 mismatch"):
         load_torch(damaged)
 
+    # Replayed together: only the files written like a template and intact, tensors stacked.
+    torchfile._TEMPLATES.clear()
+    load_torch(first)
+    files = [first, second, tmp_path / "c" / "model.pt", tmp_path / "d" / "model.pt", damaged, save("f", state(4))]
+    contents = [f.read_bytes() for f in files]
+    [(rows, obj)] = torchfile.load_stacked(contents)
+    assert rows.tolist() == [0, 1, 5] and obj["label"] == 3
+    for key in ("seq.0.weight", "seq.0.bias", "t"):
+        expected = np.stack([torch.load(files[r], weights_only=True)[key].numpy() for r in rows])
+        np.testing.assert_array_equal(obj[key], expected)
+    load_torch(files[3])  # the first file with label 5 makes its own template
+    groups = torchfile.load_stacked(contents)
+    assert sorted((r.tolist(), o["label"]) for r, o in groups) == [([0, 1, 5], 3), ([3], 5)]
+
 
 def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_name_the_file(tmp_path):
     import functools
@@ -380,7 +394,7 @@ def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_nam
     from probegen_jax.zoo.formats.inr_files import read_inr_chunk, read_inr_file, siren_flat
 
     make_mnist_folder(tmp_path / "z", n_train=14, n_test=6)
-    paths = list_mnist_folder(tmp_path / "z", val_size=2).paths
+    paths = [Path(p) for p in list_mnist_folder(tmp_path / "z", val_size=2).paths]
     serial = [read_inr_file(p) for p in paths]  # each file opened by the parser itself
     shapes = {k: v.shape for k, v in siren_flat(serial[0][0]).items()}
     read = functools.partial(read_inr_chunk, shapes=shapes, like=str(paths[0]), trust_pickle=False)
@@ -393,6 +407,13 @@ def test_files_read_ahead_and_in_worker_processes_arrive_in_order_and_errors_nam
         for i, (layers, _) in enumerate(serial):
             for k, v in siren_flat(layers).items():
                 np.testing.assert_array_equal(stacked[k][i], v)
+    intact = paths[8].read_bytes()  # same size, a weight changed: declined by the replay too
+    data = bytearray(intact)
+    data[data.index(serial[8][0][0][1].tobytes()) + 1] ^= 0x40
+    paths[8].write_bytes(bytes(data))
+    with pytest.raises(ZooFormatError, match=rf"{paths[8].parent.parent.name}.*CRC-32 mismatch"):
+        list(map_file_chunks(read, paths, workers=1, chunk=20))
+    paths[8].write_bytes(intact)
     paths[11].write_bytes(paths[11].read_bytes()[:300])
     for workers in (1, 2):
         with pytest.raises(ZooFormatError, match=rf"{paths[11].parent.parent.name}.*cannot read PyTorch file"):

@@ -25,8 +25,10 @@ from probegen_jax.errors import (
 )
 from probegen_jax.io import atomic_write
 
-READ_THREADS = 8  # file reads in flight: enough to keep a disk's queue full
+PathName = str | os.PathLike  # a file path: a string or a Path
+READ_THREADS = 4  # read tasks in flight: enough to keep a disk's queue full; more contend for the GIL
 READ_WINDOW = 256  # files read ahead of the parser
+READ_BATCH = 64  # consecutive files per read task
 TORCH_HINT = "pip install 'probegen_jax[torch]' (or pip install torch==2.13.0)"
 
 
@@ -163,10 +165,15 @@ class FlatStack:
         self.shapes = {k: tuple(s) for k, s in shapes.items()}
 
     def put(self, i: int, flat: Mapping[str, np.ndarray], *, where: str) -> None:
+        self.put_many(np.asarray([i]), {k: np.asarray(v)[None] for k, v in flat.items()}, where=where)
+
+    def put_many(self, rows: np.ndarray, flat: Mapping[str, np.ndarray], *, where: str) -> None:
+        """Networks ``rows`` at once from params stacked over them (``[len(rows), ...]``)."""
         for key, shape in self.shapes.items():
             value = flat[key]
-            check_shape(value, shape, where=f"{where}/{key}")
-            self.arrays[key][i] = value
+            if value.shape[1:] != shape:
+                raise ShapeMismatchError(f"{where}/{key}: expected shape {shape}, got {tuple(value.shape[1:])}")
+            self.arrays[key][rows] = value
 
     def put_rows(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Rows ``start:start + n`` from arrays stacked alike (shapes checked when they were stacked)."""
@@ -214,32 +221,38 @@ def default_workers() -> int:
     return max(1, min(8, 2 * cores))
 
 
-def read_ahead(paths: Sequence[Path], *, threads: int = READ_THREADS, window: int = READ_WINDOW) -> Iterator[bytes | None]:
+def read_ahead(paths: Sequence[PathName], *, threads: int = READ_THREADS, window: int = READ_WINDOW,
+               batch: int = READ_BATCH) -> Iterator[bytes | None]:
     """Each file's bytes in order (None where the read fails: the caller's own open then reports
-    it), read by ``threads`` threads at most ``window`` files ahead. File reads release the GIL,
-    so a cold disk's latency hides behind the caller's parsing, and memory stays bounded."""
+    it), read by ``threads`` threads, ``batch`` consecutive files per task, at most ``window``
+    files ahead. File reads release the GIL, so a cold disk's latency hides behind the caller's
+    parsing, and memory stays bounded; batches keep the hand-over cost off warm files."""
 
-    def read(path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except OSError:
-            return None
+    def read(batch_paths: Sequence[PathName]) -> list[bytes | None]:
+        contents = []
+        for path in batch_paths:
+            try:
+                with open(path, "rb") as f:
+                    contents.append(f.read())
+            except OSError:
+                contents.append(None)
+        return contents
 
+    tasks = (paths[i:i + batch] for i in range(0, len(paths), batch))
     with ThreadPoolExecutor(threads) as pool:
-        pending = collections.deque(pool.submit(read, p) for p in paths[:window])
-        for ahead in paths[window:]:
-            data = pending.popleft().result()
-            pending.append(pool.submit(read, ahead))
-            yield data
+        pending = collections.deque(pool.submit(read, t) for t in itertools.islice(tasks, max(1, window // batch)))
         while pending:
-            yield pending.popleft().result()
+            done = pending.popleft().result()
+            for task in itertools.islice(tasks, 1):
+                pending.append(pool.submit(read, task))
+            yield from done
 
 
-def _chunk_in_worker(fn: Callable[[Sequence[Path], Iterable[bytes | None]], Any], paths: Sequence[Path]) -> Any:
+def _chunk_in_worker(fn: Callable[[Sequence[PathName], Iterable[bytes | None]], Any], paths: Sequence[PathName]) -> Any:
     return fn(paths, read_ahead(paths))
 
 
-def map_file_chunks(fn: Callable[[Sequence[Path], Iterable[bytes | None]], Any], paths: Sequence[Path], *,
+def map_file_chunks(fn: Callable[[Sequence[PathName], Iterable[bytes | None]], Any], paths: Sequence[PathName], *,
                     workers: int = 1, chunk: int = 256) -> Iterator[Any]:
     """``fn(chunk_paths, their_contents)`` for consecutive chunks of ``chunk`` files, in order; the
     contents (None where a read failed) are read ahead by threads (``read_ahead``). With

@@ -5,18 +5,21 @@ quickly (see ``common.map_file_chunks``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from probegen_jax.errors import ShapeMismatchError, ZooFormatError
-from probegen_jax.zoo.formats.common import FlatStack, as_state_dict, load_torch, to_numpy
+from probegen_jax.zoo.formats import torchfile
+from probegen_jax.zoo.formats.common import FlatStack, PathName, as_state_dict, load_torch, to_numpy
 
 
-def linear_layers(state_dict: Mapping[str, Any], *, where: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(W [out, in], b [out]), ...]`` in key order; keys not ending in weight/bias are ignored."""
+def linear_layers(state_dict: Mapping[str, Any], *, where: str,
+                  stacked: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W [out, in], b [out]), ...]`` in key order; keys not ending in weight/bias are ignored.
+    ``stacked``: the tensors carry a leading axis over files written alike."""
     keys = [k for k in state_dict if isinstance(k, str) and k.rsplit(".", 1)[-1] in ("weight", "bias")]
+    lead = int(stacked)
     layers = []
     i = 0
     while i < len(keys):
@@ -29,9 +32,9 @@ def linear_layers(state_dict: Mapping[str, Any], *, where: str) -> list[tuple[np
             raise ZooFormatError(f"{where}: missing key {bias_key!r} after {key!r} (keys {keys})")
         w = to_numpy(state_dict[key], where=f"{where}/{key}")
         b = to_numpy(state_dict[bias_key], where=f"{where}/{bias_key}")
-        if w.ndim != 2 or b.shape != (w.shape[0],):
-            raise ShapeMismatchError(f"{where}: {key!r} {tuple(w.shape)} and {bias_key!r} {tuple(b.shape)} "
-                                     "are not a linear layer ([out, in] and [out])")
+        if w.ndim != 2 + lead or b.shape[lead:] != w.shape[lead:lead + 1]:
+            raise ShapeMismatchError(f"{where}: {key!r} {tuple(w.shape[lead:])} and {bias_key!r} "
+                                     f"{tuple(b.shape[lead:])} are not a linear layer ([out, in] and [out])")
         layers.append((w, b))
         i += 2
     if not layers:
@@ -40,44 +43,70 @@ def linear_layers(state_dict: Mapping[str, Any], *, where: str) -> list[tuple[np
 
 
 def siren_flat(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``{"dense0/kernel": W.T, "dense0/bias": b, ...}`` (the ``siren`` arch's flat params)."""
+    """``{"dense0/kernel": W.T, "dense0/bias": b, ...}`` (the ``siren`` arch's flat params; stacked
+    layers give stacked params)."""
     flat = {}
     for i, (w, b) in enumerate(layers):
-        flat[f"dense{i}/kernel"] = w.T
+        flat[f"dense{i}/kernel"] = np.swapaxes(w, -1, -2)
         flat[f"dense{i}/bias"] = b
     return flat
 
 
-def file_label(obj: Mapping[str, Any], *, where: str) -> int | None:
-    """The integer under the file's ``label`` key, None without one."""
+def file_labels(obj: Mapping[str, Any], count: int, *, where: str) -> list[int | None]:
+    """The integer under the ``label`` key of each of ``count`` files whose object is ``obj`` (one
+    scalar for all, or a tensor stacked over them), None without one."""
     if "label" not in obj:
-        return None
-    value = obj["label"]
-    try:
-        return int(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError) as e:
-        raise ZooFormatError(f"{where}: 'label' is not an integer ({value!r})") from e
+        return [None] * count
+    values = np.asarray(obj["label"])
+    if values.ndim == 0:
+        values = np.broadcast_to(values, count)
+    if values.shape != (count,) or values.dtype.kind not in "iub" and not (
+            values.dtype.kind == "f" and np.all(values == np.round(values))):
+        raise ZooFormatError(f"{where}: 'label' is not an integer ({obj['label']!r:.60})")
+    return [int(v) for v in values]
 
 
-def read_inr_file(path: Path, data: bytes | None = None, *,
+def read_inr_file(path: PathName, data: bytes | None = None, *,
                   trust_pickle: bool = False) -> tuple[list[tuple[np.ndarray, np.ndarray]], int | None]:
     """One INR file's linear layers and its ``label`` key (None without one); ``data``: its bytes
     when already read."""
     obj = as_state_dict(load_torch(path, trust_pickle=trust_pickle, data=data), where=str(path))
-    return linear_layers(obj, where=str(path)), file_label(obj, where=str(path))
+    return linear_layers(obj, where=str(path)), file_labels(obj, 1, where=str(path))[0]
 
 
-def read_inr_chunk(paths: Sequence[Path], contents: Iterable[bytes | None], *,
+def read_inr_chunk(paths: Sequence[PathName], contents: Iterable[bytes | None], *,
                    shapes: Mapping[str, tuple[int, ...]], like: str,
                    trust_pickle: bool) -> tuple[dict[str, np.ndarray], list[int | None]]:
     """INR files as stacked SIREN params ``{name: [len(paths), ...]}`` (``shapes``: those of the
-    file ``like``) and the label each file holds (None without one)."""
+    file ``like``) and the label each file holds (None without one).
+
+    Files written like one read before are replayed together (``torchfile.load_stacked``: one
+    vectorised layout check, CRC-32 checks, one copy per tensor for the whole group); the others
+    are parsed one by one, the first of each kind making the template for its likes."""
     stack = FlatStack(len(paths), shapes)
-    labels = []
-    for i, (path, data) in enumerate(zip(paths, contents, strict=True)):
-        layers, label = read_inr_file(path, data, trust_pickle=trust_pickle)
+    labels: list[int | None] = [None] * len(paths)
+
+    def put(rows: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]], row_labels: list[int | None],
+            where: str) -> None:
         if 2 * len(layers) != len(shapes):
-            raise ShapeMismatchError(f"{path}: {len(layers)} layers, expected {len(shapes) // 2} like {like}")
-        stack.put(i, siren_flat(layers), where=str(path))
-        labels.append(label)
+            raise ShapeMismatchError(f"{where}: {len(layers)} layers, expected {len(shapes) // 2} like {like}")
+        stack.put_many(rows, siren_flat(layers), where=where)
+        for row, label in zip(rows, row_labels):
+            labels[row] = label
+
+    contents = list(contents)
+    pending = np.arange(len(paths))
+    while len(pending):
+        ready = np.asarray([i for i in pending if contents[i] is not None] if not trust_pickle else [], np.intp)
+        for rows, obj in torchfile.load_stacked([contents[i] for i in ready]):
+            rows = ready[rows]
+            where = f"{paths[rows[0]]} (and {len(rows) - 1} files written alike)"
+            obj = as_state_dict(obj, where=where)
+            put(rows, linear_layers(obj, where=where, stacked=True), file_labels(obj, len(rows), where=where), where)
+            pending = np.setdiff1d(pending, rows, assume_unique=True)
+        if len(pending):  # the first of its kind (or unreadable, or damaged): parsed alone
+            first = pending[0]
+            layers, label = read_inr_file(paths[first], contents[first], trust_pickle=trust_pickle)
+            put(pending[:1], [(w[None], b[None]) for w, b in layers], [label], str(paths[first]))
+            pending = pending[1:]
     return stack.arrays, labels

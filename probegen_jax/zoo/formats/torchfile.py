@@ -29,6 +29,7 @@ import pickle
 import struct
 import zlib
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -152,16 +153,24 @@ def _rebuild_tensor_v2(storage: np.ndarray, offset: Any, size: Any, stride: Any,
             and len(size) == len(stride) and all(isinstance(d, int) and d >= 0 for d in size + stride)
             and offset >= 0):
         raise Unsupported("malformed tensor record")
+    if math.prod(size) and offset + sum((d - 1) * s for d, s in zip(size, stride)) + 1 > storage.size:
+        raise Unsupported(f"tensor reaches past the end of a storage of {storage.size}")
+    return _tensor(storage, offset, size, stride, stride == _contiguous_strides(size))
+
+
+def _tensor(storages: np.ndarray, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
+            contiguous: bool) -> np.ndarray:
+    """A copy of the tensor at element ``offset`` of each storage (the last axis of ``storages``;
+    the leading axes, if any, stack files written alike), bounds checked by the caller."""
+    lead = storages.shape[:-1]
     numel = math.prod(size)
     if numel == 0:
-        return np.zeros(size, storage.dtype)
-    extent = offset + sum((d - 1) * s for d, s in zip(size, stride)) + 1
-    if extent > storage.size:
-        raise Unsupported(f"tensor reaches element {extent} of a storage of {storage.size}")
-    if stride == _contiguous_strides(size):
-        return storage[offset: offset + numel].reshape(size).copy()
-    item = storage.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=[s * item for s in stride],
+        return np.zeros((*lead, *size), storages.dtype)
+    if contiguous:
+        return storages[..., offset:offset + numel].reshape(*lead, *size).copy()
+    item = storages.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(storages[..., offset:], shape=(*lead, *size),
+                                           strides=(*storages.strides[:-1], *(s * item for s in stride)),
                                            writeable=False)
     return np.array(view)
 
@@ -259,11 +268,26 @@ class _Template:
         if len(data) != self.size or np.frombuffer(data, np.uint8)[self.fixed_at].tobytes() != self.fixed:
             return None
         view = memoryview(data)
-        for field, start, end in self.crcs:
-            if zlib.crc32(view[start:end]) != int.from_bytes(view[field:field + 4], "little"):
-                return None  # the full parse names the damaged entry
+        if not all(_crc_matches(view, *entry) for entry in self.crcs):
+            return None  # the full parse names the damaged entry
         storages = {key: np.frombuffer(view[start:end], dtype) for key, start, end, dtype in self.storages}
         return _replay(self.obj, self.tensors, storages)
+
+    def replay_stacked(self, files: np.ndarray, contents: Sequence[bytes]) -> tuple[np.ndarray, Any]:
+        """``(rows, obj)``: the files (``files``: their bytes, ``uint8 [n, size]``; ``contents``: the
+        same as ``bytes``) written like the template whose entries all pass their CRC-32 check, and
+        the object they hold with each tensor stacked over ``rows`` (``[len(rows), *shape]``)."""
+        alike = (files[:, self.fixed_at] == np.frombuffer(self.fixed, np.uint8)).all(axis=1)
+        rows = np.asarray([r for r in np.flatnonzero(alike)
+                           if all(_crc_matches(memoryview(contents[r]), *entry) for entry in self.crcs)], np.intp)
+        picked = files[rows]
+        storages = {key: np.ascontiguousarray(picked[:, start:end]).view(dtype)
+                    for key, start, end, dtype in self.storages}
+        return rows, _replay(self.obj, self.tensors, storages)
+
+
+def _crc_matches(view: memoryview, field: int, start: int, end: int) -> bool:
+    return zlib.crc32(view[start:end]) == int.from_bytes(view[field:field + 4], "little")
 
 
 def _plain(obj: Any, tensors: dict[int, Any]) -> bool:
@@ -278,11 +302,11 @@ def _plain(obj: Any, tensors: dict[int, Any]) -> bool:
 
 
 def _replay(obj: Any, tensors: dict[int, Any], storages: dict[str, np.ndarray]) -> Any:
-    if isinstance(obj, np.ndarray):  # checked against this storage size when the template was parsed
+    """``obj`` with each tensor taken from ``storages`` (checked against the storage sizes when the
+    template was parsed); storages with a leading axis give tensors stacked along it."""
+    if isinstance(obj, np.ndarray):
         key, offset, size, stride, contiguous = tensors[id(obj)]
-        if contiguous:
-            return storages[key][offset:offset + obj.size].reshape(size).copy()
-        return _rebuild_tensor_v2(storages[key], offset, size, stride)
+        return _tensor(storages[key], offset, size, stride, contiguous)
     if isinstance(obj, dict):
         return type(obj)((k, _replay(v, tensors, storages)) for k, v in obj.items())
     if isinstance(obj, list):
@@ -292,8 +316,30 @@ def _replay(obj: Any, tensors: dict[int, Any], storages: dict[str, np.ndarray]) 
     return obj
 
 
-_TEMPLATES: collections.OrderedDict[int, _Template] = collections.OrderedDict()  # by file size
-MAX_TEMPLATES = 16
+MAX_TEMPLATES = 32  # a zoo's files differ by size and by the scalars in their pickles (a label)
+_TEMPLATES: collections.deque[_Template] = collections.deque(maxlen=MAX_TEMPLATES)  # newest last
+
+
+def load_stacked(contents: Sequence[bytes]) -> list[tuple[np.ndarray, Any]]:
+    """Files written like one loaded before, replayed together: ``[(rows, obj), ...]``, each
+    ``obj`` the object every file ``rows`` holds with its tensors stacked ``[len(rows), *shape]``.
+    The other files (the first of their kind, damaged ones) need ``load``, one at a time; the
+    first file of a kind that ``load`` parses makes the template its likes are replayed from."""
+    by_size: dict[int, list[int]] = collections.defaultdict(list)
+    for i, data in enumerate(contents):
+        by_size[len(data)].append(i)
+    groups = []
+    for size, members in by_size.items():
+        left = np.asarray(members, np.intp)
+        for template in [t for t in reversed(_TEMPLATES) if t.size == size]:
+            if not len(left):
+                break
+            files = np.frombuffer(b"".join(contents[i] for i in left), np.uint8).reshape(len(left), size)
+            rows, obj = template.replay_stacked(files, [contents[i] for i in left])
+            if len(rows):
+                groups.append((left[rows], obj))
+                left = np.delete(left, rows)
+    return groups
 
 
 def load(path: str | Path, *, data: bytes | None = None) -> Any:
@@ -302,9 +348,9 @@ def load(path: str | Path, *, data: bytes | None = None) -> Any:
     ``pickle`` error) for a damaged file. A file laid out like one parsed before is replayed from
     that one's template (``_Template``) instead of parsed again."""
     data = Path(path).read_bytes() if data is None else data
-    template = _TEMPLATES.get(len(data))
-    if template is not None and (obj := template.replay(data)) is not None:
-        return obj
+    for template in reversed(_TEMPLATES):
+        if template.size == len(data) and (obj := template.replay(data)) is not None:
+            return obj
     index = _zip_index(data)
     entries = _checked_contents(data, index)
     pkl = [n for n in entries if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -317,7 +363,5 @@ def load(path: str | Path, *, data: bytes | None = None) -> Any:
     unpickler = _Unpickler(entries, prefix)
     obj = unpickler.load()
     if (template := _Template.of(data, index, pkl[0], unpickler, obj)) is not None:
-        _TEMPLATES[len(data)] = template
-        while len(_TEMPLATES) > MAX_TEMPLATES:
-            _TEMPLATES.popitem(last=False)
+        _TEMPLATES.append(template)
     return obj
