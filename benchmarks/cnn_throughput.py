@@ -1,5 +1,7 @@
 """CNN zoo throughput: small CNNs trained per second in zoo generation (against the number trained
-together) and small CNNs probed per second (against zoo size), printed as tables with the machine.
+together), small CNNs probed per second (against zoo size) and ProbeGen's image generator (forward
+and gradient, the dominant cost of a training step) run on its latent basis against run on every
+probe, printed as tables with the machine.
 
     python benchmarks/cnn_throughput.py
     python benchmarks/cnn_throughput.py --train-chunks 64 256 --probe-sizes 1000 10000 --image 8
@@ -27,6 +29,7 @@ from probegen_jax.archs.cnn import (
     conv_stack_shapes,
 )
 from probegen_jax.parallel import zoo_mesh
+from probegen_jax.probing.image_sources import dcgan_generator, dcgan_specs, generator_pre_tanh
 from probegen_jax.probing import probe_zoo
 from probegen_jax.report import markdown_table
 from probegen_jax.zoo.cnn import (
@@ -80,6 +83,25 @@ def probing_rows(sizes, image: int, num_probes: int, batch_size: int, repeats: i
     return rows
 
 
+def generator_rows(probe_counts, image: int, repeats: int):
+    """Generator forward and gradient per K: every probe through the transposed convolutions
+    against the latent basis only (``generator_pre_tanh(via_basis=...)``), side by side."""
+    shape = (image, image, 1)
+    specs = dcgan_specs(shape)
+    rows = []
+    for k in probe_counts:
+        params = dcgan_generator(k, shape).init(jax.random.key(4))
+        times = {}
+        for via_basis in (False, True):
+            pre_tanh = partial(generator_pre_tanh, specs=specs, height=image, width=image, via_basis=via_basis)
+            forward = jax.jit(lambda p, f=pre_tanh: jnp.tanh(f(p)))
+            grad = jax.jit(jax.grad(lambda p, f=pre_tanh: jnp.sum(jnp.tanh(f(p)) ** 2)))
+            times[via_basis] = [median_seconds(partial(fn, params), repeats=repeats) for fn in (forward, grad)]
+        rows.append([k, f"{image}x{image}", *(f"{t * 1e3:.1f}" for t in times[False] + times[True]),
+                     f"{times[False][1] / times[True][1]:.1f}x"])
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-chunks", nargs="+", type=int, default=[32, 128, 256], help="networks trained together")
@@ -89,6 +111,8 @@ def main(argv=None) -> None:
     p.add_argument("--pool", type=int, default=2000, help="training pool that defines an epoch")
     p.add_argument("--probes", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=1024, help="networks per device per probing step")
+    p.add_argument("--generator-probes", nargs="+", type=int, default=[64, 128, 256],
+                   help="K of ProbeGen's image generator timings")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     print(f"machine: {machine_description()}\n")
@@ -100,6 +124,11 @@ def main(argv=None) -> None:
     print(f"\nProbing: small CNNs probed per second (K={args.probes}, one compiled call per zoo)\n")
     print(markdown_table(["zoo size", "image", "K", "median ms", "CNNs / s"],
                          probing_rows(args.probe_sizes, args.image, args.probes, args.batch_size, args.repeats)))
+    print("\nProbeGen's image generator (6 layers, width 16, latent 32): every probe through the transposed "
+          "convolutions vs the latent basis only (33 passes), median ms\n")
+    print(markdown_table(["K", "image", "forward, per probe", "gradient, per probe", "forward, basis",
+                          "gradient, basis", "gradient speed-up"],
+                         generator_rows(args.generator_probes, args.image, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -162,11 +162,11 @@ def test_metrics_columns_parse_alike_by_numpy_and_by_rows(tmp_path):
     n = METRIC_SAMPLE_ROWS + 500
     rows = [[str(i % 3), ("relu", "tanh")[i % 2], str(i * 0.5), f"/runs/{i},x"] for i in range(n)]
 
-    def metrics(rows):
+    def metrics(rows, columns=None):
         path = tmp_path / "metrics.csv.gz"
         with gzip.open(path, "wt", newline="") as f:
             csv.writer(f).writerows([["step", "config.activation", "test_accuracy", "modeldir"], *rows])
-        return read_metrics(path)
+        return read_metrics(path, columns)
 
     columns = metrics(rows)  # numeric columns by numpy's parser, the quoted modeldir skipped
     assert sorted(columns) == ["config.activation", "step", "test_accuracy"]
@@ -179,6 +179,8 @@ def test_metrics_columns_parse_alike_by_numpy_and_by_rows(tmp_path):
     rows[late][2] = "n/a"
     strings = metrics(rows)["test_accuracy"]
     assert strings.numeric() is None and strings.strings()[late] == "n/a" and strings.strings()[3] == "1.5"
+    for chosen in (["config.activation", "absent"], ["test_accuracy"]):  # only these (and step), either parser
+        assert sorted(metrics(rows, chosen)) == sorted({"step", *chosen} - {"absent"})
     rows[late][2] = ""
     assert np.isnan(metrics(rows)["test_accuracy"].numeric()[late])
     rows[late] = rows[late][:2]

@@ -37,7 +37,7 @@ import math
 import os
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ ACTIVATION_NAMES = {"leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
 IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn_cropped": 32, "svhn": 32}
 KERAS_NAMES = ("sequential/conv2d", "sequential/conv2d_1", "sequential/conv2d_2", "sequential/dense")
 FINAL_EPOCH = 86
+METRIC_COLUMNS = ("config.dataset", *NUMERIC_TARGETS, *CATEGORICAL_TARGETS)  # those an import reads
 CHUNK_ROWS = 4096
 METRIC_BATCH_ROWS = 65536  # rows per batch of the general metrics parser
 METRIC_SAMPLE_ROWS = 1024  # rows that decide which metrics columns are numeric
@@ -189,8 +190,9 @@ def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
             return None
 
 
-def read_metrics(path: Path) -> dict[str, _Column]:
-    """``metrics.csv.gz`` as compact columns (``modeldir`` is skipped). Columns whose first
+def read_metrics(path: Path, columns: Collection[str] | None = None) -> dict[str, _Column]:
+    """``metrics.csv.gz`` as compact columns: ``columns`` (those present) and ``step``, or every
+    column but ``modeldir``. Columns whose first
     ``METRIC_SAMPLE_ROWS`` cells are all numbers are parsed as floats by numpy's C parser, the rest as
     strings; a file that breaks that (a later non-number, an empty cell, a short line) is parsed
     again row by row, which names the offending line."""
@@ -198,15 +200,16 @@ def read_metrics(path: Path) -> dict[str, _Column]:
         raise DataFileError(f"{path}: file not found")
     try:
         header, numeric = _header_and_numeric_columns(path)
+        keep = {"step", *columns} if columns is not None else set(header) - {"modeldir"}
         try:
-            columns = _read_columns_typed(path, header, numeric)
+            parsed = _read_columns_typed(path, header, numeric, keep)
         except ValueError:
-            columns = _read_columns_by_rows(path)
+            parsed = _read_columns_by_rows(path, keep)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
         raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
-    if "step" not in columns or columns["step"].numeric() is None:
-        raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(columns)})")
-    return columns
+    if "step" not in parsed or parsed["step"].numeric() is None:
+        raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(header)})")
+    return parsed
 
 
 def _header_and_numeric_columns(path: Path) -> tuple[list[str], set[str]]:
@@ -233,8 +236,8 @@ def _loadtxt(path: Path, usecols: Sequence[int], dtype: Any) -> np.ndarray:
                           ndmin=2)
 
 
-def _read_columns_typed(path: Path, header: list[str], numeric: set[str]) -> dict[str, _Column]:
-    kept = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
+def _read_columns_typed(path: Path, header: list[str], numeric: set[str], keep: set[str]) -> dict[str, _Column]:
+    kept = [(i, name) for i, name in enumerate(header) if name in keep]
     floats = [(i, n) for i, n in kept if n in numeric]
     strings = [(i, n) for i, n in kept if n not in numeric]
     if not floats:
@@ -245,14 +248,14 @@ def _read_columns_typed(path: Path, header: list[str], numeric: set[str]) -> dic
     return {n: parsed[n] for _, n in kept}
 
 
-def _read_columns_by_rows(path: Path) -> dict[str, _Column]:
+def _read_columns_by_rows(path: Path, keep: set[str]) -> dict[str, _Column]:
     """The general parser: batches of ``METRIC_BATCH_ROWS`` rows, each column float while every
     value parses (empty cells NaN), else category codes."""
     with gzip.open(path, "rt", newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
-        keep = [(i, name) for i, name in enumerate(header) if name != "modeldir"]
-        columns = {name: _Column() for _, name in keep}
+        kept = [(i, name) for i, name in enumerate(header) if name in keep]
+        columns = {name: _Column() for _, name in kept}
         line = 2
         for batch in iter(lambda: list(itertools.islice(reader, METRIC_BATCH_ROWS)), []):
             if set(map(len, batch)) != {len(header)}:
@@ -260,7 +263,7 @@ def _read_columns_by_rows(path: Path) -> dict[str, _Column]:
                 raise ZooFormatError(f"{path}: line {line + bad} has {len(batch[bad])} fields, "
                                      f"the header {len(header)}")
             cells = list(zip(*batch))
-            for i, name in keep:
+            for i, name in kept:
                 columns[name].extend(cells[i])
             line += len(batch)
     return columns
@@ -357,34 +360,32 @@ class NpyRows:
         finally:
             os.close(fd)
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """``matrix[rows]`` as float32 (``rows`` ascending reads the file front to back)."""
-        out = np.empty((len(rows), self.shape[1]), self.dtype)
+    def read_into(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+        """``out[at[j]] = matrix[rows[j]]`` (``out``: C-ordered, of the file's dtype; ``rows``
+        ascending reads the file front to back), each row read straight into its place."""
         view = memoryview(out.reshape(-1).view(np.uint8))
         with self.path.open("rb", buffering=0) as f:
-            for j, row in enumerate(rows):
-                f.seek(self.offset + int(row) * self.row_bytes)
+            for row, j in zip(rows.tolist(), at.tolist()):
+                f.seek(self.offset + row * self.row_bytes)
                 if f.readinto(view[j * self.row_bytes:(j + 1) * self.row_bytes]) != self.row_bytes:
-                    raise ZooFormatError(f"{self.path}: row {int(row)} is cut short")
-        return out.astype(np.float32, copy=False)
+                    raise ZooFormatError(f"{self.path}: row {row} is cut short")
 
 
 def _read_chosen_rows(weights: NpyRows, layout: Sequence[tuple[str, int, int, tuple[int, ...]]],
                       names: dict[str, str], chosen: np.ndarray, *,
                       progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Rows ``chosen`` of ``weights.npy`` as ``{param: [len(chosen), ...]}`` (in ``chosen``'s order,
-    read front to back in chunks) and which of them are finite."""
-    out = {names[v]: np.empty((len(chosen), *shape), np.float32) for v, _, _, shape in layout}
-    finite = np.ones(len(chosen), bool)
+    read front to back in chunks, each row straight into its place; the params are views of one
+    ``[len(chosen), columns]`` float32 matrix) and which of them are finite."""
+    matrix = np.empty((len(chosen), weights.shape[1]), weights.dtype)
     by_row = np.argsort(chosen, kind="stable")
     chunks = range(0, len(chosen), CHUNK_ROWS)
     for start in progress_iter(chunks, total=len(chunks), desc="reading weights.npy", progress=progress):
-        pos = by_row[start:start + CHUNK_ROWS]
-        block = weights.read(chosen[pos])
-        finite[pos] = np.isfinite(block).all(axis=1)
-        for varname, lo, hi, shape in layout:
-            out[names[varname]][pos] = block[:, lo:hi].reshape(-1, *shape)
-    return out, finite
+        at = by_row[start:start + CHUNK_ROWS]
+        weights.read_into(chosen[at], matrix, at)
+    matrix = matrix.astype(np.float32, copy=False)
+    finite = np.isfinite(matrix).all(axis=1)
+    return {names[v]: matrix[:, lo:hi].reshape(-1, *shape) for v, lo, hi, shape in layout}, finite
 
 
 def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike | None = None,
@@ -408,7 +409,7 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
 
     weights.prefetch(chosen)  # the disk reads these rows while the metrics parse on the CPU
-    metrics = read_metrics(root / "metrics.csv.gz")
+    metrics = read_metrics(root / "metrics.csv.gz", METRIC_COLUMNS)
     out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
     if not np.array_equal(metrics["step"].numeric(), steps, equal_nan=True):
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: the step column changed between two reads")
