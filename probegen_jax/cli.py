@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load torch files holding Python objects (only for files from a source you trust)")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     imp.add_argument("--workers", type=int, default=None,
-                     help="dwsnets/nfn-siren: processes parsing files (default: twice the cores available, at most 8)")
+                     help="dwsnets/nfn-siren: processes parsing files (default: one per two cores available, at most 8)")
     imp.set_defaults(func=_zoo_import)
     exp = zoo.add_parser("export", help="write a saved zoo in a public format")
     exp.add_argument("format", choices=sorted(n for n, f in FORMATS.items() if f.writer), metavar="FORMAT",
