@@ -1,5 +1,6 @@
 """CNN zoo throughput: small CNNs trained per second in zoo generation (against the number trained
-together), small CNNs probed per second (against zoo size) and ProbeGen's image generator (forward
+together), small CNNs probed per second (against zoo size), each with convolutions by kernel taps
+and by XLA side by side, and ProbeGen's image generator (forward
 and gradient, the dominant cost of a training step) run on its latent basis against run on every
 probe, printed as tables with the machine.
 
@@ -23,6 +24,8 @@ from common import machine_description, median_seconds
 
 from probegen_jax.archs import make_arch
 from probegen_jax.archs.cnn import (
+    CONV_IMPLS,
+    conv_impl,
     conv_layers_of,
     conv_stack_apply,
     conv_stack_init,
@@ -113,17 +116,24 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="networks per device per probing step")
     p.add_argument("--generator-probes", nargs="+", type=int, default=[64, 128, 256],
                    help="K of ProbeGen's image generator timings")
+    p.add_argument("--conv", nargs="+", default=list(CONV_IMPLS), choices=CONV_IMPLS,
+                   help="convolution implementations to time (conv2d_same: taps is the CPU default)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     print(f"machine: {machine_description()}\n")
-    rows, spe = training_rows(args.train_chunks, args.image, args.steps, args.pool, args.repeats)
+    train, probing = [], []
+    for impl in args.conv:  # each in its own traces, side by side
+        with conv_impl(impl):
+            rows, spe = training_rows(args.train_chunks, args.image, args.steps, args.pool, args.repeats)
+            train += [[impl, *row] for row in rows]
+            probing += [[impl, *row] for row in probing_rows(args.probe_sizes, args.image, args.probes,
+                                                             args.batch_size, args.repeats)]
     print(f"Small CNN zoo generation: networks trained together (batch 32, per-network hyper-parameters; "
-          f"an epoch of a {args.pool}-image pool is {spe} steps)\n")
-    print(markdown_table(["CNNs per call", "image", "steps timed", "median s", "CNN-steps / s", "images / s",
-                          "CNN-epochs / s"], rows))
+          f"an epoch of a {args.pool}-image pool is {spe} steps); convolutions by kernel taps or by XLA\n")
+    print(markdown_table(["convolution", "CNNs per call", "image", "steps timed", "median s", "CNN-steps / s",
+                          "images / s", "CNN-epochs / s"], train))
     print(f"\nProbing: small CNNs probed per second (K={args.probes}, one compiled call per zoo)\n")
-    print(markdown_table(["zoo size", "image", "K", "median ms", "CNNs / s"],
-                         probing_rows(args.probe_sizes, args.image, args.probes, args.batch_size, args.repeats)))
+    print(markdown_table(["convolution", "zoo size", "image", "K", "median ms", "CNNs / s"], probing))
     print("\nProbeGen's image generator (6 layers, width 16, latent 32): every probe through the transposed "
           "convolutions vs the latent basis only (33 passes), median ms\n")
     print(markdown_table(["K", "image", "forward, per probe", "gradient, per probe", "forward, basis",

@@ -64,6 +64,27 @@ def test_per_network_activation_leaf_selects_the_activation():
         np.testing.assert_allclose(got, plain.apply(weights, x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 1), (28, 5, 2), (9, 7, 2), (10, 3, 3), (6, (3, 5), 2)])
+def test_convolution_by_kernel_taps_matches_xla_in_values_and_gradients(size, kernel, stride):
+    from probegen_jax.archs.cnn import conv2d_same
+    from probegen_jax.errors import UnknownNameError
+
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 4))
+    w = jax.random.normal(jax.random.key(1), (kh, kw, 4, 5))
+    conv = jax.jit(conv2d_same, static_argnums=2, static_argnames="impl")
+    taps, xla = (conv(x, w, stride, impl=impl) for impl in ("taps", "xla"))
+    assert taps.shape == xla.shape == (3, -(-size // stride), -(-(size + 1) // stride), 5)
+    np.testing.assert_allclose(taps, xla, rtol=1e-4, atol=1e-4)
+    probe = jax.random.normal(jax.random.key(2), xla.shape)
+    grads = [jax.jit(jax.grad(lambda x, w, i=impl: jnp.sum(conv2d_same(x, w, stride, impl=i) * probe), (0, 1)))(x, w)
+             for impl in ("taps", "xla")]
+    for g_taps, g_xla in zip(*grads, strict=True):
+        np.testing.assert_allclose(g_taps, g_xla, rtol=1e-4, atol=1e-4)
+    with pytest.raises(UnknownNameError, match="unknown convolution implementation 'fft'"):
+        conv2d_same(x, w, stride, impl="fft")
+
+
 def test_zoo_layout_checkpoints_and_splits(tiny_zoo):
     epochs = TINY.training.epochs
     assert len(tiny_zoo) == TINY.num_networks * len(epochs) - tiny_zoo.meta["diverged"]["count"] * len(epochs)

@@ -20,8 +20,9 @@ Training code must not differentiate non-float leaves: ``split_trainable`` separ
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -99,6 +100,55 @@ def _activation_fn(activation: str | Sequence[str], params: Params) -> Callable[
     return lambda x: jax.lax.switch(params[ACTIVATION_LEAF], fns, x)
 
 
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """Output size and (low, high) padding of a ``SAME`` convolution, split as XLA splits it."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+CONV_IMPLS = ("taps", "xla")
+_conv_impl: list[str | None] = [None]  # set by ``conv_impl``; None: by backend
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str) -> Iterator[None]:
+    """Within the block, ``conv2d_same`` (and so every conv stack) traces with ``impl``; functions
+    traced before keep theirs (for side-by-side benchmarks)."""
+    if impl not in CONV_IMPLS:
+        raise UnknownNameError(f"unknown convolution implementation {impl!r}; available: {list(CONV_IMPLS)}")
+    _conv_impl.append(impl)
+    try:
+        yield
+    finally:
+        _conv_impl.pop()
+
+
+def conv2d_same(x: Array, kernel: Array, stride: int, *, impl: str | None = None) -> Array:
+    """``x[B, H, W, C]`` convolved with ``kernel[kh, kw, C, O]`` (``SAME`` padding, ``stride``).
+
+    ``impl="taps"`` (the default on CPU) sums one matmul per kernel tap over strided slices of the
+    padded input: the same values as XLA's convolution (``impl="xla"``, the default elsewhere),
+    without a patches tensor, and 2x faster on XLA:CPU where a zoo's convolutions are vmapped
+    (they become grouped convolutions there; ``benchmarks/cnn_throughput.py``)."""
+    impl = impl or _conv_impl[-1] or ("taps" if jax.default_backend() == "cpu" else "xla")
+    if impl not in CONV_IMPLS:
+        raise UnknownNameError(f"unknown convolution implementation {impl!r}; available: {list(CONV_IMPLS)}")
+    if impl == "xla":
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kh, kw = kernel.shape[:2]
+    (oh, top, bottom), (ow, left, right) = (_same_padding(n, k, stride) for n, k in zip(x.shape[1:3], (kh, kw)))
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            window = padded[:, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride]
+            term = window @ kernel[dy, dx]
+            out = term if out is None else out + term
+    return out
+
+
 def conv_stack_apply(
     params: Params,
     x: Array,
@@ -115,8 +165,7 @@ def conv_stack_apply(
     for i, layer in enumerate(layers):
         p = params[f"conv{i}"]
         s = layer["stride"]
-        y = jax.lax.conv_general_dilated(x, p["kernel"], (s, s), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC")) + p["bias"]
+        y = conv2d_same(x, p["kernel"], s) + p["bias"]
         y = _activation_fn(layer["activation"], params)(y)
         x = y + x if layer["residual"] else y
         if key is not None:
