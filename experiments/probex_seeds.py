@@ -1,0 +1,84 @@
+"""ProbeX vs the dense expert within each tree over training seeds: both retrained on the layers an
+earlier ``probex_trees.py`` run chose, so a gap between them can be told from seed noise.
+
+    python experiments/probex_seeds.py --trees zoos/probex_trees_w128 --width 128 \
+        --layers-from results/probex_trees_w128/results.json --epochs 200 --seeds 1 2
+
+Seed 0 is the earlier run's own (same settings); its per-tree numbers are read from the results
+file and listed with the new seeds. Writes ``results.md`` and ``results.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from probegen_jax import report
+from probegen_jax.io import write_json
+from probegen_jax.probex.experts import layer_splits, train_experts
+from probegen_jax.probex.probex import ProbeXConfig
+from probegen_jax.tasks import multilabel
+from probegen_jax.train import TrainConfig
+from probegen_jax.zoo.trees import default_trees, make_trees
+
+METHODS = {"ProbeX": "probex", "Dense expert": "dense"}
+PLA = "per_label_accuracy"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trees", required=True, help="trees directory of the earlier run")
+    p.add_argument("--width", type=int, default=32, help="tree model width the trees were made with")
+    p.add_argument("--children", type=int, default=300)
+    p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "digits"])
+    p.add_argument("--layers-from", required=True, help="results.json of the earlier probex_trees.py run")
+    p.add_argument("--epochs", type=int, default=500)
+    p.add_argument("--rank", type=int, default=128)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--out", default="results/probex_seeds")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    earlier = json.loads(Path(args.layers_from).read_text())["trees"]
+    made = make_trees(default_trees(args.children, args.dataset, generative=False, width=args.width), args.trees,
+                      progress=not args.quiet)
+    trees = {n: children for n, (_, children) in made.items()}
+    names = list(trees)
+    task = multilabel(trees[names[0]].meta["num_classes"])
+    experts = [layer_splits(trees[n], earlier["layers"][n]["chosen"], "classes")[0] for n in names]
+    pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
+    runs = {m: {n: ([earlier["rows"][n][m]] if 0 not in args.seeds else []) for n in names} for m in METHODS}
+    for seed in args.seeds:
+        cfg = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, weight_decay=1e-5, eval_every=25,
+                          seed=seed)
+        for method, kind in METHODS.items():
+            res = train_experts(kind, experts, task, cfg, pcfg, progress=not args.quiet, desc=f"{method}, seed {seed}")
+            for n, metrics in zip(names, res.per_expert, strict=True):
+                runs[method][n].append(metrics["test"][PLA])
+            print(f"seed {seed} {method}: " + ", ".join(f"{n} {runs[method][n][-1]:.3f}" for n in names), flush=True)
+
+    rows = [[method, *(report.mean_std([100 * a for a in runs[method][n]], digits=1) for n in names)]
+            for method in METHODS]
+    rows.append(["ProbeX - dense, per seed", *(" / ".join(f"{100 * (a - b):+.1f}" for a, b in
+                                                          zip(runs["ProbeX"][n], runs["Dense expert"][n]))
+                                               for n in names)])
+    table = report.markdown_table(["method", *names], rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = ([] if 0 in args.seeds else [0]) + list(args.seeds)
+    report.save_markdown(out / "results.md", "ProbeX vs dense expert over seeds",
+                         f"Per-label test accuracy (%), seeds {seeds} (seed 0: `{args.layers_from}`), layers as "
+                         f"chosen there, {args.epochs} epochs.\n\n{table}")
+    write_json(out / "results.json", {"seeds": seeds, "runs": runs, "layers": {n: earlier["layers"][n]["chosen"]
+                                                                               for n in names},
+                                      "train_epochs": args.epochs, "rank": args.rank})
+    print(table)
+    print(f"mean gap ProbeX - dense: " + ", ".join(
+        f"{n} {100 * np.mean(np.subtract(runs['ProbeX'][n], runs['Dense expert'][n])):+.1f}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
