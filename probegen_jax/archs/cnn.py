@@ -111,13 +111,17 @@ CONV_IMPLS = ("taps", "xla")
 _conv_impl: list[str | None] = [None]  # set by ``conv_impl``; None: by backend
 
 
+def _checked_impl(impl: str) -> str:
+    if impl not in CONV_IMPLS:
+        raise UnknownNameError(f"unknown convolution implementation {impl!r}; available: {list(CONV_IMPLS)}")
+    return impl
+
+
 @contextlib.contextmanager
 def conv_impl(impl: str) -> Iterator[None]:
     """Within the block, ``conv2d_same`` (and so every conv stack) traces with ``impl``; functions
     traced before keep theirs (for side-by-side benchmarks)."""
-    if impl not in CONV_IMPLS:
-        raise UnknownNameError(f"unknown convolution implementation {impl!r}; available: {list(CONV_IMPLS)}")
-    _conv_impl.append(impl)
+    _conv_impl.append(_checked_impl(impl))
     try:
         yield
     finally:
@@ -131,9 +135,7 @@ def conv2d_same(x: Array, kernel: Array, stride: int, *, impl: str | None = None
     padded input: the same values as XLA's convolution (``impl="xla"``, the default elsewhere),
     without a patches tensor, and 2x faster on XLA:CPU where a zoo's convolutions are vmapped
     (they become grouped convolutions there; ``benchmarks/cnn_throughput.py``)."""
-    impl = impl or _conv_impl[-1] or ("taps" if jax.default_backend() == "cpu" else "xla")
-    if impl not in CONV_IMPLS:
-        raise UnknownNameError(f"unknown convolution implementation {impl!r}; available: {list(CONV_IMPLS)}")
+    impl = _checked_impl(impl or _conv_impl[-1] or ("taps" if jax.default_backend() == "cpu" else "xla"))
     if impl == "xla":
         return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "SAME",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))

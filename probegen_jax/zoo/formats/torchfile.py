@@ -28,8 +28,8 @@ import math
 import pickle
 import struct
 import zlib
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -263,27 +263,29 @@ class _Template:
         tensors = {i: (*t, t[3] == _contiguous_strides(t[2])) for i, t in unpickler.tensors.items()}
         return cls(len(data), fixed_at, np.frombuffer(data, np.uint8)[fixed_at].tobytes(), crcs, storages, obj, tensors)
 
+    def intact_rows(self, files: np.ndarray) -> np.ndarray:
+        """Rows of ``files`` (bytes of files of the template's size, ``uint8 [n, size]``) written
+        like the template whose entries all pass their CRC-32 check."""
+        alike = (files[:, self.fixed_at] == np.frombuffer(self.fixed, np.uint8)).all(axis=1)
+        return np.asarray([r for r in np.flatnonzero(alike)
+                           if all(_crc_matches(memoryview(files[r]), *entry) for entry in self.crcs)], np.intp)
+
     def replay(self, data: bytes) -> Any | None:
-        """The object ``data`` holds, or None if ``data`` is not written like the template."""
-        if len(data) != self.size or np.frombuffer(data, np.uint8)[self.fixed_at].tobytes() != self.fixed:
+        """The object ``data`` holds, or None if ``data`` is not written like the template (or a
+        CRC-32 fails: the full parse names the damaged entry)."""
+        if len(data) != self.size or not len(self.intact_rows(np.frombuffer(data, np.uint8)[None])):
             return None
         view = memoryview(data)
-        if not all(_crc_matches(view, *entry) for entry in self.crcs):
-            return None  # the full parse names the damaged entry
         storages = {key: np.frombuffer(view[start:end], dtype) for key, start, end, dtype in self.storages}
         return _replay(self.obj, self.tensors, storages)
 
-    def replay_stacked(self, files: np.ndarray, contents: Sequence[bytes]) -> tuple[np.ndarray, Any]:
-        """``(rows, obj)``: the files (``files``: their bytes, ``uint8 [n, size]``; ``contents``: the
-        same as ``bytes``) written like the template whose entries all pass their CRC-32 check, and
-        the object they hold with each tensor stacked over ``rows`` (``[len(rows), *shape]``)."""
-        alike = (files[:, self.fixed_at] == np.frombuffer(self.fixed, np.uint8)).all(axis=1)
-        rows = np.asarray([r for r in np.flatnonzero(alike)
-                           if all(_crc_matches(memoryview(contents[r]), *entry) for entry in self.crcs)], np.intp)
+    def replay_stacked(self, files: np.ndarray, rows: np.ndarray) -> Any:
+        """The object the files ``rows`` of ``files`` hold (rows from ``intact_rows``), each tensor
+        stacked over them (``[len(rows), *shape]``)."""
         picked = files[rows]
         storages = {key: np.ascontiguousarray(picked[:, start:end]).view(dtype)
                     for key, start, end, dtype in self.storages}
-        return rows, _replay(self.obj, self.tensors, storages)
+        return _replay(self.obj, self.tensors, storages)
 
 
 def _crc_matches(view: memoryview, field: int, start: int, end: int) -> bool:
@@ -330,15 +332,18 @@ def load_stacked(contents: Sequence[bytes]) -> list[tuple[np.ndarray, Any]]:
         by_size[len(data)].append(i)
     groups = []
     for size, members in by_size.items():
-        left = np.asarray(members, np.intp)
-        for template in [t for t in reversed(_TEMPLATES) if t.size == size]:
+        templates = [t for t in reversed(_TEMPLATES) if t.size == size]
+        if not templates:
+            continue
+        files = np.frombuffer(b"".join(contents[i] for i in members), np.uint8).reshape(len(members), size)
+        left = np.arange(len(members))
+        for template in templates:
+            rows = left[template.intact_rows(files[left])]
+            if len(rows):
+                groups.append((np.asarray(members)[rows], template.replay_stacked(files, rows)))
+                left = np.setdiff1d(left, rows, assume_unique=True)
             if not len(left):
                 break
-            files = np.frombuffer(b"".join(contents[i] for i in left), np.uint8).reshape(len(left), size)
-            rows, obj = template.replay_stacked(files, [contents[i] for i in left])
-            if len(rows):
-                groups.append((left[rows], obj))
-                left = np.delete(left, rows)
     return groups
 
 
