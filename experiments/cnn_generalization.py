@@ -8,6 +8,14 @@ Make the zoos with ``probegen-jax zoo make small-cnn ...`` / ``zoo make wild-cnn
 ``results.md`` (Kendall tau and R^2 mean ± std over seeds, test split, at the best validation
 epoch), ``results.json``, ``scatter_<zoo>.png`` (predicted vs true accuracy, first seed) and
 ``probes_<zoo>.png`` (each method's probes) to ``--out``.
+
+Each run is logged to ``<out>/runs.json`` as it finishes: started again, the experiment trains only
+the runs not there yet. Seeds can run in separate processes, each to its own folder, then be
+gathered into one table:
+
+    python experiments/cnn_generalization.py --zoo Z --seeds 1 --out results/s1 &
+    python experiments/cnn_generalization.py --zoo Z --seeds 2 --out results/s2 &
+    python experiments/cnn_generalization.py --zoo Z --seeds 0 1 2 --runs-from results/s1 results/s2
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, 
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probegen import RESPONSES
+from probegen_jax.runlog import RunLog, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
@@ -40,19 +49,31 @@ def zoo_label(zoo) -> str:
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
-def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, baselines=(),
-            response: str = "softmax") -> list[dict]:
+def result_row(zoo_name: str, source: str, k, seed: int, result, start: float) -> dict:
+    row = {"zoo": zoo_name, "source": source, "K": k, "seed": seed, "test_tau": result.test["kendall_tau"],
+           "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"], "best_epoch": result.best_epoch,
+           "seconds": round(time.perf_counter() - start, 1)}
+    print(row, flush=True)
+    return row
+
+
+def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, log: RunLog,
+            baselines=(), response: str = "softmax") -> list[dict]:
+    """Every (source, K, seed) and (baseline, seed) on one zoo: runs already in ``log`` are taken from
+    it, the others trained and logged as they finish; plots show the first seed's runs trained here."""
     rows, probes, scatter = [], {}, {}
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
+                key = run_key(path, source, k, seed)
+                if (done := log.get(key)) is not None:
+                    rows.append(done)
+                    continue
                 spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
                 start = time.perf_counter()
                 result, learner, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed), target=TARGET)
-                rows.append({"zoo": name, "source": source, "K": k, "seed": seed, "test_tau": result.test["kendall_tau"],
-                             "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"],
-                             "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)})
-                print(rows[-1], flush=True)
+                rows.append(result_row(name, source, k, seed, result, start))
+                log.record(key, rows[-1])
                 if seed == seeds[0]:
                     label = f"{METHOD_NAMES[source]}, K={k}"
                     arch = zoo.archs[0] if isinstance(zoo, HeteroZoo) else zoo.arch
@@ -63,17 +84,18 @@ def run_zoo(zoo, name: str, *, sources, probe_counts, seeds, cfg: TrainConfig, o
     hetero = isinstance(zoo, HeteroZoo)
     for baseline in [b for b in baselines if not hetero or b in HETERO_BASELINES]:  # weight-space baselines
         for seed in seeds:
+            key = run_key(path, baseline, "—", seed)
+            if (done := log.get(key)) is not None:
+                rows.append(done)
+                continue
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
                                           nfn=CNN_NFN)
-            rows.append({"zoo": name, "source": baseline, "K": "—", "seed": seed, "test_tau": result.test["kendall_tau"],
-                         "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"],
-                         "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)})
-            print(rows[-1], flush=True)
-    if scatter:
+            rows.append(result_row(name, baseline, "—", seed, result, start))
+            log.record(key, rows[-1])
+    if scatter and len(scatter) == len(sources) * len(probe_counts):  # else keep an earlier run's complete plots
         report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
                             ylabel="predicted", title=zoo_label(zoo))
-    if probes:
         report.plot_image_probes(probes, out / f"probes_{name}.png", title=f"probes, {zoo_label(zoo)}")
     return rows
 
@@ -102,11 +124,18 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default="results/cnn_generalization")
+    p.add_argument("--out", default="results/cnn_generalization",
+                   help="output folder; runs finished there with the same settings are not trained again")
+    p.add_argument("--runs-from", nargs="*", default=[], metavar="DIR",
+                   help="output folders of runs made elsewhere with the same settings (e.g. one seed per process)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    log = RunLog(out, {"train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"},
+                       "response": args.response, "target": TARGET})
+    if args.runs_from:
+        print(f"{log.gather(args.runs_from)} runs gathered from {', '.join(args.runs_from)}")
     rows, zoos = [], {}
     for name, path in (("small_cnn", args.zoo), ("hetero", args.hetero)):
         if path:
@@ -114,7 +143,7 @@ def main(argv=None) -> None:
             zoos[name] = {"path": str(path), "members": len(zoo), "describe": zoo.describe(),
                           "generation_seconds": zoo.meta.get("generation_seconds"),
                           "diverged": zoo.meta.get("diverged")}
-            rows += run_zoo(zoo, name, sources=args.sources, probe_counts=args.probes, seeds=args.seeds, cfg=cfg,
+            rows += run_zoo(zoo, name, str(path), log=log, sources=args.sources, probe_counts=args.probes, seeds=args.seeds, cfg=cfg,
                             out=out, baselines=args.baselines, response=args.response)
     table = summary_table(rows)
     body = "\n\n".join(f"**{k}** (`{v['path']}`, final-epoch checkpoints; generated in {v['generation_seconds']} s; "
