@@ -61,13 +61,14 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
             baselines=(), response: str = "softmax") -> list[dict]:
     """Every (source, K, seed) and (baseline, seed) on one zoo: runs already in ``log`` are taken from
     it, the others trained and logged as they finish; plots show the first seed's runs trained here."""
-    rows, probes, scatter = [], {}, {}
+    rows, probes, scatter, reused_first = [], {}, {}, False
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
                 key = run_key(path, source, k, seed)
                 if (done := log.get(key)) is not None:
                     rows.append(done)
+                    reused_first |= seed == seeds[0]
                     continue
                 spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
                 start = time.perf_counter()
@@ -93,7 +94,7 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
                                           nfn=CNN_NFN)
             rows.append(result_row(name, baseline, "—", seed, result, start))
             log.record(key, rows[-1])
-    if scatter and len(scatter) == len(sources) * len(probe_counts):  # else keep an earlier run's complete plots
+    if scatter and not reused_first:  # else keep the plots of the run that trained them
         report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
                             ylabel="predicted", title=zoo_label(zoo))
         report.plot_image_probes(probes, out / f"probes_{name}.png", title=f"probes, {zoo_label(zoo)}")

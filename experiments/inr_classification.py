@@ -6,7 +6,9 @@
 
 Writes ``results.md`` (test accuracy mean ± std at the best validation epoch), ``results.json``,
 ``probes.png`` (each method's learned probes on the INR domain) and ``curves.png``
-(validation accuracy per epoch) to ``--out``.
+(validation accuracy per epoch) to ``--out``. Finished runs are logged to ``<out>/runs.json``: started
+again, only the runs not there are trained; ``--runs-from`` gathers seeds run in other processes
+(see ``cnn_generalization.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from probegen_jax.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probe import probe_zoo
+from probegen_jax.runlog import RunLog, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo import Zoo, load_zoo
@@ -35,18 +38,31 @@ METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "vanilla": "Vanilla probin
                 "nonlinear": "Non-linear generator"}
 
 
-def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, title: str, baselines=()) -> str:
-    """Train every (source, K, seed) and every (baseline, seed); write the table, JSON and plots; return the table."""
-    rows, probes, curves = [], {}, {}
+def result_row(source: str, k, seed: int, result, start: float) -> dict:
+    return {"source": source, "K": k, "seed": seed, "val": result.val["accuracy"], "test": result.test["accuracy"],
+            "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, title: str, baselines=(),
+        runs_from=()) -> str:
+    """Train every (source, K, seed) and every (baseline, seed) not yet in ``<out>/runs.json``; write
+    the table, JSON and plots (of the first seed's runs trained here); return the table."""
+    log = RunLog(out, {"train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"},
+                       "zoo": zoo_path, "zoo_size": len(zoo)})
+    log.gather(runs_from)
+    rows, probes, curves, reused_first = [], {}, {}, False
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
+                if (done := log.get(run_key(source, k, seed))) is not None:
+                    rows.append(done)
+                    reused_first |= seed == seeds[0]
+                    continue
                 spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed)
                 start = time.perf_counter()
                 result, _, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed))
-                rows.append({"source": source, "K": k, "seed": seed, "val": result.val["accuracy"],
-                             "test": result.test["accuracy"], "best_epoch": result.best_epoch,
-                             "seconds": round(time.perf_counter() - start, 1)})
+                rows.append(result_row(source, k, seed, result, start))
+                log.record(run_key(source, k, seed), rows[-1])
                 if seed == seeds[0]:
                     src = spec.make_source(zoo.arch)
                     probes[f"{METHOD_NAMES[source]}, K={k}"] = np.asarray(src.apply(result.params["source"]))
@@ -54,11 +70,14 @@ def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, 
                                                  [h["val_accuracy"] for h in result.history])
     for name in baselines:  # weight-space baselines (probegen_jax.baselines), same loop and splits
         for seed in seeds:
+            if (done := log.get(run_key(name, "—", seed))) is not None:
+                rows.append(done)
+                reused_first |= seed == seeds[0]
+                continue
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, name, dataclasses.replace(cfg, seed=seed))
-            rows.append({"source": name, "K": "—", "seed": seed, "val": result.val["accuracy"],
-                         "test": result.test["accuracy"], "best_epoch": result.best_epoch,
-                         "seconds": round(time.perf_counter() - start, 1)})
+            rows.append(result_row(name, "—", seed, result, start))
+            log.record(run_key(name, "—", seed), rows[-1])
             if seed == seeds[0] and result.history:
                 curves[name] = ([h["epoch"] for h in result.history], [h["val_accuracy"] for h in result.history])
     table = summary_table(rows)
@@ -67,9 +86,10 @@ def run(zoo: Zoo, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, 
     out.mkdir(parents=True, exist_ok=True)
     report.save_markdown(out / "results.md", title, body)
     write_json(out / "results.json", {"zoo": zoo.meta, "train": dataclasses.asdict(cfg), "runs": rows})
-    if probes:
-        report.plot_coordinate_probes(probes, out / "probes.png", background=mean_image(zoo))
-    report.plot_curves(curves, out / "curves.png", xlabel="epoch", ylabel="val accuracy", title=title)
+    if not reused_first:  # else keep the plots of the run that trained them
+        if probes:
+            report.plot_coordinate_probes(probes, out / "probes.png", background=mean_image(zoo))
+        report.plot_curves(curves, out / "curves.png", xlabel="epoch", ylabel="val accuracy", title=title)
     return table
 
 
@@ -104,11 +124,14 @@ def main(argv=None) -> None:
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--out", default="results/inr_classification")
+    p.add_argument("--out", default="results/inr_classification",
+                   help="output folder; runs finished there with the same settings are not trained again")
+    p.add_argument("--runs-from", nargs="*", default=[], metavar="DIR",
+                   help="output folders of runs made elsewhere with the same settings (e.g. one seed per process)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    zoo_path = Path(args.zoo or out / "zoo")
     if args.make:
-        zoo_path = Path(args.zoo or out / "zoo")
         cfg = INRZooConfig(dataset=args.make, num_train=args.train, num_val=args.val, num_test=args.test,
                            steps=args.inr_steps)
         zoo = load_zoo(zoo_path) if zoo_path.exists() else make_inr_zoo(cfg, zoo_path)
@@ -116,8 +139,8 @@ def main(argv=None) -> None:
         zoo = load_zoo(args.zoo)
     else:
         sys.exit("give --zoo DIR or --make DATASET")
-    table = run(zoo, sources=args.sources, probe_counts=args.probes, seeds=args.seeds,
-                cfg=TrainConfig(epochs=args.epochs), out=out, baselines=args.baselines,
+    table = run(zoo, str(zoo_path), sources=args.sources, probe_counts=args.probes, seeds=args.seeds,
+                cfg=TrainConfig(epochs=args.epochs), out=out, baselines=args.baselines, runs_from=args.runs_from,
                 title=f"INR classification ({zoo.meta.get('dataset', '?')})")
     print(table)
     print(f"\nwritten to {out}/results.md, probes.png, curves.png")
