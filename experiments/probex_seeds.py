@@ -5,12 +5,14 @@ earlier ``probex_trees.py`` run chose, so a gap between them can be told from se
         --layers-from results/probex_trees_w128/results.json --epochs 200 --seeds 1 2
 
 Seed 0 is the earlier run's own (same settings); its per-tree numbers are read from the results
-file and listed with the new seeds. Writes ``results.md`` and ``results.json`` to ``--out``.
+file and listed with the new seeds, unless seed 0 is listed (as it must be when ``--rank`` differs
+from that run's, e.g. ``--rank 128 128 64`` for a smaller embedding). Writes ``results.md`` and ``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -36,20 +38,27 @@ def main(argv=None) -> None:
     p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "digits"])
     p.add_argument("--layers-from", required=True, help="results.json of the earlier probex_trees.py run")
     p.add_argument("--epochs", type=int, default=500)
-    p.add_argument("--rank", type=int, default=128)
+    p.add_argument("--rank", type=int, nargs="+", default=[128], metavar="R",
+                   help="ProbeX ranks: one for r_U = r_V = r_T, or three (r_U r_V r_T)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--out", default="results/probex_seeds")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
-    earlier = json.loads(Path(args.layers_from).read_text())["trees"]
+    earlier_run = json.loads(Path(args.layers_from).read_text())
+    earlier = earlier_run["trees"]
+    if len(args.rank) not in (1, 3):
+        p.error(f"--rank takes one rank or three (r_U r_V r_T), not {len(args.rank)}")
+    pcfg = ProbeXConfig(*(args.rank * 3 if len(args.rank) == 1 else args.rank))
+    if 0 not in args.seeds and earlier_run["probex"] != dataclasses.asdict(pcfg):
+        p.error(f"seed 0 of {args.layers_from} trained ProbeX with {earlier_run['probex']}; list seed 0 among "
+                "--seeds to train it with these ranks")
     made = make_trees(default_trees(args.children, args.dataset, generative=False, width=args.width), args.trees,
                       progress=not args.quiet)
     trees = {n: children for n, (_, children) in made.items()}
     names = list(trees)
     task = multilabel(trees[names[0]].meta["num_classes"])
     experts = [layer_splits(trees[n], earlier["layers"][n]["chosen"], "classes")[0] for n in names]
-    pcfg = ProbeXConfig(args.rank, args.rank, args.rank)
     runs = {m: {n: ([earlier["rows"][n][m]] if 0 not in args.seeds else []) for n in names} for m in METHODS}
     for seed in args.seeds:
         cfg = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, weight_decay=1e-5, eval_every=25,
@@ -74,7 +83,7 @@ def main(argv=None) -> None:
                          f"chosen there, {args.epochs} epochs.\n\n{table}")
     write_json(out / "results.json", {"seeds": seeds, "runs": runs, "layers": {n: earlier["layers"][n]["chosen"]
                                                                                for n in names},
-                                      "train_epochs": args.epochs, "rank": args.rank})
+                                      "train_epochs": args.epochs, "ranks": dataclasses.astuple(pcfg)[:3]})
     print(table)
     print(f"mean gap ProbeX - dense: " + ", ".join(
         f"{n} {100 * np.mean(np.subtract(runs['ProbeX'][n], runs['Dense expert'][n])):+.1f}" for n in names))
