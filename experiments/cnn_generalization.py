@@ -35,7 +35,7 @@ from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, 
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probegen import RESPONSES
-from probegen_jax.runlog import RunLog, run_key
+from probegen_jax.runlog import RunLog, config_settings, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(batch_size=args.batch_size)
-    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "epochs")}  # epochs: per zoo
+    shared = config_settings(cfg, "seed", "epochs")  # epochs: per zoo, in each run's key
     log = RunLog(out, {"train": shared, "response": args.response, "target": TARGET})
     if args.runs_from:
         print(f"{log.gather(args.runs_from)} runs gathered from {', '.join(args.runs_from)}")

@@ -28,7 +28,7 @@ from probegen_jax.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probe import probe_zoo
-from probegen_jax.runlog import RunLog, run_key
+from probegen_jax.runlog import RunLog, config_settings, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo import Zoo, load_zoo
@@ -47,14 +47,14 @@ def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConf
         runs_from=()) -> str:
     """Train every (source, K, seed) and every (baseline, seed) not yet in ``<out>/runs.json``; write
     the table, JSON and plots (of the first seed's runs trained here); return the table."""
-    log = RunLog(out, {"train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"},
-                       "zoo": zoo_path, "zoo_size": len(zoo)})
+    log = RunLog(out, {"train": config_settings(cfg, "seed"), "zoo": zoo_path, "zoo_size": len(zoo)})
     log.gather(runs_from)
     rows, probes, curves, reused_first = [], {}, {}, False
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
-                if (done := log.get(run_key(source, k, seed))) is not None:
+                key = run_key(source, k, seed)
+                if (done := log.get(key)) is not None:
                     rows.append(done)
                     reused_first |= seed == seeds[0]
                     continue
@@ -62,7 +62,7 @@ def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConf
                 start = time.perf_counter()
                 result, _, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed))
                 rows.append(result_row(source, k, seed, result, start))
-                log.record(run_key(source, k, seed), rows[-1])
+                log.record(key, rows[-1])
                 if seed == seeds[0]:
                     src = spec.make_source(zoo.arch)
                     probes[f"{METHOD_NAMES[source]}, K={k}"] = np.asarray(src.apply(result.params["source"]))
@@ -70,14 +70,15 @@ def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConf
                                                  [h["val_accuracy"] for h in result.history])
     for name in baselines:  # weight-space baselines (probegen_jax.baselines), same loop and splits
         for seed in seeds:
-            if (done := log.get(run_key(name, "—", seed))) is not None:
+            key = run_key(name, "—", seed)
+            if (done := log.get(key)) is not None:
                 rows.append(done)
                 reused_first |= seed == seeds[0]
                 continue
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, name, dataclasses.replace(cfg, seed=seed))
             rows.append(result_row(name, "—", seed, result, start))
-            log.record(run_key(name, "—", seed), rows[-1])
+            log.record(key, rows[-1])
             if seed == seeds[0] and result.history:
                 curves[name] = ([h["epoch"] for h in result.history], [h["val_accuracy"] for h in result.history])
     table = summary_table(rows)

@@ -3,6 +3,7 @@ separate processes can be gathered into one table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Hashable, Iterable, Mapping
@@ -18,6 +19,12 @@ RUNS_FILE = "runs.json"
 def run_key(*parts: Hashable) -> str:
     """The JSON key of one run, e.g. ``run_key(zoo_path, source, k, seed)``."""
     return "|".join(str(p) for p in parts)
+
+
+def config_settings(config: Any, *varying: str) -> dict[str, Any]:
+    """A dataclass config (e.g. ``TrainConfig``) as log settings, without the fields that vary from run
+    to run and so belong in each run's key (``"seed"``, ...)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in varying}
 
 
 class RunLog:
@@ -55,7 +62,7 @@ class RunLog:
     def record(self, key: str, row: Mapping[str, Any]) -> None:
         """Add a finished run and save the log (atomically: a crash leaves the previous log)."""
         self.runs[key] = dict(row)
-        write_json(self.path, {"settings": self.settings, "runs": self.runs})
+        self._save()
 
     def gather(self, folders: Iterable[str | os.PathLike]) -> int:
         """Add the runs logged in other folders with the same settings (seeds run in separate
@@ -69,5 +76,8 @@ class RunLog:
                 new += key not in self.runs
                 self.runs.setdefault(key, row)
         if new:
-            write_json(self.path, {"settings": self.settings, "runs": self.runs})
+            self._save()
         return new
+
+    def _save(self) -> None:
+        write_json(self.path, {"settings": self.settings, "runs": self.runs})
