@@ -17,9 +17,9 @@ import numpy as np
 
 from probegen_jax.baselines.common import Standardizer
 from probegen_jax.learner import Learner
-from probegen_jax.probex.layers import layer_matrix, pad_matrix
+from probegen_jax.probex.layers import layer_matrix, layer_names, pad_matrix
 from probegen_jax.probex.probex import ProbeXConfig, expert_learner, stack, unstack
-from probegen_jax.tasks import Task
+from probegen_jax.tasks import Task, multilabel
 from probegen_jax.train import TrainConfig, TrainResult, evaluate, fit
 from probegen_jax.zoo import SPLITS, Zoo
 
@@ -132,10 +132,7 @@ def evaluate_padded(learner: Learner, task: Task, params, splits: LayerSplits, s
 
 def all_layer_names(zoo: Zoo, exclude: Sequence[str] = ()) -> list[str]:
     """Candidate layers of a zoo: its matrix layers except those under ``exclude`` (e.g. the head)."""
-    from probegen_jax.probex.layers import layer_names
-
     return [n for n in layer_names(zoo.params) if not any(n == x or n.startswith(x + "/") for x in exclude)]
-
 
 
 def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXConfig = ProbeXConfig(), *,
@@ -147,8 +144,6 @@ def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXC
     head excluded) on validation. Returns ``{"layers", "selection", "result" (ExpertsResult),
     "per_tree" ({tree: {split: metrics}})}``.
     """
-    from probegen_jax.tasks import multilabel
-
     names = list(trees)
     task = task or multilabel(trees[names[0]].meta["num_classes"])
     chosen, selection = dict(layers or {}), {}
