@@ -35,7 +35,7 @@ from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, 
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probegen import RESPONSES
-from probegen_jax.runlog import RunLog, config_settings, run_key
+from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
@@ -126,14 +126,10 @@ def main(argv=None) -> None:
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--response", choices=sorted(RESPONSES), default="softmax",
                    help="what the probing heads read of each CNN's outputs (class probabilities by default)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="training epochs (default: %s, as the paper trains on CIFAR10-GS "
                    "and CNN Wild Park)" % ", ".join(f"{e} on the {z} zoo" for z, e in EPOCHS.items()))
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default="results/cnn_generalization",
-                   help="output folder; runs finished there with the same settings are not trained again")
-    p.add_argument("--runs-from", nargs="*", default=[], metavar="DIR",
-                   help="output folders of runs made elsewhere with the same settings (e.g. one seed per process)")
+    add_run_arguments(p, "results/cnn_generalization")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

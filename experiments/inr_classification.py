@@ -28,7 +28,7 @@ from probegen_jax.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probe import probe_zoo
-from probegen_jax.runlog import RunLog, config_settings, run_key
+from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo import Zoo, load_zoo
@@ -123,12 +123,8 @@ def main(argv=None) -> None:
     p.add_argument("--baselines", nargs="*", default=[], choices=sorted(BASELINE_NAMES),
                    help="weight-space baselines to add as rows (statnn, statnn_gbt, flat, nfn)")
     p.add_argument("--probes", nargs="+", type=int, default=[64, 128])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--out", default="results/inr_classification",
-                   help="output folder; runs finished there with the same settings are not trained again")
-    p.add_argument("--runs-from", nargs="*", default=[], metavar="DIR",
-                   help="output folders of runs made elsewhere with the same settings (e.g. one seed per process)")
+    add_run_arguments(p, "results/inr_classification")
     args = p.parse_args(argv)
     out = Path(args.out)
     zoo_path = Path(args.zoo or out / "zoo")

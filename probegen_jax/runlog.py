@@ -3,6 +3,7 @@ separate processes can be gathered into one table."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -25,6 +26,15 @@ def config_settings(config: Any, *varying: str) -> dict[str, Any]:
     """A dataclass config (e.g. ``TrainConfig``) as log settings, without the fields that vary from run
     to run and so belong in each run's key (``"seed"``, ...)."""
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in varying}
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """``--seeds``, ``--out`` and ``--runs-from``: the arguments of an experiment that logs its runs."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default=default_out,
+                        help="output folder; runs finished there with the same settings are not trained again")
+    parser.add_argument("--runs-from", nargs="*", default=[], metavar="DIR",
+                        help="output folders of runs made elsewhere with the same settings (e.g. one seed per process)")
 
 
 class RunLog:
