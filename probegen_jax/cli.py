@@ -192,15 +192,13 @@ def _train_probegen(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from probegen_jax.runs import evaluate_run
+    from probegen_jax.runs import evaluate_run, read_run_record
     from probegen_jax.zoo.hetero import load_any_zoo
     from probegen_jax.zoo.zoo import at_epoch
 
     zoo = None
     if args.zoo:
-        epoch = json.loads((Path(args.run) / "run.json").read_text()).get("epoch", "all")
+        epoch = read_run_record(args.run).get("epoch", "all")
         zoo = at_epoch(load_any_zoo(args.zoo), epoch)
     print(json.dumps({args.split: evaluate_run(args.run, args.split, zoo)}, indent=2))
 

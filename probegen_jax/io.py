@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes (a reader never sees a half-written file) and reads that name the file at fault."""
 
 from __future__ import annotations
 
@@ -28,6 +28,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found") -> Any:
+    """The JSON in ``path``; a missing file raises ``error("<path>: <missing>")``, a damaged one
+    ``error("<path>: not valid JSON (...)")``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from e
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

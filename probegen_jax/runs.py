@@ -4,7 +4,6 @@ best-validation params (an orbax checkpoint), so a run can be evaluated or reuse
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import jax
 import numpy as np
 
 from probegen_jax.errors import CheckpointError
-from probegen_jax.io import load_pytree, save_pytree, write_json
+from probegen_jax.io import load_pytree, read_json, save_pytree, write_json
 from probegen_jax.learner import Learner
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.tasks import Task, classification, regression
@@ -83,13 +82,16 @@ def save_run(run_dir: str | os.PathLike, *, zoo_path: str, target: str, spec: Pr
     })
 
 
+def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A saved run's ``run.json``; missing or damaged, ``CheckpointError`` names it."""
+    run_dir = Path(run_dir).absolute()
+    return read_json(run_dir / "run.json", CheckpointError, missing=f"missing; {run_dir} is not a saved run")
+
+
 def load_run(run_dir: str | os.PathLike, zoo: Zoo | None = None) -> tuple[dict[str, Any], Zoo, Learner, Task, Params]:
     """(record, zoo, learner, task, params) of a saved run; the zoo is loaded from the record if not given."""
     run_dir = Path(run_dir).absolute()
-    record_file = run_dir / "run.json"
-    if not record_file.is_file():
-        raise CheckpointError(f"{record_file}: missing; {run_dir} is not a saved run")
-    record = json.loads(record_file.read_text())
+    record = read_run_record(run_dir)
     zoo = zoo if zoo is not None else at_epoch(load_any_zoo(record["zoo"]), record.get("epoch", "all"))
     task = task_for(zoo, record["target"])
     learner = probing_learner_for(zoo, ProbingSpec(**record["spec"]), task.num_outputs)

@@ -36,6 +36,11 @@ def test_make_info_train_eval(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["test"]["accuracy"] == pytest.approx(trained["test"]["accuracy"])
 
+    (run_dir / "run.json").write_text(json.dumps(record)[:40])  # cut short
+    assert main(["eval", "--run", str(run_dir), "--zoo", str(zoo_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "run.json: not valid JSON" in err and "Traceback" not in err
+
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["zoo", "info", str(tmp_path / "missing")]) == 2

@@ -31,7 +31,7 @@ from probegen_jax.sane.tokens import (
     token_layout,
     tokenize,
 )
-from probegen_jax.sane.train import load_sane, train_sane
+from probegen_jax.sane.train import MODEL_FILE, load_sane, train_sane
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, finetune_networks, make_small_cnn_zoo, training_data
 from probegen_jax.zoo.zoo import SPLITS
@@ -236,6 +236,9 @@ def test_saved_model_gives_the_same_embeddings_and_names_missing_parts(trained, 
     with pytest.raises(ShapeMismatchError, match="layout"):
         zoo_latents(loaded, stacked(MLP, 3))
     with pytest.raises(CheckpointError, match="not a saved SANE model"):
+        load_sane(tmp_path)
+    (tmp_path / MODEL_FILE).write_text((out / MODEL_FILE).read_text()[:-20])  # cut short
+    with pytest.raises(CheckpointError, match=f"{MODEL_FILE}: not valid JSON"):
         load_sane(tmp_path)
 
 

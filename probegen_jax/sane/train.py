@@ -14,7 +14,6 @@ On disk (``out``): ``sane.json`` (model config, training settings, layout, resul
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probegen_jax.errors import CheckpointError
-from probegen_jax.io import load_pytree, save_pytree, write_json
+from probegen_jax.io import load_pytree, read_json, save_pytree, write_json
 from probegen_jax.sane.augment import multiplicative_noise, permute_hidden
 from probegen_jax.sane.losses import sane_loss
 from probegen_jax.sane.model import SANE, SANEConfig, make_sane
@@ -176,9 +175,7 @@ def load_sane(directory: str | os.PathLike) -> TrainedSANE:
     """A model saved by ``train_sane``; missing parts raise errors naming the file."""
     directory = Path(directory)
     record_file = directory / MODEL_FILE
-    if not record_file.is_file():
-        raise CheckpointError(f"{record_file}: missing; {directory} is not a saved SANE model")
-    record = json.loads(record_file.read_text())
+    record = read_json(record_file, CheckpointError, missing=f"missing; {directory} is not a saved SANE model")
     stats, layout = load_standardization(directory)
     if layout.to_json() != record["layout"]:
         raise CheckpointError(f"{directory}: the standardisation file belongs to another token layout")

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from probegen_jax.errors import ZooFormatError
-from probegen_jax.io import atomic_write, write_json
+from probegen_jax.io import atomic_write, read_json, write_json
 
 ChunkFn = Callable[[int], Mapping[str, np.ndarray]]
 
@@ -49,7 +49,7 @@ def run_chunks(
     plan_file = work_dir / "plan.json"
     plan = json.loads(json.dumps(dict(plan)))  # normalise tuples etc.
     if plan_file.exists():
-        saved = json.loads(plan_file.read_text())
+        saved = read_json(plan_file, ZooFormatError)
         if saved != plan:
             raise ZooFormatError(
                 f"{plan_file}: an unfinished job with a different plan is here; remove {work_dir} "

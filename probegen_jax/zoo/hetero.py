@@ -16,7 +16,6 @@ responses, never their weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from jax.sharding import Mesh
 
 from probegen_jax.archs import Arch
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooFormatError
-from probegen_jax.io import write_json
+from probegen_jax.io import read_json, write_json
 from probegen_jax.learner import Learner
 from probegen_jax.probing.probe import probe, probe_zoo
 from probegen_jax.probing.probegen import responses_learner
@@ -297,12 +296,7 @@ def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
     """Load a zoo written by ``save_hetero_zoo``."""
     path = Path(path).absolute()
     record_file = path / "hetero.json"
-    if not record_file.is_file():
-        raise ZooFormatError(f"{record_file}: missing; {path} is not a saved heterogeneous zoo")
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ZooFormatError(f"{record_file}: corrupt ({e})") from e
+    record = read_json(record_file, ZooFormatError, missing=f"missing; {path} is not a saved heterogeneous zoo")
     if record.get("format") != HETERO_FORMAT or record.get("format_version") != HETERO_FORMAT_VERSION:
         raise ZooFormatError(f"{record_file}: not a heterogeneous zoo of format version {HETERO_FORMAT_VERSION}")
     buckets = tuple(load_zoo(path / f"bucket_{b:04d}") for b in range(record["num_buckets"]))

@@ -18,6 +18,7 @@ import numpy as np
 
 from probegen_jax.archs import Arch, arch_from_spec, flatten_params
 from probegen_jax.errors import UnknownNameError, ZooFormatError
+from probegen_jax.io import read_json
 from probegen_jax.zoo.zoo import Zoo
 
 FORMAT = "probegen_jax.zoo"
@@ -61,14 +62,7 @@ def read_zoo_meta(path: str | os.PathLike) -> dict[str, Any]:
     meta_file = path / "meta" / "metadata"
     if not path.is_dir():
         raise ZooFormatError(f"{path}: no saved zoo here (directory not found)")
-    if not meta_file.is_file():
-        raise ZooFormatError(f"{meta_file}: missing; {path} is not a complete saved zoo")
-    import json
-
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ZooFormatError(f"{meta_file}: corrupt zoo metadata ({e})") from e
+    meta = read_json(meta_file, ZooFormatError, missing=f"missing; {path} is not a complete saved zoo")
     if meta.get("format") != FORMAT:
         raise ZooFormatError(f"{meta_file}: not a probegen_jax zoo (format {meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:

@@ -23,6 +23,7 @@ from probegen_jax.errors import (
     ShapeMismatchError,
     ZooFormatError,
 )
+from probegen_jax import io
 from probegen_jax.io import atomic_write
 
 PathName = str | os.PathLike  # a file path: a string or a Path
@@ -127,12 +128,10 @@ def require_finite(flat: Mapping[str, np.ndarray], *, where: str) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A format's JSON file: missing raises ``DataFileError``, damaged ``ZooFormatError``."""
     if not path.is_file():
         raise DataFileError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ZooFormatError(f"{path}: not valid JSON ({e})") from e
+    return io.read_json(path, ZooFormatError)
 
 
 def require_dir(path: Path, what: str) -> Path:
