@@ -12,8 +12,12 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def kendall_tau(pred: np.ndarray, target: np.ndarray) -> float:
-    """Kendall's tau-b (ties handled), the CNN-zoo benchmarks' metric."""
-    tau = scipy.stats.kendalltau(np.ravel(pred), np.ravel(target), variant="b").statistic
+    """Kendall's tau-b (ties handled), the CNN-zoo benchmarks' metric; 0 where it is undefined
+    (fewer than two networks, or constant predictions or targets)."""
+    pred, target = np.ravel(pred), np.ravel(target)
+    if pred.size < 2:
+        return 0.0
+    tau = scipy.stats.kendalltau(pred, target, variant="b").statistic
     return float(np.nan_to_num(tau))
 
 

@@ -44,6 +44,7 @@ def test_kendall_tau_extremes_and_shapes():
     assert metrics.kendall_tau(x, -x) == pytest.approx(-1.0)
     assert metrics.kendall_tau(x[:, None], 2 * x) == pytest.approx(1.0)  # [N, 1] predictions
     assert metrics.kendall_tau(np.ones(10), x) == 0.0  # undefined (constant) reported as 0
+    assert metrics.kendall_tau(x[:1], x[:1]) == 0.0  # undefined (one network) reported as 0
     rng = np.random.default_rng(9)
     a, b = rng.normal(size=25), rng.normal(size=25)  # no ties: tau-b is tau-a
     assert metrics.kendall_tau(a, b) == pytest.approx(brute_force_tau_b(a, b), abs=1e-12)
