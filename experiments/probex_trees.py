@@ -90,7 +90,7 @@ def forest_experiment(forest: dict[str, Zoo], layer: str, cfg: TrainConfig, pcfg
     for method, kind in (("ProbeX", "probex"), ("Dense expert", "dense")):
         res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"forest {method}")
         record_method(out, names, method, res.per_expert, expert_learner(kind, *shape, task.num_outputs, pcfg),
-                      res.train.seconds)
+                      res.seconds)
     for method, kind in (("ProbeX across trees", "probex"), ("Dense expert across trees", "dense")):
         record_method(out, names, method, *across_trees(forest, dict.fromkeys(names, layer), task, cfg, pcfg,
                                                         kind=kind, progress=progress))
@@ -137,13 +137,13 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
     def own_shape(kind, p):
         return [expert_learner(kind, *layers[n]["train"][0].shape[1:], task.num_outputs, p) for n in names]
 
-    # ProbeX, ProbeX without ReLU and the dense expert: one expert per tree, all trees in one step.
+    # ProbeX, ProbeX without ReLU and the dense expert: one expert per tree, trees of one layer shape in one step.
     for method, kind, p in (("ProbeX", "probex", pcfg), ("ProbeX w/o ReLU", "probex", dataclasses.replace(pcfg, relu=False)),
                             ("Dense expert", "dense", pcfg)):
         if reused(method):
             continue
         res = train_experts(kind, stacked, task, cfg, p, progress=progress, desc=method)
-        record(method, res.per_expert, own_shape(kind, p), res.train.seconds)
+        record(method, res.per_expert, own_shape(kind, p), res.seconds)
         print(f"{method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
 
     if not reused("ProbeX across trees"):

@@ -229,7 +229,7 @@ def _train_probex(args: argparse.Namespace) -> None:
     summary = {"layers": out["layers"], "selection_val": out["selection"],
                "test": {n: m["test"] for n, m in out["per_tree"].items()},
                "routing_accuracy_test": routing_accuracy(router, {n: z.split("test").params for n, z in trees.items()}),
-               "seconds": out["result"].train.seconds}
+               "seconds": out["result"].seconds}
     from probegen_jax.io import write_json
 
     write_json(f"{args.out}/run.json", {"method": args.kind, "trees": args.trees, "relu": not args.no_relu,
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--seed", type=int, default=0)
     pg.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
     pg.set_defaults(func=_train_probegen)
-    px = train.add_parser("probex", help="ProbeX experts, one per model tree, trained together",
+    px = train.add_parser("probex", help="ProbeX experts, one per model tree; trees of one layer shape train together",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     px.add_argument("--trees", required=True, help="trees directory written by `zoo make trees`")
     px.add_argument("--out", required=True, help="run directory (run.json)")

@@ -20,8 +20,9 @@ from probegen_jax.probex import (
     stack,
     unstack,
 )
-from probegen_jax.probex.experts import stack_splits
-from probegen_jax.tasks import zero_shot
+from probegen_jax.probex.experts import shape_groups, stack_splits, train_experts
+from probegen_jax.tasks import multilabel, zero_shot
+from probegen_jax.train import TrainConfig
 
 CFG = ProbeXConfig(rank_u=5, rank_v=4, rank_t=6)
 
@@ -66,13 +67,41 @@ def test_zero_padding_a_layer_changes_nothing():
         pad_matrix(x, 6, 12)
 
 
-def test_stack_splits_pads_and_cycles_smaller_experts():
-    a = {"train": (np.ones((4, 3, 5)), np.zeros((4, 2)))}
-    b = {"train": (np.ones((2, 6, 4)), np.ones((2, 2)))}
+def test_stack_splits_cycles_smaller_experts_and_refuses_mixed_shapes():
+    a = {"train": (np.arange(4.0)[:, None, None] * np.ones((4, 3, 5)), np.zeros((4, 2)))}
+    b = {"train": (np.arange(2.0)[:, None, None] * np.ones((2, 3, 5)), np.ones((2, 2)))}
     x, y = stack_splits([a, b])["train"]
-    assert x.shape == (4, 2, 6, 5) and y.shape == (4, 2, 2)
-    assert x[:, 0, 3:].sum() == 0 and x[:, 1, :, 4:].sum() == 0
+    assert x.shape == (4, 2, 3, 5) and y.shape == (4, 2, 2)
+    np.testing.assert_array_equal(x[:, 1, 0, 0], [0, 1, 0, 1])  # b's two networks, cycled
     np.testing.assert_array_equal(y[:, 1], 1.0)
+    with pytest.raises(ShapeMismatchError, match="one layer shape"):
+        stack_splits([a, {"train": (np.ones((2, 6, 4)), np.ones((2, 2)))}])
+
+
+def _label_splits(seed: int, d_out: int, d_in: int, n: int = 384) -> dict:
+    """Layers whose first row's first 3 entries are the signs of 3 labels."""
+    x = np.random.default_rng(seed).normal(size=(n, d_out, d_in)).astype(np.float32)
+    y = (x[:, 0, :3] > 0).astype(np.float32)
+    return {"train": (x[:256], y[:256]), "val": (x[256:320], y[256:320]), "test": (x[320:], y[320:])}
+
+
+def test_experts_of_one_shape_train_together_and_other_shapes_apart():
+    experts = [_label_splits(0, 6, 5), _label_splits(1, 4, 7), _label_splits(2, 6, 5)]
+    assert shape_groups(experts) == [[0, 2], [1]]
+    cfg = TrainConfig(epochs=20, batch_size=32, learning_rate=0.1, eval_every=5)
+    res = train_experts("dense", experts, multilabel(3), cfg, progress=False)
+    assert [g.members for g in res.groups] == [[0, 2], [1]] and [g.shape for g in res.groups] == [(6, 5), (4, 7)]
+    assert res.seconds == pytest.approx(sum(g.train.seconds for g in res.groups))
+    for e, splits in enumerate(experts):
+        assert res.per_expert[e]["test"]["per_label_accuracy"] > 0.8, (e, res.per_expert[e])  # chance 0.5
+        got = res.learner(e).apply(res.params(e), jnp.asarray(splits["test"][0]))
+        np.testing.assert_allclose(np.mean((np.asarray(got) > 0) == (splits["test"][1] > 0.5)),
+                                   res.per_expert[e]["test"]["per_label_accuracy"])
+    # A shape trained alone is the same run as within a mixed call.
+    with pytest.raises(IndexError, match="3 experts"):
+        res.params(3)
+    alone = train_experts("dense", experts[1:2], multilabel(3), cfg, progress=False)
+    assert alone.per_expert[0] == res.per_expert[1]
 
 
 def test_layer_matrix_reads_kernels_as_out_by_in():

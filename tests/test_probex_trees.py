@@ -94,7 +94,7 @@ def test_probex_experts_beat_chance_in_every_tree(trees):
     assert out["layers"]["a"] in out["selection"]["a"] and set(out["selection"]["a"]) == {"dense0/kernel"}
     for name, metrics in out["per_tree"].items():
         assert metrics["test"]["per_label_accuracy"] > 0.6, (name, metrics)  # chance 0.5
-    assert out["result"].train.params["head"]["kernel"].shape[0] == 2  # both experts in one stacked run
+    assert [g.members for g in out["result"].groups] == [[0, 1]]  # one layer shape: one stacked run
 
 
 def test_one_model_across_trees_sees_every_tree_through_one_scaler(trees):
