@@ -121,7 +121,7 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
         print(f"{method}: taken from the earlier run")
         return True
 
-    # 5. Layer selection: one ProbeX per candidate layer, all trained together; best on validation.
+    # 5. Layer selection: one ProbeX per candidate layer (those of one shape trained together); best on validation.
     for name, zoo in trees.items() if not reused(LAYERS) else ():
         candidates = all_layer_names(zoo, exclude=[zoo.meta["head"]])
         chosen, val = select_layer(zoo, candidates, "classes", task, cfg, pcfg, progress=progress)
