@@ -5,8 +5,9 @@ earlier ``probex_trees.py`` run chose, so a gap between them can be told from se
         --layers-from results/probex_trees_w128/results.json --epochs 200 --seeds 1 2
 
 Seed 0 is the earlier run's own (same settings); its per-tree numbers are read from the results
-file and listed with the new seeds, unless seed 0 is listed (as it must be when ``--rank`` differs
-from that run's, e.g. ``--rank 128 128 64`` for a smaller embedding). Writes ``results.md`` and ``results.json`` to ``--out``.
+file and listed with the new seeds, unless seed 0 is listed (as it must be when ``--rank`` or the
+training settings differ from that run's, e.g. ``--rank 128 128 64`` for a smaller embedding or
+``--optimizer adamw --weight-decay 1.0``). Writes ``results.md`` and ``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from probegen_jax.io import write_json
 from probegen_jax.probex.experts import layer_splits, train_experts
 from probegen_jax.probex.probex import ProbeXConfig
 from probegen_jax.tasks import multilabel
-from probegen_jax.train import TrainConfig
+from probegen_jax.train import TrainConfig, make_optimizer
 from probegen_jax.zoo.trees import default_trees, make_trees
 
 METHODS = {"ProbeX": "probex", "Dense expert": "dense"}
@@ -40,6 +41,9 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=500)
     p.add_argument("--rank", type=int, nargs="+", default=[128], metavar="R",
                    help="ProbeX ranks: one for r_U = r_V = r_T, or three (r_U r_V r_T)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw"],
+                   help="adam: --weight-decay is a coupled L2 (the paper's); adamw: decoupled")
+    p.add_argument("--weight-decay", type=float, default=1e-5)
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--out", default="results/probex_seeds")
     p.add_argument("--quiet", action="store_true")
@@ -50,9 +54,16 @@ def main(argv=None) -> None:
     if len(args.rank) not in (1, 3):
         p.error(f"--rank takes one rank or three (r_U r_V r_T), not {len(args.rank)}")
     pcfg = ProbeXConfig(*(args.rank * 3 if len(args.rank) == 1 else args.rank))
-    if 0 not in args.seeds and earlier_run["probex"] != dataclasses.asdict(pcfg):
-        p.error(f"seed 0 of {args.layers_from} trained ProbeX with {earlier_run['probex']}; list seed 0 among "
-                "--seeds to train it with these ranks")
+    base = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, optimizer=args.optimizer,
+                       weight_decay=args.weight_decay, eval_every=25)
+    make_optimizer(base, 1)  # an unknown optimizer fails here, before any training
+    same = {"ProbeX": (earlier_run["probex"], dataclasses.asdict(pcfg)),
+            "training": ({k: v for k, v in earlier_run.get("train", {}).items() if k != "seed"},
+                         {k: v for k, v in dataclasses.asdict(base).items() if k != "seed"})}
+    for what, (there, here) in same.items():
+        if 0 not in args.seeds and there != here:
+            p.error(f"seed 0 of {args.layers_from} trained with {what} settings {there}, not {here}; list seed 0 "
+                    "among --seeds to train it with these")
     made = make_trees(default_trees(args.children, args.dataset, generative=False, width=args.width), args.trees,
                       progress=not args.quiet)
     trees = {n: children for n, (_, children) in made.items()}
@@ -61,8 +72,7 @@ def main(argv=None) -> None:
     experts = [layer_splits(trees[n], earlier["layers"][n]["chosen"], "classes")[0] for n in names]
     runs = {m: {n: ([earlier["rows"][n][m]] if 0 not in args.seeds else []) for n in names} for m in METHODS}
     for seed in args.seeds:
-        cfg = TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, weight_decay=1e-5, eval_every=25,
-                          seed=seed)
+        cfg = dataclasses.replace(base, seed=seed)
         for method, kind in METHODS.items():
             res = train_experts(kind, experts, task, cfg, pcfg, progress=not args.quiet, desc=f"{method}, seed {seed}")
             for n, metrics in zip(names, res.per_expert, strict=True):
@@ -80,10 +90,11 @@ def main(argv=None) -> None:
     seeds = ([] if 0 in args.seeds else [0]) + list(args.seeds)
     report.save_markdown(out / "results.md", "ProbeX vs dense expert over seeds",
                          f"Per-label test accuracy (%), seeds {seeds} (seed 0: `{args.layers_from}`), layers as "
-                         f"chosen there, {args.epochs} epochs.\n\n{table}")
+                         f"chosen there, {args.epochs} epochs, {args.optimizer} with weight decay "
+                         f"{args.weight_decay:g}.\n\n{table}")
     write_json(out / "results.json", {"seeds": seeds, "runs": runs, "layers": {n: earlier["layers"][n]["chosen"]
                                                                                for n in names},
-                                      "train_epochs": args.epochs, "ranks": dataclasses.astuple(pcfg)[:3]})
+                                      "train": dataclasses.asdict(base), "ranks": dataclasses.astuple(pcfg)[:3]})
     print(table)
     print(f"mean gap ProbeX - dense: " + ", ".join(
         f"{n} {100 * np.mean(np.subtract(runs['ProbeX'][n], runs['Dense expert'][n])):+.1f}" for n in names))
