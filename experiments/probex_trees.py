@@ -29,7 +29,7 @@ from probegen_jax.io import write_json
 from probegen_jax.probex.experts import (
     across_tree_splits,
     all_layer_names,
-    evaluate_padded,
+    evaluate_splits,
     layer_splits,
     select_layer,
     train_experts,
@@ -72,10 +72,9 @@ def across_trees(trees: dict[str, Zoo], layers: dict[str, str], task, cfg: Train
     """One expert trained on every tree's children at once, with one scaler (it is not told the
     tree): (per-tree metrics, learner, seconds)."""
     pooled, per_tree = across_tree_splits(trees, layers, "classes")
-    shape = pooled["train"][0].shape[1:]
-    learner = expert_learner(kind, *shape, task.num_outputs, pcfg)
+    learner = expert_learner(kind, *pooled["train"][0].shape[1:], task.num_outputs, pcfg)
     res = fit(learner, task, pooled, cfg, progress=progress, desc=f"{kind} across trees")
-    return [evaluate_padded(learner, task, res.params, per_tree[n], shape) for n in trees], learner, res.seconds
+    return [evaluate_splits(learner, task, res.params, per_tree[n]) for n in trees], learner, res.seconds
 
 
 def forest_experiment(forest: dict[str, Zoo], layer: str, cfg: TrainConfig, pcfg: ProbeXConfig, *,
@@ -86,11 +85,9 @@ def forest_experiment(forest: dict[str, Zoo], layer: str, cfg: TrainConfig, pcfg
     task = multilabel(forest[names[0]].meta["num_classes"])
     out: dict = {"layer": layer, "rows": {}, "params": {}, "seconds": {}}
     experts = [layer_splits(zoo, layer, "classes")[0] for zoo in forest.values()]
-    shape = experts[0]["train"][0].shape[1:]
     for method, kind in (("ProbeX", "probex"), ("Dense expert", "dense")):
         res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"forest {method}")
-        record_method(out, names, method, res.per_expert, expert_learner(kind, *shape, task.num_outputs, pcfg),
-                      res.seconds)
+        record_method(out, names, method, res.per_expert, res.learner(0), res.seconds)  # one shape: one count
     for method, kind in (("ProbeX across trees", "probex"), ("Dense expert across trees", "dense")):
         record_method(out, names, method, *across_trees(forest, dict.fromkeys(names, layer), task, cfg, pcfg,
                                                         kind=kind, progress=progress))
@@ -134,16 +131,13 @@ def per_tree_experiment(trees: dict[str, Zoo], cfg: TrainConfig, pcfg: ProbeXCon
     def record(method, per_tree, learners, seconds):
         record_method(out, names, method, per_tree, learners, seconds)
 
-    def own_shape(kind, p):
-        return [expert_learner(kind, *layers[n]["train"][0].shape[1:], task.num_outputs, p) for n in names]
-
     # ProbeX, ProbeX without ReLU and the dense expert: one expert per tree, trees of one layer shape in one step.
     for method, kind, p in (("ProbeX", "probex", pcfg), ("ProbeX w/o ReLU", "probex", dataclasses.replace(pcfg, relu=False)),
                             ("Dense expert", "dense", pcfg)):
         if reused(method):
             continue
         res = train_experts(kind, stacked, task, cfg, p, progress=progress, desc=method)
-        record(method, res.per_expert, own_shape(kind, p), res.seconds)
+        record(method, res.per_expert, res.learners(), res.seconds)
         print(f"{method}: " + ", ".join(f"{n} {out['rows'][n][method]:.3f}" for n in names))
 
     if not reused("ProbeX across trees"):

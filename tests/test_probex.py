@@ -97,9 +97,9 @@ def test_experts_of_one_shape_train_together_and_other_shapes_apart():
         got = res.learner(e).apply(res.params(e), jnp.asarray(splits["test"][0]))
         np.testing.assert_allclose(np.mean((np.asarray(got) > 0) == (splits["test"][1] > 0.5)),
                                    res.per_expert[e]["test"]["per_label_accuracy"])
-    # A shape trained alone is the same run as within a mixed call.
     with pytest.raises(IndexError, match="3 experts"):
         res.params(3)
+    # A shape trained alone is the same run as within a mixed call.
     alone = train_experts("dense", experts[1:2], multilabel(3), cfg, progress=False)
     assert alone.per_expert[0] == res.per_expert[1]
 

@@ -113,6 +113,10 @@ class ExpertsResult:
     def learner(self, e: int) -> Learner:
         return self._locate(e)[0].learner
 
+    def learners(self) -> list[Learner]:
+        """Each expert's learner (its own layer shape), in the order trained."""
+        return [self.learner(e) for e in range(len(self.per_expert))]
+
     @property
     def seconds(self) -> float:
         return sum(g.train.seconds for g in self.groups)
@@ -131,8 +135,8 @@ def train_experts(kind: str, experts: Sequence[LayerSplits], task: Task, cfg: Tr
         result = fit(stack(one, len(members)), task, stack_splits([experts[e] for e in members]), cfg,
                      progress=progress, desc=label)
         for position, e in enumerate(members):
-            per_expert[e] = {s: evaluate(one, task, unstack(result.params, position), xy,
-                                         batch_size=cfg.eval_batch_size) for s, xy in experts[e].items()}
+            per_expert[e] = evaluate_splits(one, task, unstack(result.params, position), experts[e],
+                                            cfg.eval_batch_size)
         groups.append(ExpertGroup(members, result, one, shape))
     return ExpertsResult(groups, per_expert)
 
@@ -171,11 +175,10 @@ def across_tree_splits(zoos: Mapping[str, Zoo], layers: Mapping[str, str], targe
     return pooled, per_tree
 
 
-def evaluate_padded(learner: Learner, task: Task, params, splits: LayerSplits, shape: tuple[int, int],
+def evaluate_splits(learner: Learner, task: Task, params, splits: LayerSplits,
                     batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """Metrics of one (padded-shape) expert on each split of ``splits``."""
-    return {s: evaluate(learner, task, params, (np.asarray(pad_matrix(jnp.asarray(x), *shape)), y),
-                        batch_size=batch_size) for s, (x, y) in splits.items()}
+    """Metrics of one expert on each split of ``splits`` (its layers in the expert's shape)."""
+    return {s: evaluate(learner, task, params, xy, batch_size=batch_size) for s, xy in splits.items()}
 
 
 def all_layer_names(zoo: Zoo, exclude: Sequence[str] = ()) -> list[str]:
@@ -208,5 +211,5 @@ def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXC
 
 
 __all__ = ["ExpertGroup", "ExpertsResult", "LayerSplits", "across_tree_splits", "all_layer_names", "common_shape",
-           "evaluate_padded", "fit_layer_scaler", "layer_shape", "layer_splits", "select_layer", "shape_groups",
+           "evaluate_splits", "fit_layer_scaler", "layer_shape", "layer_splits", "select_layer", "shape_groups",
            "stack_splits", "train_experts", "train_tree_experts"]
