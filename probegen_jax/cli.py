@@ -206,7 +206,10 @@ def _eval(args: argparse.Namespace) -> None:
 def _zoo_make_trees(args: argparse.Namespace) -> None:
     from probegen_jax.zoo.trees import default_trees, make_trees
 
-    configs = [c for c in default_trees(args.children, args.dataset, args.seed, width=args.width) if c.name in args.trees]
+    dataset = f"{args.dataset}/{args.split_classes}" if args.split_classes > 1 else args.dataset
+    fine_tuning = {"classes_per_child": tuple(args.classes_per_child), "steps": tuple(args.steps)}
+    configs = [c for c in default_trees(args.children, dataset, args.seed, width=args.width, fine_tuning=fine_tuning)
+               if c.name in args.trees]
     for name, (base, children) in make_trees(configs, args.out, data_dir=args.data_dir).items():
         print(f"{name}: {children.describe()}")
     print(f"saved to {args.out}")
@@ -289,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     trees.add_argument("--seed", type=int, default=0)
     trees.add_argument("--width", type=int, default=32,
                        help="ViT/Mixer model dimension (their MLPs and the MLP tree: 2x, the LoRA autoencoder: 4x)")
+    trees.add_argument("--split-classes", type=int, default=1, metavar="K",
+                       help="cut every class in K by k-means (Fashion-MNIST: 10K labels)")
+    trees.add_argument("--classes-per-child", type=int, nargs=2, default=[3, 5], metavar=("LO", "HI"),
+                       help="a discriminative child fine-tunes on LO to HI of the classes (inclusive)")
+    trees.add_argument("--steps", type=int, nargs=2, default=[30, 120], metavar=("LO", "HI"),
+                       help="a discriminative child's fine-tuning steps, LO to HI (inclusive)")
     trees.set_defaults(func=_zoo_make_trees)
     info = zoo.add_parser("info", help="print a saved zoo's size, architecture(s), targets and splits")
     info.add_argument("dir", help="a saved zoo, or a folder of buckets written by `zoo import`")

@@ -14,6 +14,7 @@ from probegen_jax.data import (
     load_fashion_mnist,
     load_fashion_mnist_idx,
     read_idx,
+    split_classes,
 )
 from probegen_jax.errors import DataFileError, UnknownNameError
 
@@ -223,6 +224,31 @@ def test_load_dataset_by_name():
         load_dataset("imagenet")
     msg = str(err.value)
     assert "imagenet" in msg and "digits" in msg and "fashion_mnist" in msg
+
+
+def test_split_classes_cuts_each_class_into_nearest_centroid_parts():
+    digits = load_digits()
+    fine = split_classes(digits, 3)
+    assert fine.num_classes == 30 and fine.class_names[:4] == ("0 0", "0 1", "0 2", "1 0")
+    np.testing.assert_array_equal(fine.train_images, digits.train_images)
+    # Every fine label lies within its coarse class; each part is used in train.
+    np.testing.assert_array_equal(fine.train_labels // 3, digits.train_labels)
+    np.testing.assert_array_equal(fine.test_labels // 3, digits.test_labels)
+    assert set(np.unique(fine.train_labels)) == set(range(30))
+    # The parts are k-means cells: a test image's part is its class's nearest part centroid.
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    centroids = np.stack([flat(digits.train_images[fine.train_labels == k]).mean(0) for k in range(30)])
+    for image, coarse, label in zip(flat(digits.test_images), digits.test_labels, fine.test_labels):
+        own = np.arange(3 * coarse, 3 * coarse + 3)
+        assert own[np.argmin(((centroids[own] - image) ** 2).sum(1))] == label
+    # The same split by name, deterministic; one part is the dataset itself.
+    np.testing.assert_array_equal(load_dataset("digits/3").train_labels, fine.train_labels)
+    assert split_classes(digits, 1) is digits
+    for bad in ("digits/1", "digits/x", "digits/"):
+        with pytest.raises(UnknownNameError, match="'/K'"):
+            load_dataset(bad)
+    with pytest.raises(ValueError, match="fewer than per_class"):
+        split_classes(digits, 1000)
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DIR.exists(), reason=f"{FASHION_MNIST_DIR} not installed")

@@ -171,3 +171,22 @@ def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
     for a, b in zip(jax.tree.leaves(base.params), jax.tree.leaves(planted)):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
     assert not work_dir.exists()  # removed once the tree is complete
+
+
+def test_a_tree_of_split_classes_has_many_labels_and_refuses_too_many_per_child(tmp_path):
+    from probegen_jax.zoo.trees import default_trees, make_tree
+
+    fine = load_dataset("digits/3")
+    cfg = TreeConfig(name="a", seed=0, **{**TINY, "dataset": "digits/3", "num_children": 8, "chunk_size": 8,
+                                          "pretrain_steps": 5, "classes_per_child": (10, 15), "steps": (2, 4)})
+    _, children = make_tree(cfg, data=fine, progress=False)
+    k = children.target("classes").sum(1)
+    assert children.target("classes").shape == (8, 30) and k.min() >= 10 and k.max() <= 15
+    assert children.meta["dataset"] == "digits/3" and children.meta["class_names"][:2] == ["0 0", "0 1"]
+    with pytest.raises(ValueError, match=r"classes_per_child \(20, 40\).*1\.\.30"):
+        make_tree(dataclasses.replace(cfg, classes_per_child=(20, 40)), data=fine, progress=False)
+    # The experiment's trees take the same fine-tuning overrides (the LoRA tree keeps its own).
+    configs = default_trees(dataset="digits/3", fine_tuning={"classes_per_child": (10, 15), "steps": (2, 4)})
+    assert [(c.name, c.classes_per_child, c.steps) for c in configs[:3]] == [
+        ("vit", (10, 15), (2, 4)), ("mixer", (10, 15), (2, 4)), ("mlp", (10, 15), (2, 4))]
+    assert isinstance(configs[3], LoraTreeConfig) and configs[3].dataset == "digits/3"

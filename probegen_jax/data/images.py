@@ -154,13 +154,43 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
                        bunch.target[test], [str(d) for d in range(10)])
 
 
+def split_classes(data: ImageDataset, per_class: int, seed: int = 0) -> ImageDataset:
+    """Every class cut into ``per_class`` finer classes by k-means on its training images' pixels;
+    a test image joins its class's nearest centroid. Part ``j`` of class ``c`` is label
+    ``c * per_class + j``, named ``"{name} {j}"``: a many-label task from a ten-class dataset, as
+    CIFAR-100's fine classes sit within its superclasses."""
+    from sklearn.cluster import KMeans
+
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    if per_class == 1:
+        return data
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    train_labels, test_labels = data.train_labels.copy(), data.test_labels.copy()
+    for c in range(data.num_classes):
+        members = flat(data.train_images[data.train_labels == c])
+        if len(members) < per_class:
+            raise ValueError(f"{data.name}: class {data.class_names[c]!r} has {len(members)} training images, "
+                             f"fewer than per_class={per_class}")
+        kmeans = KMeans(per_class, n_init=3, random_state=seed).fit(members)
+        train_labels[data.train_labels == c] = c * per_class + kmeans.labels_
+        test = data.test_labels == c
+        if test.any():
+            test_labels[test] = c * per_class + kmeans.predict(flat(data.test_images[test]))
+    names = tuple(f"{name} {j}" for name in data.class_names for j in range(per_class))
+    return dataclasses.replace(data, name=f"{data.name}/{per_class}", train_labels=train_labels,
+                               test_labels=test_labels, class_names=names)
+
+
 DATASETS = {"digits": load_digits, "fashion_mnist": load_fashion_mnist}
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ImageDataset:
-    """Load a dataset by name: ``digits`` (embedded) or ``fashion_mnist``."""
-    if name not in DATASETS:
-        raise UnknownNameError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
-    if name == "fashion_mnist":
-        return load_fashion_mnist(data_dir)
-    return DATASETS[name]()
+    """Load a dataset by name: ``digits`` (embedded) or ``fashion_mnist``; ``"NAME/K"`` cuts each
+    class in ``K`` (``split_classes``, seed 0), e.g. ``"fashion_mnist/10"`` has 100 classes."""
+    base, slash, per_class = name.partition("/")
+    if base not in DATASETS or (slash and not (per_class.isdigit() and int(per_class) > 1)):
+        raise UnknownNameError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}, each optionally "
+                               "with '/K' (K > 1: every class split in K by k-means)")
+    data = load_fashion_mnist(data_dir) if base == "fashion_mnist" else DATASETS[base]()
+    return split_classes(data, int(per_class)) if slash else data

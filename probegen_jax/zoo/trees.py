@@ -267,13 +267,17 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     """Pretrain the base, fine-tune ``cfg.num_children`` children; returns (base zoo of 1, children).
 
     With ``out`` both are saved there (``out/base``, ``out/children``) and the children's chunks
-    are kept until the tree is complete, so an interrupted run resumes.
+    are kept until the tree is complete, so an interrupted run resumes. ``data``: the dataset
+    ``cfg.dataset`` names (``load_dataset(cfg.dataset)``), if already loaded.
     """
     data = data if data is not None else load_dataset(cfg.dataset, data_dir)
     arch, head = _tree_arch(cfg, data)
     images, labels = (jnp.asarray(a) for a in _pool(data, cfg.pool_size, cfg.seed))
     test_images, test_labels = jnp.asarray(data.test_images[:2000]), jnp.asarray(data.test_labels[:2000])
     c = data.num_classes
+    if not 1 <= cfg.classes_per_child[0] <= cfg.classes_per_child[1] <= c:
+        raise ValueError(f"tree {cfg.name!r}: classes_per_child {cfg.classes_per_child} must be a range within "
+                         f"1..{c} ({data.name} has {c} classes)")
     loss = classifier_loss(arch.apply, images, labels, c, cfg.batch_size)
     start = time.perf_counter()
     out = Path(out) if out is not None else None
@@ -449,15 +453,19 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
 
 
 def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed: int = 0,
-                  generative: bool = True, width: int = 32) -> list[TreeConfig | LoraTreeConfig]:
+                  generative: bool = True, width: int = 32,
+                  fine_tuning: Mapping[str, Any] | None = None) -> list[TreeConfig | LoraTreeConfig]:
     """The experiment's trees: a small ViT (7x7 patches), an MLP-Mixer, an MLP and, with
     ``generative``, a LoRA tree of a denoising autoencoder. Digits (8x8) use 4x4 patches.
 
     ``width`` sets the layer sizes: the ViT and Mixer have model dimension ``width`` and MLPs of
     ``2 * width`` (qkv is ``[3 * width, width]``), the MLP tree hidden ``2 * width``, the LoRA
     autoencoder hidden ``4 * width``. ProbeX's advantage over the dense expert is a large-layer
-    effect: the dense expert's parameters grow with the layer, ProbeX's with its sides only."""
-    patch = 4 if dataset == "digits" else 7
+    effect: the dense expert's parameters grow with the layer (times the labels), ProbeX's with its
+    sides only. ``dataset="fashion_mnist/10"`` gives 100 labels (``data.split_classes``);
+    ``fine_tuning`` overrides the discriminative trees' ``TreeConfig`` fields, e.g.
+    ``{"classes_per_child": (50, 50)}`` (the paper: 50 of CIFAR-100's classes per child)."""
+    patch = 4 if dataset.startswith("digits") else 7
     vision = {"patch": patch, "dim": width}
     trees: list[TreeConfig | LoraTreeConfig] = [
         TreeConfig(name="vit", arch="vit", arch_config={**vision, "mlp_dim": 2 * width}, dataset=dataset,
@@ -466,6 +474,7 @@ def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed:
                    dataset=dataset, num_children=num_children, seed=seed + 1),
         mlp_tree("mlp", width, dataset, num_children, seed=seed + 2),
     ]
+    trees = [dataclasses.replace(t, **(fine_tuning or {})) for t in trees]
     if generative:
         trees.append(LoraTreeConfig(name="lora", dataset=dataset, hidden=4 * width, num_children=num_children,
                                     seed=seed + 3))
