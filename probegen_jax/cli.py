@@ -208,9 +208,10 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
 
     dataset = f"{args.dataset}/{args.split_classes}" if args.split_classes > 1 else args.dataset
     fine_tuning = {"classes_per_child": tuple(args.classes_per_child), "steps": tuple(args.steps)}
-    configs = [c for c in default_trees(args.children, dataset, args.seed, width=args.width, fine_tuning=fine_tuning)
-               if c.name in args.trees]
-    for name, (base, children) in make_trees(configs, args.out, data_dir=args.data_dir).items():
+    every = default_trees(args.children, dataset, args.seed, width=args.width, fine_tuning=fine_tuning)
+    chosen = [(i, c) for i, c in enumerate(every) if c.name in args.trees]  # ids stay those of the full set
+    made = make_trees([c for _, c in chosen], args.out, tree_ids=[i for i, _ in chosen], data_dir=args.data_dir)
+    for name, (base, children) in made.items():
         print(f"{name}: {children.describe()}")
     print(f"saved to {args.out}")
 

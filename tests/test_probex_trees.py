@@ -190,3 +190,14 @@ def test_a_tree_of_split_classes_has_many_labels_and_refuses_too_many_per_child(
     assert [(c.name, c.classes_per_child, c.steps) for c in configs[:3]] == [
         ("vit", (10, 15), (2, 4)), ("mixer", (10, 15), (2, 4)), ("mlp", (10, 15), (2, 4))]
     assert isinstance(configs[3], LoraTreeConfig) and configs[3].dataset == "digits/3"
+
+
+def test_make_trees_takes_tree_ids_and_refuses_repeated_ones(digits):
+    cfg = TreeConfig(name="a", seed=0, **{**TINY, "num_children": 4, "chunk_size": 4, "pretrain_steps": 5, "steps": (2, 3)})
+    made = make_trees([cfg], tree_ids=[2], data_dir=None, progress=False)
+    base, children = made["a"]
+    assert children.meta["tree_id"] == 2 and np.all(children.target("tree") == 2) and base.target("tree")[0] == 2
+    with pytest.raises(ValueError, match=r"distinct.*ids \[1, 1\]"):
+        make_trees([cfg, dataclasses.replace(cfg, name="b")], tree_ids=[1, 1], progress=False)
+    with pytest.raises(ValueError, match="distinct names"):
+        make_trees([cfg, cfg], progress=False)

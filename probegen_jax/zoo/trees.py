@@ -437,11 +437,17 @@ def load_tree(path: str | os.PathLike) -> tuple[Zoo, Zoo]:
 
 
 def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.PathLike | None = None, *,
-               data_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, tuple[Zoo, Zoo]]:
-    """Several trees, tree ids in order; ``out/<name>`` each. A tree already saved is loaded."""
-    chex.assert_equal(len({c.name for c in configs}), len(configs))
+               tree_ids: Sequence[int] | None = None, data_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> dict[str, tuple[Zoo, Zoo]]:
+    """Several trees, ``out/<name>`` each; a tree already saved is loaded. Tree ids are
+    ``tree_ids`` (default: the configs' order); trees made into one folder by several calls
+    should be given ids that stay distinct, e.g. their places in ``default_trees``."""
+    tree_ids = list(range(len(configs))) if tree_ids is None else list(tree_ids)
+    if len({c.name for c in configs}) != len(configs) or len(set(tree_ids)) != len(configs):
+        raise ValueError(f"trees need distinct names and one distinct id each; got names "
+                         f"{[c.name for c in configs]} and ids {tree_ids}")
     trees, datasets = {}, {}
-    for tree_id, cfg in enumerate(configs):
+    for tree_id, cfg in zip(tree_ids, configs):
         path = Path(out) / cfg.name if out is not None else None
         if path is not None and (path / "children" / "meta").exists():
             trees[cfg.name] = load_tree(path)
