@@ -173,31 +173,25 @@ def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
     assert not work_dir.exists()  # removed once the tree is complete
 
 
-def test_a_tree_of_split_classes_has_many_labels_and_refuses_too_many_per_child(tmp_path):
+
+def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per_child():
     from probegen_jax.zoo.trees import default_trees, make_tree
 
-    fine = load_dataset("digits/3")
     cfg = TreeConfig(name="a", seed=0, **{**TINY, "dataset": "digits/3", "num_children": 8, "chunk_size": 8,
                                           "pretrain_steps": 5, "classes_per_child": (10, 15), "steps": (2, 4)})
-    _, children = make_tree(cfg, data=fine, progress=False)
+    base, children = make_trees([cfg], tree_ids=[2], progress=False)["a"]
     k = children.target("classes").sum(1)
     assert children.target("classes").shape == (8, 30) and k.min() >= 10 and k.max() <= 15
     assert children.meta["dataset"] == "digits/3" and children.meta["class_names"][:2] == ["0 0", "0 1"]
+    assert children.meta["tree_id"] == 2 and np.all(children.target("tree") == 2) and base.target("tree")[0] == 2
     with pytest.raises(ValueError, match=r"classes_per_child \(20, 40\).*1\.\.30"):
-        make_tree(dataclasses.replace(cfg, classes_per_child=(20, 40)), data=fine, progress=False)
+        make_tree(dataclasses.replace(cfg, classes_per_child=(20, 40)), progress=False)
+    with pytest.raises(ValueError, match=r"distinct.*ids \[1, 1\]"):
+        make_trees([cfg, dataclasses.replace(cfg, name="b")], tree_ids=[1, 1], progress=False)
+    with pytest.raises(ValueError, match="distinct names"):
+        make_trees([cfg, cfg], progress=False)
     # The experiment's trees take the same fine-tuning overrides (the LoRA tree keeps its own).
     configs = default_trees(dataset="digits/3", fine_tuning={"classes_per_child": (10, 15), "steps": (2, 4)})
     assert [(c.name, c.classes_per_child, c.steps) for c in configs[:3]] == [
         ("vit", (10, 15), (2, 4)), ("mixer", (10, 15), (2, 4)), ("mlp", (10, 15), (2, 4))]
     assert isinstance(configs[3], LoraTreeConfig) and configs[3].dataset == "digits/3"
-
-
-def test_make_trees_takes_tree_ids_and_refuses_repeated_ones(digits):
-    cfg = TreeConfig(name="a", seed=0, **{**TINY, "num_children": 4, "chunk_size": 4, "pretrain_steps": 5, "steps": (2, 3)})
-    made = make_trees([cfg], tree_ids=[2], data_dir=None, progress=False)
-    base, children = made["a"]
-    assert children.meta["tree_id"] == 2 and np.all(children.target("tree") == 2) and base.target("tree")[0] == 2
-    with pytest.raises(ValueError, match=r"distinct.*ids \[1, 1\]"):
-        make_trees([cfg, dataclasses.replace(cfg, name="b")], tree_ids=[1, 1], progress=False)
-    with pytest.raises(ValueError, match="distinct names"):
-        make_trees([cfg, cfg], progress=False)
