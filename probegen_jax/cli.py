@@ -8,6 +8,7 @@
     probegen-jax zoo export small-cnn-zoo zoos/cnn --out exported/cnn
     probegen-jax train probegen --zoo zoos/digits_inr --out runs/pg --probes 64
     probegen-jax zoo make trees --out zoos/probex_trees --children 300
+    probegen-jax zoo make trees --trees mlp --split-classes 10 --classes-per-child 50 50 --out zoos/trees100
     probegen-jax train probex --trees zoos/probex_trees --out runs/probex
     probegen-jax train sane --zoo zoos/digits_cnn --out runs/sane --epochs 60
     probegen-jax sane sample --model runs/sane --zoo zoos/digits_cnn --num 50 --keep 10 --out zoos/sampled
