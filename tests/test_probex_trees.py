@@ -174,12 +174,18 @@ def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
 
 
 
-def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per_child():
+def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per_child(tmp_path):
+    from probegen_jax.errors import ZooFormatError
     from probegen_jax.zoo.trees import default_trees, make_tree
 
     cfg = TreeConfig(name="a", seed=0, **{**TINY, "dataset": "digits/3", "num_children": 8, "chunk_size": 8,
                                           "pretrain_steps": 5, "classes_per_child": (10, 15), "steps": (2, 4)})
-    base, children = make_trees([cfg], tree_ids=[2], progress=False)["a"]
+    base, children = make_trees([cfg], tmp_path, tree_ids=[2], progress=False)["a"]
+    # Asked again, the saved tree is loaded; asked with other settings, it is refused, naming them.
+    again = make_trees([cfg], tmp_path, tree_ids=[2], progress=False)["a"][1]
+    np.testing.assert_array_equal(again.target("classes"), children.target("classes"))
+    with pytest.raises(ZooFormatError, match=r"other settings.*'steps': \(\[2, 4\], \[3, 4\]\)"):
+        make_trees([dataclasses.replace(cfg, steps=(3, 4))], tmp_path, tree_ids=[2], progress=False)
     k = children.target("classes").sum(1)
     assert children.target("classes").shape == (8, 30) and k.min() >= 10 and k.max() <= 15
     assert children.meta["dataset"] == "digits/3" and children.meta["class_names"][:2] == ["0 0", "0 1"]

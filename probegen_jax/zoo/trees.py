@@ -31,7 +31,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +38,7 @@ import optax
 
 from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.data import ImageDataset, load_dataset
+from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import atomic_write
 from probegen_jax.types import Array, Params, PRNGKey, PyTree
 from probegen_jax.zoo.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
@@ -439,7 +439,8 @@ def load_tree(path: str | os.PathLike) -> tuple[Zoo, Zoo]:
 def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.PathLike | None = None, *,
                tree_ids: Sequence[int] | None = None, data_dir: str | os.PathLike | None = None,
                progress: bool = True) -> dict[str, tuple[Zoo, Zoo]]:
-    """Several trees, ``out/<name>`` each; a tree already saved is loaded. Tree ids are
+    """Several trees, ``out/<name>`` each; a tree already saved is loaded (``ZooFormatError`` if it
+    was made with other settings). Tree ids are
     ``tree_ids`` (default: the configs' order); trees made into one folder by several calls
     should be given ids that stay distinct, e.g. their places in ``default_trees``."""
     tree_ids = list(range(len(configs))) if tree_ids is None else list(tree_ids)
@@ -451,6 +452,12 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
         path = Path(out) / cfg.name if out is not None else None
         if path is not None and (path / "children" / "meta").exists():
             trees[cfg.name] = load_tree(path)
+            saved, wanted = trees[cfg.name][1].meta.get("config", {}), _jsonable(cfg)
+            if saved != wanted:
+                differ = {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted))
+                          if saved.get(k) != wanted.get(k)}
+                raise ZooFormatError(f"{path}: a tree made with other settings is saved here (saved, asked): "
+                                     f"{differ}; remove it or use another output folder")
             continue
         data = datasets.get(cfg.dataset) or datasets.setdefault(cfg.dataset, load_dataset(cfg.dataset, data_dir))
         maker = make_lora_tree if isinstance(cfg, LoraTreeConfig) else make_tree
@@ -466,9 +473,8 @@ def default_trees(num_children: int = 300, dataset: str = "fashion_mnist", seed:
 
     ``width`` sets the layer sizes: the ViT and Mixer have model dimension ``width`` and MLPs of
     ``2 * width`` (qkv is ``[3 * width, width]``), the MLP tree hidden ``2 * width``, the LoRA
-    autoencoder hidden ``4 * width``. ProbeX's advantage over the dense expert is a large-layer
-    effect: the dense expert's parameters grow with the layer (times the labels), ProbeX's with its
-    sides only. ``dataset="fashion_mnist/10"`` gives 100 labels (``data.split_classes``);
+    autoencoder hidden ``4 * width``. The dense expert's parameters grow with the layer (times the
+    labels), ProbeX's with its sides only. ``dataset="fashion_mnist/10"`` gives 100 labels (``data.split_classes``);
     ``fine_tuning`` overrides the discriminative trees' ``TreeConfig`` fields, e.g.
     ``{"classes_per_child": (50, 50)}`` (the paper: 50 of CIFAR-100's classes per child)."""
     patch = 4 if dataset.startswith("digits") else 7
