@@ -5,6 +5,7 @@ own rules, and every documented refusal."""
 import csv
 import gzip
 import random
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,11 @@ def test_errors(tmp_path):
     np.savetxt(tmp_path / "bad_split.csv", np.arange(5), fmt="%d")
     with pytest.raises(ZooFormatError, match=r"bad_split.csv: not a permutation of the 12 rows"):
         import_zoo("small-cnn-zoo", out, split_file=tmp_path / "bad_split.csv", progress=False)
+    (tmp_path / "empty_split.csv").write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" stays inside
+        with pytest.raises(ZooFormatError, match=r"empty_split.csv: not a permutation of the 12 rows of weights.npy \(0 entries\)"):
+            import_zoo("small-cnn-zoo", out, split_file=tmp_path / "empty_split.csv", progress=False)
     with pytest.raises(DataFileError, match=r"nowhere.csv: file not found"):
         import_zoo("small-cnn-zoo", out, split_file=tmp_path / "nowhere.csv", progress=False)
 

@@ -36,6 +36,7 @@ import itertools
 import math
 import os
 import random
+import warnings
 import zlib
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -293,13 +294,14 @@ def read_permutation(path: Path, rows: int) -> np.ndarray:
     if not path.is_file():
         raise DataFileError(f"{path}: file not found")
     try:
-        perm = np.loadtxt(path, dtype=np.int64, ndmin=1)
+        with warnings.catch_warnings():  # an empty file: numpy warns, then the check below names it
+            warnings.simplefilter("ignore", UserWarning)
+            perm = np.loadtxt(path, dtype=np.int64, ndmin=1)
     except (ValueError, UnicodeDecodeError) as e:
         raise ZooFormatError(f"{path}: not one integer per line ({e})") from e
     if perm.ndim != 1 or len(perm) != rows or not np.array_equal(np.sort(perm), np.arange(rows)):
-        raise ZooFormatError(f"{path}: not a permutation of the {rows} rows of weights.npy "
-                             f"({len(perm)} entries, range {perm.min() if perm.size else '-'}.."
-                             f"{perm.max() if perm.size else '-'})")
+        span = f", range {perm.min()}..{perm.max()}" if perm.size else ""
+        raise ZooFormatError(f"{path}: not a permutation of the {rows} rows of weights.npy ({len(perm)} entries{span})")
     return perm
 
 
