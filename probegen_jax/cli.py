@@ -208,7 +208,7 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
     from probegen_jax.zoo.trees import default_trees, make_trees
 
     dataset = f"{args.dataset}/{args.split_classes}" if args.split_classes > 1 else args.dataset
-    fine_tuning = {"classes_per_child": tuple(args.classes_per_child), "steps": tuple(args.steps)}
+    fine_tuning = {k: tuple(getattr(args, k)) for k in ("classes_per_child", "steps") if hasattr(args, k)}
     every = default_trees(args.children, dataset, args.seed, width=args.width, fine_tuning=fine_tuning)
     chosen = [(i, c) for i, c in enumerate(every) if c.name in args.trees]  # ids stay those of the full set
     made = make_trees([c for _, c in chosen], args.out, tree_ids=[i for i, _ in chosen], data_dir=args.data_dir)
@@ -296,10 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ViT/Mixer model dimension (their MLPs and the MLP tree: 2x, the LoRA autoencoder: 4x)")
     trees.add_argument("--split-classes", type=int, default=1, metavar="K",
                        help="cut every class in K by k-means (Fashion-MNIST: 10K labels)")
-    trees.add_argument("--classes-per-child", type=int, nargs=2, default=[3, 5], metavar=("LO", "HI"),
-                       help="a discriminative child fine-tunes on LO to HI of the classes (inclusive)")
-    trees.add_argument("--steps", type=int, nargs=2, default=[30, 120], metavar=("LO", "HI"),
-                       help="a discriminative child's fine-tuning steps, LO to HI (inclusive)")
+    trees.add_argument("--classes-per-child", type=int, nargs=2, metavar=("LO", "HI"), default=argparse.SUPPRESS,
+                       help="a discriminative child fine-tunes on LO to HI of the classes (inclusive; default: TreeConfig's, 3 5)")
+    trees.add_argument("--steps", type=int, nargs=2, metavar=("LO", "HI"), default=argparse.SUPPRESS,
+                       help="a discriminative child's fine-tuning steps, LO to HI (inclusive; default: TreeConfig's, 30 120)")
     trees.set_defaults(func=_zoo_make_trees)
     info = zoo.add_parser("info", help="print a saved zoo's size, architecture(s), targets and splits")
     info.add_argument("dir", help="a saved zoo, or a folder of buckets written by `zoo import`")

@@ -271,13 +271,13 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     ``cfg.dataset`` names (``load_dataset(cfg.dataset)``), if already loaded.
     """
     data = data if data is not None else load_dataset(cfg.dataset, data_dir)
-    arch, head = _tree_arch(cfg, data)
-    images, labels = (jnp.asarray(a) for a in _pool(data, cfg.pool_size, cfg.seed))
-    test_images, test_labels = jnp.asarray(data.test_images[:2000]), jnp.asarray(data.test_labels[:2000])
     c = data.num_classes
     if not 1 <= cfg.classes_per_child[0] <= cfg.classes_per_child[1] <= c:
         raise ValueError(f"tree {cfg.name!r}: classes_per_child {cfg.classes_per_child} must be a range within "
                          f"1..{c} ({data.name} has {c} classes)")
+    arch, head = _tree_arch(cfg, data)
+    images, labels = (jnp.asarray(a) for a in _pool(data, cfg.pool_size, cfg.seed))
+    test_images, test_labels = jnp.asarray(data.test_images[:2000]), jnp.asarray(data.test_labels[:2000])
     loss = classifier_loss(arch.apply, images, labels, c, cfg.batch_size)
     start = time.perf_counter()
     out = Path(out) if out is not None else None
@@ -440,9 +440,9 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
                tree_ids: Sequence[int] | None = None, data_dir: str | os.PathLike | None = None,
                progress: bool = True) -> dict[str, tuple[Zoo, Zoo]]:
     """Several trees, ``out/<name>`` each; a tree already saved is loaded (``ZooFormatError`` if it
-    was made with other settings). Tree ids are
-    ``tree_ids`` (default: the configs' order); trees made into one folder by several calls
-    should be given ids that stay distinct, e.g. their places in ``default_trees``."""
+    was made with other settings). Tree ids are ``tree_ids`` (default: the configs' order); trees
+    made into one folder by several calls should keep distinct ids, e.g. their places in
+    ``default_trees``."""
     tree_ids = list(range(len(configs))) if tree_ids is None else list(tree_ids)
     if len({c.name for c in configs}) != len(configs) or len(set(tree_ids)) != len(configs):
         raise ValueError(f"trees need distinct names and one distinct id each; got names "
@@ -451,13 +451,14 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
     for tree_id, cfg in zip(tree_ids, configs):
         path = Path(out) / cfg.name if out is not None else None
         if path is not None and (path / "children" / "meta").exists():
-            trees[cfg.name] = load_tree(path)
-            saved, wanted = trees[cfg.name][1].meta.get("config", {}), _jsonable(cfg)
+            base, children = load_tree(path)
+            saved, wanted = children.meta.get("config", {}), _jsonable(cfg)
             if saved != wanted:
                 differ = {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted))
                           if saved.get(k) != wanted.get(k)}
                 raise ZooFormatError(f"{path}: a tree made with other settings is saved here (saved, asked): "
                                      f"{differ}; remove it or use another output folder")
+            trees[cfg.name] = base, children
             continue
         data = datasets.get(cfg.dataset) or datasets.setdefault(cfg.dataset, load_dataset(cfg.dataset, data_dir))
         maker = make_lora_tree if isinstance(cfg, LoraTreeConfig) else make_tree
