@@ -7,6 +7,13 @@ heterogeneous CNN zoo; Kendall tau (tau-b) of predicted vs true test accuracy at
 Heads train 150 epochs on a one-architecture zoo and 30 on a heterogeneous one, as the paper does on
 CIFAR10-GS and CNN Wild Park (``--epochs`` sets both).
 
+How tau grows with the zoo: ``--train-networks 105 210 420`` trains every method on nested subsets of
+the training networks (validation and test networks unchanged) and plots tau against their number
+(``zoo_size_<zoo>.png``); ``--updates U`` gives every size the same number of optimiser steps (the
+epochs that make at least ``U``), so a small subset is not also a short run:
+
+    python experiments/cnn_generalization.py --zoo Z --train-networks 210 525 1050 2100 --updates 2000
+
 Make the zoos with ``probegen-jax zoo make small-cnn ...`` / ``zoo make wild-cnn ...``. Writes
 ``results.md`` (Kendall tau and R^2 mean ± std over seeds, test split, at the best validation
 epoch), ``results.json``, ``scatter_<zoo>.png`` (predicted vs true accuracy, first seed) and
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -39,7 +47,7 @@ from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
-from probegen_jax.zoo.zoo import at_epoch
+from probegen_jax.zoo.zoo import at_epoch, shrink_split
 
 METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "probegen5": "ProbeGen (5 layers)", "vanilla": "Vanilla probing",
                 "synthetic": "Synthetic probes", "nonlinear": "Non-linear generator"}
@@ -53,8 +61,9 @@ def zoo_label(zoo) -> str:
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
-def result_row(zoo_name: str, source: str, k, seed: int, epochs: int, result, start: float) -> dict:
-    row = {"zoo": zoo_name, "source": source, "K": k, "seed": seed, "epochs": epochs, "test_tau": result.test["kendall_tau"],
+def result_row(zoo_name: str, source: str, k, seed: int, epochs: int, result, start: float, train_networks: int) -> dict:
+    row = {"zoo": zoo_name, "train_networks": train_networks, "source": source, "K": k, "seed": seed, "epochs": epochs,
+           "test_tau": result.test["kendall_tau"],
            "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"], "best_epoch": result.best_epoch,
            "seconds": round(time.perf_counter() - start, 1)}
     print(row, flush=True)
@@ -77,7 +86,7 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
                 spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
                 start = time.perf_counter()
                 result, learner, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed), target=TARGET)
-                rows.append(result_row(name, source, k, seed, cfg.epochs, result, start))
+                rows.append(result_row(name, source, k, seed, cfg.epochs, result, start, len(zoo.indices("train"))))
                 log.record(key, rows[-1])
                 if seed == seeds[0]:
                     label = f"{METHOD_NAMES[source]}, K={k}"
@@ -96,13 +105,29 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
                                           nfn=CNN_NFN)
-            rows.append(result_row(name, baseline, "—", seed, cfg.epochs, result, start))
+            rows.append(result_row(name, baseline, "—", seed, cfg.epochs, result, start, len(zoo.indices("train"))))
             log.record(key, rows[-1])
     if scatter and not reused_first:  # else keep the plots of the run that trained them
         report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
                             ylabel="predicted", title=zoo_label(zoo))
         report.plot_image_probes(probes, out / f"probes_{name}.png", title=f"probes, {zoo_label(zoo)}")
     return rows
+
+
+def epochs_for(train_networks: int, batch_size: int, updates: int) -> int:
+    """The fewest epochs that make at least ``updates`` optimiser steps (the remainder batch is dropped)."""
+    return math.ceil(updates / max(1, train_networks // batch_size))
+
+
+def plot_zoo_size(rows: list[dict], zoo_name: str, path: Path) -> None:
+    """Mean test tau of every method against the number of training networks (log x)."""
+    curves: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        label = {**METHOD_NAMES, **BASELINE_NAMES}[r["source"]] + (f", K={r['K']}" if r["K"] != "—" else "")
+        curves.setdefault(label, {}).setdefault(r["train_networks"], []).append(r["test_tau"])
+    report.plot_curves({label: (sorted(by_n), [np.mean(by_n[n]) for n in sorted(by_n)]) for label, by_n in curves.items()},
+                       path, xlabel="training networks", ylabel="Kendall tau (test)", logx=True, marker="o",
+                       title=f"tau against zoo size, {zoo_name}")
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -129,6 +154,9 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (default: %s, as the paper trains on CIFAR10-GS "
                    "and CNN Wild Park)" % ", ".join(f"{e} on the {z} zoo" for z, e in EPOCHS.items()))
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-networks", nargs="+", type=int, metavar="N",
+                   help="train on nested subsets of N training networks (default: all of them)")
+    p.add_argument("--updates", type=int, help="train as many epochs as make this many optimiser steps (instead of --epochs)")
     add_run_arguments(p, "results/cnn_generalization")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -141,13 +169,23 @@ def main(argv=None) -> None:
     rows, zoos = [], {}
     for name, path in (("small_cnn", args.zoo), ("hetero", args.hetero)):
         if path:
-            zoo = at_epoch(load_any_zoo(path), "final")
-            zoo_cfg = dataclasses.replace(cfg, epochs=args.epochs or EPOCHS[name])
-            zoos[name] = {"path": str(path), "members": len(zoo), "describe": zoo.describe(), "epochs": zoo_cfg.epochs,
-                          "generation_seconds": zoo.meta.get("generation_seconds"),
-                          "diverged": zoo.meta.get("diverged")}
-            rows += run_zoo(zoo, name, str(path), log=log, sources=args.sources, probe_counts=args.probes,
-                            seeds=args.seeds, cfg=zoo_cfg, out=out, baselines=args.baselines, response=args.response)
+            full = at_epoch(load_any_zoo(path), "final")
+            zoos[name] = {"path": str(path), "members": len(full), "describe": full.describe(),
+                          "generation_seconds": full.meta.get("generation_seconds"),
+                          "diverged": full.meta.get("diverged"), "epochs": {}}
+            zoo_rows = []
+            for size in args.train_networks or [None]:  # None: every training network (run keys as before)
+                zoo = full if size is None else shrink_split(full, "train", size)
+                key, label = (str(path), name) if size is None else (f"{path}?train={size}", f"{name}_n{size}")
+                epochs = (epochs_for(len(zoo.indices("train")), cfg.batch_size, args.updates) if args.updates
+                          else args.epochs or EPOCHS[name])
+                zoos[name]["epochs"][label] = epochs
+                zoo_rows += run_zoo(zoo, label, key, log=log, sources=args.sources, probe_counts=args.probes,
+                                    seeds=args.seeds, cfg=dataclasses.replace(cfg, epochs=epochs), out=out,
+                                    baselines=args.baselines, response=args.response)
+            if args.train_networks and len(args.train_networks) > 1:
+                plot_zoo_size(zoo_rows, zoo_label(full), out / f"zoo_size_{name}.png")
+            rows += zoo_rows
     table = summary_table(rows)
     body = "\n\n".join(f"**{k}** (`{v['path']}`, final-epoch checkpoints; generated in {v['generation_seconds']} s; "
                        f"diverged: {v['diverged']})\n\n```\n{v['describe']}\n```" for k, v in zoos.items())

@@ -75,14 +75,19 @@ def plot_coordinate_probes(
 
 
 def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
-                xlabel: str, ylabel: str, title: str = "") -> Path:
-    """Line plot of ``{label: (x, y)}``."""
+                xlabel: str, ylabel: str, title: str = "", logx: bool = False, marker: str | None = None) -> Path:
+    """Line plot of ``{label: (x, y)}`` (``logx``: a log-scaled x axis; ``marker``: mark each point)."""
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, (x, y) in curves.items():
-        ax.plot(x, y, label=label)
+        ax.plot(x, y, label=label, marker=marker)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:  # ticks at the points, labelled plainly
+        ax.set_xscale("log")
+        ticks = sorted({float(v) for x, _ in curves.values() for v in x})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)

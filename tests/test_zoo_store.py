@@ -17,6 +17,7 @@ from probegen_jax.errors import (
     ZooFormatError,
 )
 from probegen_jax.zoo import FORMAT_VERSION, Zoo, load_zoo, read_zoo_meta, save_zoo
+from probegen_jax.zoo.zoo import shrink_split
 
 N = 10
 
@@ -69,6 +70,28 @@ def test_zoo_split_subset_and_arrays():
     np.testing.assert_array_equal(y, zoo.targets["test_accuracy"][:6])
     np.testing.assert_array_equal(params["dense0"]["bias"], np.asarray(zoo.params["dense0"]["bias"])[:6])
     assert "10 networks" in zoo.describe()
+
+
+def test_shrink_split_keeps_nested_members_of_one_split():
+    zoo = small_zoo(n=20)  # train 0-5, val 6-7, test 8-19; test_accuracy tells the members apart
+
+    def train_members(size, seed=3):
+        cut = shrink_split(zoo, "train", size, seed=seed)
+        return set(cut.target("test_accuracy")[cut.indices("train")].tolist())
+
+    assert train_members(2) < train_members(4) < train_members(6) == set(zoo.target("test_accuracy")[:6].tolist())
+    assert len(train_members(4)) == 4
+    assert len({frozenset(train_members(2, seed)) for seed in range(6)}) > 1  # the seed draws the members
+    small = shrink_split(zoo, "train", 2, seed=3)
+    assert len(small) == 16
+    for split in ("val", "test"):  # the other splits: the same members, in order
+        np.testing.assert_array_equal(small.target("test_accuracy")[small.indices(split)],
+                                      zoo.target("test_accuracy")[zoo.indices(split)])
+    for size in (0, 7):
+        with pytest.raises(ShapeMismatchError, match=f"cannot keep {size} of its 6 members"):
+            shrink_split(zoo, "train", size)
+    with pytest.raises(MissingSplitError, match="available"):
+        shrink_split(zoo, "holdout", 1)
 
 
 def test_missing_split_lists_available():

@@ -118,3 +118,20 @@ def at_epoch(zoo: Any, epoch: int | str = "final") -> Any:
     if not np.any(epochs == e):
         raise ValueError(f"zoo has no checkpoints at epoch {e}; epochs: {sorted(set(epochs.tolist()))}")
     return zoo.keep(epochs == e)
+
+
+def shrink_split(zoo: Any, split: str, size: int, *, seed: int = 0) -> Any:
+    """The zoo with ``split`` cut to ``size`` of its members (the others dropped); other splits kept.
+
+    The members kept are the first ``size`` of a ``seed``-drawn order of the split, so a smaller size
+    keeps a subset of a larger one's: a learning curve over sizes adds networks, never swaps them.
+    Works on any zoo with ``indices`` and ``keep`` (``Zoo``, ``HeteroZoo``).
+    """
+    members = zoo.indices(split)
+    if not 1 <= size <= len(members):
+        raise ShapeMismatchError(f"zoo split {split!r}: cannot keep {size} of its {len(members)} members "
+                                 f"(expected 1 to {len(members)})")
+    dropped = np.random.default_rng(seed).permutation(members)[size:]
+    mask = np.ones(len(zoo), bool)
+    mask[dropped] = False
+    return zoo.keep(mask)
