@@ -41,11 +41,13 @@ import numpy as np
 from probegen_jax import report
 from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
 from probegen_jax.io import write_json
+from probegen_jax.metrics import tau_noise_ceiling
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probegen import RESPONSES
 from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig, predict
+from probegen_jax.zoo.cnn import zoo_training_data
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
 from probegen_jax.zoo.zoo import at_epoch, shrink_split
 
@@ -119,14 +121,37 @@ def epochs_for(train_networks: int, batch_size: int, updates: int) -> int:
     return math.ceil(updates / max(1, train_networks // batch_size))
 
 
-def plot_zoo_size(rows: list[dict], zoo_name: str, path: Path) -> None:
-    """Mean test tau of every method against the number of training networks (log x)."""
-    curves: dict[str, dict[int, list[float]]] = {}
+def noise_ceiling(zoo) -> dict:
+    """How many images scored the networks and the tau a perfect predictor would reach on the test
+    networks given that (``metrics.tau_noise_ceiling``); empty for a zoo not generated here."""
+    try:
+        test_images = len(zoo_training_data(zoo).test_labels)
+    except ValueError:
+        return {}
+    return {"test_images": test_images,
+            "tau_noise_ceiling": round(tau_noise_ceiling(zoo.target(TARGET)[zoo.indices("test")], test_images), 3)}
+
+
+def zoo_paragraph(name: str, record: dict) -> str:
+    """The results page's description of one zoo."""
+    noise = (f"; test accuracy measured on {record['test_images']} images, so a perfect predictor's tau is "
+             f"about {record['tau_noise_ceiling']}" if "test_images" in record else "")
+    return (f"**{name}** (`{record['path']}`, final-epoch checkpoints; generated in {record['generation_seconds']} s; "
+            f"diverged: {record['diverged']}{noise})\n\n```\n{record['describe']}\n```")
+
+
+def plot_zoo_size(rows: list[dict], zoo_name: str, path: Path, ceiling: float | None = None) -> None:
+    """Mean test tau of every method against the number of training networks (log x), and the noise
+    ceiling where it is known."""
+    by_method: dict[str, dict[int, list[float]]] = {}
     for r in rows:
         label = {**METHOD_NAMES, **BASELINE_NAMES}[r["source"]] + (f", K={r['K']}" if r["K"] != "—" else "")
-        curves.setdefault(label, {}).setdefault(r["train_networks"], []).append(r["test_tau"])
-    report.plot_curves({label: (sorted(by_n), [np.mean(by_n[n]) for n in sorted(by_n)]) for label, by_n in curves.items()},
-                       path, xlabel="training networks", ylabel="Kendall tau (test)", logx=True, marker="o",
+        by_method.setdefault(label, {}).setdefault(r["train_networks"], []).append(r["test_tau"])
+    curves = {label: (sorted(by_n), [np.mean(by_n[n]) for n in sorted(by_n)]) for label, by_n in by_method.items()}
+    if ceiling is not None:
+        sizes = sorted({r["train_networks"] for r in rows})
+        curves["perfect predictor (test-set noise)"] = (sizes, [ceiling] * len(sizes))
+    report.plot_curves(curves, path, xlabel="training networks", ylabel="Kendall tau (test)", logx=True, marker="o",
                        title=f"tau against zoo size, {zoo_name}")
 
 
@@ -171,6 +196,7 @@ def main(argv=None) -> None:
         if path:
             full = at_epoch(load_any_zoo(path), "final")
             zoos[name] = {"path": str(path), "members": len(full), "describe": full.describe(),
+                          **noise_ceiling(full),
                           "generation_seconds": full.meta.get("generation_seconds"),
                           "diverged": full.meta.get("diverged"), "epochs": {}}
             zoo_rows = []
@@ -184,11 +210,11 @@ def main(argv=None) -> None:
                                     seeds=args.seeds, cfg=dataclasses.replace(cfg, epochs=epochs), out=out,
                                     baselines=args.baselines, response=args.response)
             if args.train_networks and len(args.train_networks) > 1:
-                plot_zoo_size(zoo_rows, zoo_label(full), out / f"zoo_size_{name}.png")
+                plot_zoo_size(zoo_rows, zoo_label(full), out / f"zoo_size_{name}.png",
+                              zoos[name].get("tau_noise_ceiling"))
             rows += zoo_rows
     table = summary_table(rows)
-    body = "\n\n".join(f"**{k}** (`{v['path']}`, final-epoch checkpoints; generated in {v['generation_seconds']} s; "
-                       f"diverged: {v['diverged']})\n\n```\n{v['describe']}\n```" for k, v in zoos.items())
+    body = "\n\n".join(zoo_paragraph(name, record) for name, record in zoos.items())
     body += (f"\n\nKendall tau-b and R^2 of predicted vs true test accuracy on the test networks at the best "
              f"validation epoch, mean ± std over {len(args.seeds)} seed(s); batch "
              f"{cfg.batch_size}, Adam {cfg.learning_rate} with cosine decay; probing heads read the CNNs' "

@@ -50,6 +50,28 @@ def test_kendall_tau_extremes_and_shapes():
     assert metrics.kendall_tau(a, b) == pytest.approx(brute_force_tau_b(a, b), abs=1e-12)
 
 
+def test_tau_noise_ceiling_of_two_networks_is_the_exact_expectation():
+    """Two networks: tau is +1 when the measurements keep their order, -1 when they swap, 0 on a tie."""
+    from scipy.stats import binom
+
+    p, n = np.array([0.5, 0.6]), 20
+    pmf = [binom.pmf(np.arange(n + 1), n, q) for q in p]
+    joint = np.outer(pmf[0], pmf[1])  # joint[i, j] = P(X1 = i, X2 = j)
+    exact = np.triu(joint, 1).sum() - np.tril(joint, -1).sum()
+    assert metrics.tau_noise_ceiling(p, n, draws=4000) == pytest.approx(exact, abs=0.05)
+
+
+def test_tau_noise_ceiling_rises_with_test_images_and_refuses_bad_input():
+    acc = np.random.default_rng(0).uniform(0.1, 0.9, 300)
+    few, many = metrics.tau_noise_ceiling(acc, 100, draws=20), metrics.tau_noise_ceiling(acc, 100_000, draws=20)
+    assert few < 0.95 < many <= 1.0
+    assert metrics.tau_noise_ceiling(acc, 100, draws=20, seed=1) == pytest.approx(few, abs=0.02)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        metrics.tau_noise_ceiling(acc * 2, 100)
+    with pytest.raises(ValueError, match="at least 1"):
+        metrics.tau_noise_ceiling(acc, 0)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_r2_equals_sklearn(seed):
     rng = np.random.default_rng(seed)
