@@ -40,19 +40,21 @@ import numpy as np
 
 from probegen_jax import report
 from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
+from probegen_jax.errors import DataFileError
 from probegen_jax.io import write_json
 from probegen_jax.metrics import tau_noise_ceiling
 from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.probing.probegen import RESPONSES
 from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
-from probegen_jax.train import TrainConfig, predict
+from probegen_jax.train import TrainConfig, predict, steps_per_epoch
 from probegen_jax.zoo.cnn import zoo_training_data
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
 from probegen_jax.zoo.zoo import at_epoch, shrink_split
 
 METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "probegen5": "ProbeGen (5 layers)", "vanilla": "Vanilla probing",
                 "synthetic": "Synthetic probes", "nonlinear": "Non-linear generator"}
+ALL_NAMES = {**METHOD_NAMES, **BASELINE_NAMES}
 TARGET = "test_accuracy"
 EPOCHS = {"small_cnn": 150, "hetero": 30}  # the paper's: CIFAR10-GS (one architecture) and CNN Wild Park
 CNN_NFN = NFNConfig(channels=(16, 16, 16))  # 3x3 filters make NP layers 81x costlier per channel pair than on INRs
@@ -77,6 +79,7 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
     """Every (source, K, seed) and (baseline, seed) on one zoo: runs already in ``log`` are taken from
     it, the others trained and logged as they finish; plots show the first seed's runs trained here."""
     rows, probes, scatter, reused_first = [], {}, {}, False
+    train_networks = len(zoo.indices("train"))
     for source in sources:
         for k in probe_counts:
             for seed in seeds:
@@ -88,7 +91,7 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
                 spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
                 start = time.perf_counter()
                 result, learner, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed), target=TARGET)
-                rows.append(result_row(name, source, k, seed, cfg.epochs, result, start, len(zoo.indices("train"))))
+                rows.append(result_row(name, source, k, seed, cfg.epochs, result, start, train_networks))
                 log.record(key, rows[-1])
                 if seed == seeds[0]:
                     label = f"{METHOD_NAMES[source]}, K={k}"
@@ -107,7 +110,7 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
             start = time.perf_counter()
             result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
                                           nfn=CNN_NFN)
-            rows.append(result_row(name, baseline, "—", seed, cfg.epochs, result, start, len(zoo.indices("train"))))
+            rows.append(result_row(name, baseline, "—", seed, cfg.epochs, result, start, train_networks))
             log.record(key, rows[-1])
     if scatter and not reused_first:  # else keep the plots of the run that trained them
         report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
@@ -117,16 +120,17 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
 
 
 def epochs_for(train_networks: int, batch_size: int, updates: int) -> int:
-    """The fewest epochs that make at least ``updates`` optimiser steps (the remainder batch is dropped)."""
-    return math.ceil(updates / max(1, train_networks // batch_size))
+    """The fewest epochs that make at least ``updates`` optimiser steps of ``fit``."""
+    return math.ceil(updates / steps_per_epoch(train_networks, batch_size))
 
 
 def noise_ceiling(zoo) -> dict:
     """How many images scored the networks and the tau a perfect predictor would reach on the test
-    networks given that (``metrics.tau_noise_ceiling``); empty for a zoo not generated here."""
+    networks given that (``metrics.tau_noise_ceiling``); empty for a zoo not generated here or whose
+    images are not on this machine (the experiment itself needs only the zoo)."""
     try:
         test_images = len(zoo_training_data(zoo).test_labels)
-    except ValueError:
+    except (ValueError, DataFileError):
         return {}
     return {"test_images": test_images,
             "tau_noise_ceiling": round(tau_noise_ceiling(zoo.target(TARGET)[zoo.indices("test")], test_images), 3)}
@@ -145,7 +149,7 @@ def plot_zoo_size(rows: list[dict], zoo_name: str, path: Path, ceiling: float | 
     ceiling where it is known."""
     by_method: dict[str, dict[int, list[float]]] = {}
     for r in rows:
-        label = {**METHOD_NAMES, **BASELINE_NAMES}[r["source"]] + (f", K={r['K']}" if r["K"] != "—" else "")
+        label = ALL_NAMES[r["source"]] + (f", K={r['K']}" if r["K"] != "—" else "")
         by_method.setdefault(label, {}).setdefault(r["train_networks"], []).append(r["test_tau"])
     curves = {label: (sorted(by_n), [np.mean(by_n[n]) for n in sorted(by_n)]) for label, by_n in by_method.items()}
     if ceiling is not None:
@@ -161,7 +165,7 @@ def summary_table(rows: list[dict]) -> str:
         groups.setdefault((r["zoo"], r["source"], r["K"], r["epochs"]), []).append(r)
     return report.markdown_table(
         ["zoo", "method", "K", "epochs", "Kendall tau (test)", "R^2 (test)", "seeds", "seconds / run"],
-        [[z, {**METHOD_NAMES, **BASELINE_NAMES}[s], k, e, report.mean_std([r["test_tau"] for r in g], digits=3),
+        [[z, ALL_NAMES[s], k, e, report.mean_std([r["test_tau"] for r in g], digits=3),
           report.mean_std([r["test_r2"] for r in g], digits=3), len(g), f"{np.mean([r['seconds'] for r in g]):.0f}"]
          for (z, s, k, e), g in groups.items()])
 

@@ -116,6 +116,11 @@ def evaluate(learner: Learner, task: Task, params: Params, split: Split, *, batc
                          np.asarray(targets))
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch of ``fit``: full batches only, the batch cut to ``n_train`` if larger."""
+    return n_train // min(batch_size, n_train)
+
+
 def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
     """``[steps, batch_size]`` indices: a fresh permutation per epoch, remainder dropped."""
     perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -246,8 +251,7 @@ def fit_objective(
     batch_size = min(cfg.batch_size, n_train)
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
-    steps_per_epoch = n_train // batch_size
-    optimizer = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+    optimizer = make_optimizer(cfg, steps_per_epoch(n_train, batch_size) * cfg.epochs)
 
     params = init(jax.random.key(cfg.seed))
     state = TrainState(params, optimizer.init(params))
