@@ -113,7 +113,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=5, help="SGD steps timed (rates scale linearly)")
     p.add_argument("--pool", type=int, default=2000, help="training pool that defines an epoch")
     p.add_argument("--probes", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=1024, help="networks per device per probing step")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="networks per device per probing step (default: the library's, cache-sized on CPU)")
     p.add_argument("--generator-probes", nargs="+", type=int, default=[64, 128, 256],
                    help="K of ProbeGen's image generator timings")
     p.add_argument("--conv", nargs="+", default=list(CONV_IMPLS), choices=CONV_IMPLS,

@@ -1,6 +1,7 @@
 """The same probing computation and the same ProbeGen training epoch, side by side, in one run:
 
-  (a) this library (one jit-compiled, vmapped call; the epoch is ``train.fit``'s compiled scan),
+  (a) this library (``probe_zoo``: one jit-compiled call over cache-sized blocks of vmapped
+      networks; the epoch is the one ``train.fit`` runs),
   (b) PyTorch looping over the networks one at a time, as the reference implementation does
       (every INR an ``nn.Module``, called in a Python loop inside the model's forward),
   (c) PyTorch with ``torch.func.vmap`` over the stacked weights (``functional_call``).
@@ -11,6 +12,11 @@
 PyTorch is an optional extra (``pip install torch==2.13.0``, a CPU build is enough); without it
 the benchmark says so and exits cleanly. Times are medians of ``--repeats`` runs after a warm-up,
 taken in the same process on the same machine; ratios are PyTorch time / this library's time.
+
+The probing row also prints this CPU's floor for the computation: the FLOPs XLA counts in it (the
+multiply-adds and the arithmetic of every sine) at the rate this machine reaches on one large
+matrix product, measured in the same run. An implementation that computes these sines cannot beat
+the floor, so "loop / floor" is about the largest speed-up over the loop this CPU allows.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description, median_seconds  # noqa: E402
 
 from probegen_jax.archs import make_arch  # noqa: E402
-from probegen_jax.probing import probe  # noqa: E402
+from probegen_jax.flops import xla_cost  # noqa: E402
+from probegen_jax.probing import probe, probe_zoo  # noqa: E402
 from probegen_jax.probing.methods import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table  # noqa: E402
 from probegen_jax.tasks import classification  # noqa: E402
@@ -62,9 +69,18 @@ def make_inputs(num_nets: int, num_probes: int, seed: int = 0):
 
 
 def jax_probing(arch, params, probes):
-    fn = jax.jit(lambda p, x: probe(arch.apply, p, x))
     params, probes = jax.device_put((params, probes))
-    return lambda: fn(params, probes)
+    return lambda: probe_zoo(arch, params, probes)
+
+
+def cpu_floor_seconds(arch, params, probes, repeats: int = 5) -> float:
+    """Least time this machine can take for the probing call: every FLOP XLA counts in it (the
+    multiply-adds and each sine's polynomial) at the rate the machine reaches on one 2048^3
+    matrix product, its best case."""
+    a = jax.random.normal(jax.random.key(0), (2048, 2048))
+    matmul = jax.jit(lambda m: m @ m)
+    gemm_rate = 2 * 2048**3 / median_seconds(lambda: matmul(a), repeats=repeats)
+    return xla_cost(lambda p, x: probe(arch.apply, p, x), params, probes).total / gemm_rate
 
 
 def jax_epoch(arch, params, labels, num_probes: int, batch_size: int):
@@ -247,7 +263,9 @@ def main(argv=None) -> None:
     t_jax = median_seconds(ours, repeats=args.repeats)
     t_loop = torch_median(loop, args.repeats)
     t_vmap = torch_median(vmapped, args.repeats)
-    rows.append([f"probing ({args.probe_nets} SIRENs x {args.probes} probes)", *_times(t_jax, t_loop, t_vmap)])
+    t_floor = cpu_floor_seconds(arch, params, probes, repeats=args.repeats)
+    rows.append([f"probing ({args.probe_nets} SIRENs x {args.probes} probes)", *_times(t_jax, t_loop, t_vmap),
+                 f"{t_floor * 1e3:.1f}", f"{t_loop / t_floor:.0f}x"])
 
     # one ProbeGen training epoch (batch 32, Adam, cosine schedule)
     arch, params, _, labels = make_inputs(args.epoch_nets, args.probes, seed=1)
@@ -261,10 +279,10 @@ def main(argv=None) -> None:
     t_vmap = torch_median(vm, args.repeats)
     steps = args.epoch_nets // args.batch_size
     rows.append([f"ProbeGen epoch ({args.epoch_nets} SIRENs, {steps} steps of {args.batch_size})",
-                 *_times(t_jax, t_loop, t_vmap)])
+                 *_times(t_jax, t_loop, t_vmap), "", ""])
 
     print(markdown_table(["computation", "probegen_jax ms", "PyTorch loop ms", "PyTorch vmap ms",
-                          "loop / ours", "vmap / ours"], rows))
+                          "loop / ours", "vmap / ours", "CPU floor ms", "loop / floor"], rows))
 
 
 def _times(t_jax: float, t_loop: float, t_vmap: float) -> list[str]:

@@ -1,5 +1,7 @@
 """probe() and probe_zoo(): vmapped responses against a per-network loop, batching and sharding."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +9,10 @@ import pytest
 
 from probegen_jax.archs import mlp, siren
 from probegen_jax.errors import ShapeMismatchError
-from probegen_jax.parallel import pad_zoo_axis, zoo_mesh
+from probegen_jax.parallel import pad_zoo_axis, place_blocks, zoo_mesh
 from probegen_jax.probing import probe, probe_zoo
+
+probe_module = importlib.import_module("probegen_jax.probing.probe")  # the package exports probe() under this name
 
 
 def make_zoo(arch, n, seed=0):
@@ -62,6 +66,36 @@ def test_gradients_reach_the_probes(siren_case):
     )
     np.testing.assert_allclose(np.asarray(grad), np.asarray(want), rtol=1e-4, atol=1e-4)
     assert np.abs(np.asarray(grad)).max() > 0
+
+
+def test_default_block_holds_the_largest_activation_within_the_cpu_budget():
+    arch = siren(hidden=32)
+    zoo = make_zoo(arch, 2)
+    probes = jnp.zeros((128, 2))
+    largest = 128 * 32 * 4  # one hidden layer's pre-activations, float32
+    assert probe_module.largest_activation_bytes(arch.apply, zoo, probes) == largest
+    assert probe_module.default_batch_size(arch.apply, zoo, probes, "cpu") == probe_module.CPU_BLOCK_BYTES // largest
+    wide = mlp(input_shape=(2,), hidden=10_000, depth=1, out_dim=1)  # one network over the budget
+    assert probe_module.default_batch_size(wide.apply, make_zoo(wide, 1), probes, "cpu") == 1
+    assert probe_module.default_batch_size(arch.apply, zoo, probes, "gpu") is None
+
+
+def test_probe_zoo_default_blocks_equal_probe(siren_case, monkeypatch):
+    arch, zoo, probes = siren_case
+    largest = probe_module.largest_activation_bytes(arch.apply, zoo, probes)
+    monkeypatch.setattr(probe_module, "CPU_BLOCK_BYTES", 3 * largest)  # 13 networks in blocks of at most 3
+    want = np.asarray(probe(arch.apply, zoo, probes))
+    np.testing.assert_allclose(np.asarray(probe_zoo(arch, zoo, probes)), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "devices", "block"), [(1000, 256, 1, 250), (13, 3, 1, 3), (13, None, 1, 13),
+                                                                   (1000, 256, 8, 125), (1001, 100, 1, 91)])
+def test_blocks_are_evened_out_to_little_padding(eight_devices, n, batch_size, devices, block):
+    mesh = zoo_mesh(devices) if devices > 1 else None
+    padded, got_n, got_devices, got_block = place_blocks({"w": jnp.zeros((n, 2))}, mesh, batch_size)
+    assert (got_n, got_devices, got_block) == (n, devices, block)
+    rows = padded["w"].shape[0]
+    assert rows % (devices * block) == 0 and 0 <= rows - n < devices * block
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 13, 100])
