@@ -127,11 +127,14 @@ def epochs_for(train_networks: int, batch_size: int, updates: int) -> int:
 def noise_ceiling(zoo) -> dict:
     """How many images scored the networks and the tau a perfect predictor would reach on the test
     networks given that (``metrics.tau_noise_ceiling``); empty for a zoo not generated here or whose
-    images are not on this machine (the experiment itself needs only the zoo)."""
-    try:
-        test_images = len(zoo_training_data(zoo).test_labels)
-    except (ValueError, DataFileError):
-        return {}
+    images are not on this machine (the experiment itself needs only the zoo). Zoos made before
+    their meta recorded ``test_images`` have their images loaded to count them."""
+    test_images = zoo.meta.get("test_images")
+    if test_images is None:
+        try:
+            test_images = len(zoo_training_data(zoo).test_labels)
+        except (ValueError, DataFileError):
+            return {}
     return {"test_images": test_images,
             "tau_noise_ceiling": round(tau_noise_ceiling(zoo.target(TARGET)[zoo.indices("test")], test_images), 3)}
 

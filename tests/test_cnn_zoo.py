@@ -14,7 +14,7 @@ from probegen_jax.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
 from probegen_jax.train import TrainConfig
 from probegen_jax.zoo import cnn, load_zoo
-from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo
+from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo, zoo_training_data
 from probegen_jax.zoo.zoo import at_epoch
 
 TINY = SmallCNNZooConfig(
@@ -93,6 +93,11 @@ def test_zoo_layout_checkpoints_and_splits(tiny_zoo):
                  "optimizer", "activation", "init_std", "l2", "dropout", "train_fraction"):
         assert t[name].shape == (len(tiny_zoo),)
     np.testing.assert_array_equal(t["epoch"][: len(epochs)], epochs)
+    # Accuracies are counts of the test images the meta records, which are the zoo's own test images.
+    test_images = tiny_zoo.meta["test_images"]
+    assert test_images == len(zoo_training_data(tiny_zoo).test_labels)
+    correct = t["test_accuracy"] * test_images
+    np.testing.assert_allclose(correct, np.round(correct), atol=1e-3)
     # All checkpoints of a network are in one split; splits are disjoint and cover the zoo.
     owner = {}
     for split, idx in tiny_zoo.splits.items():

@@ -462,6 +462,7 @@ def zoo_meta(kind: str, cfg: Any, tcfg: CNNTraining, tdata: TrainingData, data: 
         "dataset": data.name,
         "class_names": list(data.class_names),
         "image_shape": list(tdata.image_shape),
+        "test_images": len(tdata.test_labels),
         "epochs": list(tcfg.epochs),
         "codes": {"activation": list(tcfg.activations), "optimizer": list(tcfg.optimizers)},
         "default_target": "test_accuracy",
