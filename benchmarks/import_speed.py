@@ -9,7 +9,9 @@ in a fresh process and prints MB/s, the raw read speed of the same files, and pe
 
 MB/s counts the bytes an import has to read: every INR file; for the Small CNN Zoo the final
 checkpoint's rows of weights.npy (a ninth of the file) plus metrics and layout. "raw MB/s" reads
-the same bytes with plain file reads (no parsing), the disk-speed yardstick.
+the same bytes with plain file reads (no parsing), the disk-speed yardstick; for the INR folders
+"walk + raw MB/s" also finds the files first, by walking the folder tree with ``os.walk``, as any
+import of a folder layout has to.
 """
 
 from __future__ import annotations
@@ -124,6 +126,13 @@ def raw_read_seconds(files: list[Path], ranges: dict[Path, list[tuple[int, int]]
     return time.perf_counter() - start
 
 
+def walk_and_read_seconds(root: Path, suffix: str) -> float:
+    """Seconds to find every ``*suffix`` file under ``root`` with ``os.walk`` and read it plainly."""
+    start = time.perf_counter()
+    found = [Path(folder, name) for folder, _, names in os.walk(root) for name in names if name.endswith(suffix)]
+    return time.perf_counter() - start + raw_read_seconds(found)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -203,9 +212,13 @@ def main(argv=None) -> None:
         raw = raw_read_seconds(inr_files)
         if args.cold:
             evict(inr_files)
+        walk_raw = walk_and_read_seconds(root / "inrs", ".pth")
+        if args.cold:
+            evict(inr_files)
         seconds, rss, worker_rss, n, zoo_mb = import_in_fresh_process("dwsnets", root / "inrs", workers=workers)
         rows.append(["dwsnets", f"{n:,}", f"{len(inr_files):,}", f"{inr_mb:.0f}", f"{inr_mb:.0f}", workers,
-                     f"{seconds:.1f}", f"{inr_mb / seconds:.1f}", f"{inr_mb / raw:.0f}", f"{n / seconds:,.0f}",
+                     f"{seconds:.1f}", f"{inr_mb / seconds:.1f}", f"{inr_mb / raw:.0f}", f"{inr_mb / walk_raw:.0f}",
+                     f"{n / seconds:,.0f}",
                      f"{rss:.0f}", f"{worker_rss:.0f}" if workers > 1 else "-", f"{zoo_mb:.0f}"])
 
     try:
@@ -234,7 +247,7 @@ def main(argv=None) -> None:
     seconds, rss, _, n, zoo_mb = import_in_fresh_process("small-cnn-zoo", root / "cnn",
                                                       split_file=root / "cnn" / "split.csv")
     rows.append(["small-cnn-zoo", f"{n:,}", f"{len(cnn_files)}", f"{cnn_mb:.0f}", f"{read_mb:.0f}", 1,
-                 f"{seconds:.1f}", f"{read_mb / seconds:.1f}", f"{read_mb / raw:.0f}", f"{n / seconds:,.0f}",
+                 f"{seconds:.1f}", f"{read_mb / seconds:.1f}", f"{read_mb / raw:.0f}", "-", f"{n / seconds:,.0f}",
                  f"{rss:.0f}", "-", f"{zoo_mb:.0f}"])
 
     _print(rows, args, tmp)
@@ -242,7 +255,7 @@ def main(argv=None) -> None:
 
 def _print(rows, args, tmp) -> None:
     head = ["format", "networks", "files", "MB on disk", "MB to read", "workers", "seconds", "MB/s", "raw MB/s",
-            "networks/s", "peak RSS MB", "worker peak RSS MB", "zoo params MB"]
+            "walk + raw MB/s", "networks/s", "peak RSS MB", "worker peak RSS MB", "zoo params MB"]
     out = io.StringIO()
     out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for row in rows:

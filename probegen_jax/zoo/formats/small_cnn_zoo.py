@@ -191,36 +191,51 @@ def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
             return None
 
 
-def read_metrics(path: Path, columns: Collection[str] | None = None) -> dict[str, _Column]:
+class MetricsFile:
+    """``metrics.csv.gz`` decompressed once (zlib runs without Python's lock), read as text as
+    often as the parsers below need it."""
+
+    def __init__(self, path: Path):
+        if not path.is_file():
+            raise DataFileError(f"{path}: file not found")
+        self.path = path
+        try:
+            self.data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as e:
+            raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
+
+    def text(self) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(self.data), encoding="utf-8", newline="")
+
+
+def read_metrics(source: Path | MetricsFile, columns: Collection[str] | None = None) -> dict[str, _Column]:
     """``metrics.csv.gz`` as compact columns: ``columns`` (those present) and ``step``, or every
     column but ``modeldir``. Columns whose first
     ``METRIC_SAMPLE_ROWS`` cells are all numbers are parsed as floats by numpy's C parser, the rest as
     strings; a file that breaks that (a later non-number, an empty cell, a short line) is parsed
     again row by row, which names the offending line."""
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found")
+    metrics = source if isinstance(source, MetricsFile) else MetricsFile(source)
     try:
-        header, numeric = _header_and_numeric_columns(path)
+        header, numeric = _header_and_numeric_columns(metrics)
         keep = {"step", *columns} if columns is not None else set(header) - {"modeldir"}
         try:
-            parsed = _read_columns_typed(path, header, numeric, keep)
+            parsed = _read_columns_typed(metrics, header, numeric, keep)
         except ValueError:
-            parsed = _read_columns_by_rows(path, keep)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
-        raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
+            parsed = _read_columns_by_rows(metrics, keep)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ZooFormatError(f"{metrics.path}: unreadable metrics ({type(e).__name__}: {e})") from e
     if "step" not in parsed or parsed["step"].numeric() is None:
-        raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(header)})")
+        raise ZooFormatError(f"{metrics.path}: missing numeric column 'step' (columns {sorted(header)})")
     return parsed
 
 
-def _header_and_numeric_columns(path: Path) -> tuple[list[str], set[str]]:
+def _header_and_numeric_columns(metrics: MetricsFile) -> tuple[list[str], set[str]]:
     """The header and the kept columns whose sampled cells all parse as (non-empty) numbers."""
-    with gzip.open(path, "rt", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise ZooFormatError(f"{path}: empty metrics file")
-        sample = list(itertools.islice(reader, METRIC_SAMPLE_ROWS))
+    reader = csv.reader(metrics.text())
+    header = next(reader, None)
+    if not header:
+        raise ZooFormatError(f"{metrics.path}: empty metrics file")
+    sample = list(itertools.islice(reader, METRIC_SAMPLE_ROWS))
     if not sample or set(map(len, sample)) != {len(header)}:
         return header, set()
     cells = list(zip(*sample))
@@ -228,65 +243,61 @@ def _header_and_numeric_columns(path: Path) -> tuple[list[str], set[str]]:
                     if name != "modeldir" and "" not in cells[i] and _parse_floats(cells[i]) is not None}
 
 
-def _loadtxt(path: Path, usecols: Sequence[int], dtype: Any) -> np.ndarray:
-    """Columns ``usecols`` of the gzipped CSV (header skipped) as ``[rows, len(usecols)]``, by
-    numpy's C parser; ``ValueError`` on a cell of another type or a line of another length."""
-    with gzip.open(path, "rt", newline="") as f:
-        f.readline()
-        return np.loadtxt(f, delimiter=",", quotechar='"', comments=None, usecols=list(usecols), dtype=dtype,
-                          ndmin=2)
+def _loadtxt(metrics: MetricsFile, usecols: Sequence[int], dtype: Any) -> np.ndarray:
+    """Columns ``usecols`` of the CSV (header skipped) as ``[rows, len(usecols)]``, by numpy's C
+    parser; ``ValueError`` on a cell of another type or a line of another length."""
+    f = metrics.text()
+    f.readline()
+    return np.loadtxt(f, delimiter=",", quotechar='"', comments=None, usecols=list(usecols), dtype=dtype, ndmin=2)
 
 
-def _read_columns_typed(path: Path, header: list[str], numeric: set[str], keep: set[str]) -> dict[str, _Column]:
+def _read_columns_typed(metrics: MetricsFile, header: list[str], numeric: set[str],
+                        keep: set[str]) -> dict[str, _Column]:
     kept = [(i, name) for i, name in enumerate(header) if name in keep]
     floats = [(i, n) for i, n in kept if n in numeric]
     strings = [(i, n) for i, n in kept if n not in numeric]
     if not floats:
         raise ValueError("no numeric column")  # nothing for the C parser to gain: parse by rows
-    parsed = {n: _Column.parsed(c) for (_, n), c in zip(floats, _loadtxt(path, [i for i, _ in floats], np.float64).T)}
+    parsed = {n: _Column.parsed(c) for (_, n), c in zip(floats, _loadtxt(metrics, [i for i, _ in floats], np.float64).T)}
     if strings:
-        parsed |= {n: _Column.parsed(c) for (_, n), c in zip(strings, _loadtxt(path, [i for i, _ in strings], str).T)}
+        parsed |= {n: _Column.parsed(c) for (_, n), c in zip(strings, _loadtxt(metrics, [i for i, _ in strings], str).T)}
     return {n: parsed[n] for _, n in kept}
 
 
-def _read_columns_by_rows(path: Path, keep: set[str]) -> dict[str, _Column]:
+def _read_columns_by_rows(metrics: MetricsFile, keep: set[str]) -> dict[str, _Column]:
     """The general parser: batches of ``METRIC_BATCH_ROWS`` rows, each column float while every
     value parses (empty cells NaN), else category codes."""
-    with gzip.open(path, "rt", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        kept = [(i, name) for i, name in enumerate(header) if name in keep]
-        columns = {name: _Column() for _, name in kept}
-        line = 2
-        for batch in iter(lambda: list(itertools.islice(reader, METRIC_BATCH_ROWS)), []):
-            if set(map(len, batch)) != {len(header)}:
-                bad = next(j for j, row in enumerate(batch) if len(row) != len(header))
-                raise ZooFormatError(f"{path}: line {line + bad} has {len(batch[bad])} fields, "
-                                     f"the header {len(header)}")
-            cells = list(zip(*batch))
-            for i, name in kept:
-                columns[name].extend(cells[i])
-            line += len(batch)
+    reader = csv.reader(metrics.text())
+    header = next(reader)
+    kept = [(i, name) for i, name in enumerate(header) if name in keep]
+    columns = {name: _Column() for _, name in kept}
+    line = 2
+    for batch in iter(lambda: list(itertools.islice(reader, METRIC_BATCH_ROWS)), []):
+        if set(map(len, batch)) != {len(header)}:
+            bad = next(j for j, row in enumerate(batch) if len(row) != len(header))
+            raise ZooFormatError(f"{metrics.path}: line {line + bad} has {len(batch[bad])} fields, "
+                                 f"the header {len(header)}")
+        cells = list(zip(*batch))
+        for i, name in kept:
+            columns[name].extend(cells[i])
+        line += len(batch)
     return columns
 
 
-def read_step_column(path: Path) -> np.ndarray:
-    """The ``step`` column of ``metrics.csv.gz`` alone (numpy's C parser): a quick first pass that
-    tells which rows of ``weights.npy`` to start reading while the full metrics parse."""
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found")
+def read_step_column(metrics: MetricsFile) -> np.ndarray:
+    """The ``step`` column alone (numpy's C parser): a quick first pass that tells which rows of
+    ``weights.npy`` to start reading while the full metrics parse."""
     try:
-        with gzip.open(path, "rt", newline="") as f:
-            header = next(csv.reader([f.readline()]), [])
+        header = next(csv.reader([metrics.text().readline()]), [])
         if "step" not in header:
-            raise ZooFormatError(f"{path}: missing numeric column 'step' (columns {sorted(header)})")
-        return _loadtxt(path, [header.index("step")], np.float64)[:, 0]
+            raise ZooFormatError(f"{metrics.path}: missing numeric column 'step' (columns {sorted(header)})")
+        return _loadtxt(metrics, [header.index("step")], np.float64)[:, 0]
     except ZooFormatError:
         raise
     except ValueError as e:  # a non-numeric step or a line with a different number of fields
-        raise ZooFormatError(f"{path}: unreadable metrics ({e})") from e
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as e:
-        raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
+        raise ZooFormatError(f"{metrics.path}: unreadable metrics ({e})") from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ZooFormatError(f"{metrics.path}: unreadable metrics ({type(e).__name__}: {e})") from e
 
 
 def read_permutation(path: Path, rows: int) -> np.ndarray:
@@ -400,7 +411,8 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         raise ShapeMismatchError(f"{root / 'weights.npy'}: {weights.shape[1]} columns, layout.csv describes "
                                  f"{layout[-1][2]}")
     names = layout_to_params(layout, where=str(root / "layout.csv"))
-    steps = read_step_column(root / "metrics.csv.gz")
+    metrics_file = MetricsFile(root / "metrics.csv.gz")
+    steps = read_step_column(metrics_file)
     n_rows = len(steps)
     if n_rows != weights.shape[0]:
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: {n_rows} rows, weights.npy {weights.shape[0]}")
@@ -411,10 +423,8 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
 
     weights.prefetch(chosen)  # the disk reads these rows while the metrics parse on the CPU
-    metrics = read_metrics(root / "metrics.csv.gz", METRIC_COLUMNS)
+    metrics = read_metrics(metrics_file, METRIC_COLUMNS)
     out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
-    if not np.array_equal(metrics["step"].numeric(), steps, equal_nan=True):
-        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: the step column changed between two reads")
     skipped = SkipLog()
     for row in chosen[~finite]:
         skipped.add(f"{root / 'weights.npy'}: row {int(row)} has NaN or inf weights")
