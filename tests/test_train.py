@@ -173,3 +173,55 @@ def test_split_with_mismatched_sizes_is_refused(digits_zoo, splits):
     bad = {**splits, "val": (params, labels[:-1])}
     with pytest.raises(ShapeMismatchError, match="'val'"):
         fit(small_learner(digits_zoo), TASK, bad, SHORT, progress=False)
+
+
+def test_contains_convolution_looks_inside_nested_calls():
+    x = jnp.ones((1, 8, 8, 1))
+    kernel = jnp.ones((3, 3, 1, 2))
+    conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",  # noqa: E731
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    nested = jax.jit(lambda x: jax.lax.scan(lambda c, _: (c, jnp.sum(jax.checkpoint(conv)(x))), 0.0, None, length=2))
+    assert train.contains_convolution(conv, x)
+    assert train.contains_convolution(nested, x)
+    assert train.contains_convolution(jax.grad(lambda x: jnp.sum(jax.jit(conv)(x))), x)
+    assert not train.contains_convolution(jax.jit(lambda x: jnp.sin(x) @ jnp.ones((1, 3))), x)
+
+
+@pytest.mark.parametrize("kind", ["probegen", "vanilla"])
+def test_scanned_and_looped_epochs_take_the_same_steps(digits_zoo, splits, kind):
+    learner = small_learner(digits_zoo, kind)
+    inputs, targets = splits["train"]
+    n = len(targets)
+    optimizer = train.make_optimizer(SHORT, n // 32)
+    order = jnp.asarray(batch_order(0, 1, n, 32))
+    results = []
+    for scan in (True, False):
+        init = learner.init(jax.random.key(0))
+        state = train.TrainState(init, optimizer.init(init))
+        epoch = train.epoch_function(learner, TASK, optimizer, scan=scan)
+        results.append(epoch(state, (inputs, jnp.asarray(targets)), order, jnp.asarray(1)))
+    (scanned, loss_s), (looped, loss_l) = results
+    assert_trees_close(scanned.params, looped.params, rtol=1e-4, atol=1e-5)
+    assert float(loss_s) == pytest.approx(float(loss_l), rel=1e-5)
+    init = learner.init(jax.random.key(0))  # the epochs donated theirs
+    moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(init)))
+    assert moved > 1e-4
+
+
+def test_epochs_are_scanned_unless_a_cpu_step_convolves(digits_zoo, splits):
+    from probegen_jax.archs import make_arch
+    from probegen_jax.probing.methods import ProbingSpec
+
+    def step_args(arch, learner, n=4):
+        params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), n))
+        objective = jax.value_and_grad(train.supervised_objective(learner, TASK))
+        return objective, (learner.init(jax.random.key(1)), (params, jnp.zeros(n, jnp.int32)), jax.random.key(2))
+
+    cnn = make_arch("small_cnn", input_shape=(8, 8, 1))
+    image_generator = step_args(cnn, ProbingSpec(source="probegen", num_probes=4).make_learner(cnn, 10)[0])
+    image_vanilla = step_args(cnn, ProbingSpec(source="vanilla", num_probes=4).make_learner(cnn, 10)[0])
+    inr = step_args(digits_zoo.arch, small_learner(digits_zoo))
+    assert not train.prefers_scan(image_generator[0], *image_generator[1], platform="cpu")  # transposed convs
+    assert train.prefers_scan(image_generator[0], *image_generator[1], platform="gpu")
+    assert train.prefers_scan(image_vanilla[0], *image_vanilla[1], platform="cpu")  # CPU convs are kernel taps
+    assert train.prefers_scan(inr[0], *inr[1], platform="cpu")
