@@ -150,12 +150,16 @@ def contains_convolution(fn: Callable, *args) -> bool:
     return convolves(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def prefers_scan(step: Callable, *args, platform: str) -> bool:
+def prefers_scan(step: Callable, *args, platform: str, devices: int = 1) -> bool:
     """Whether ``step(*args)`` should run as one ``lax.scan`` per epoch rather than as a loop of
-    compiled steps: everywhere but on CPU for steps with a convolution, which XLA's CPU backend runs
-    several times slower inside a loop body than at top level (the transposed ones of the image
-    probe generator: 4.6x slower scanned); elsewhere the scan is 1.2-2x faster."""
-    return platform != "cpu" or not contains_convolution(step, *args)
+    compiled steps. A scan everywhere but on CPU for steps with a convolution, which XLA's CPU
+    backend runs several times slower inside a loop body than at top level (the transposed ones of
+    the image probe generator: 4.6x slower scanned), and on CPU meshes of several devices, whose
+    cross-device reductions inside a loop body are slower still (50x a ProbeGen step on 2 simulated
+    devices); elsewhere on CPU the scan is 1.2-2x faster."""
+    if platform != "cpu":
+        return True
+    return devices == 1 and not contains_convolution(step, *args)
 
 
 def _epoch_fn(objective: Objective, optimizer: optax.GradientTransformation, mesh: Mesh | None, seed: int,
@@ -200,7 +204,7 @@ def _epoch_fn(objective: Objective, optimizer: optax.GradientTransformation, mes
     def epoch(state: TrainState, data, order: Array, epoch_index: Array):
         if not chosen:
             scanned = prefers_scan(step, data, state, (order[0], step_keys(epoch_index, 1)[0]),
-                                   platform=jax.default_backend())
+                                   platform=jax.default_backend(), devices=1 if mesh is None else mesh.size)
             chosen.append(scanned_epoch if scanned else looped_epoch)
         return chosen[0](state, data, order, epoch_index)
 
@@ -220,7 +224,7 @@ def epoch_function(learner: Learner, task: Task, optimizer: optax.GradientTransf
                    *, seed: int = 0, scan: bool | None = None):
     """The compiled training epoch ``fit`` runs, ``epoch(state, (inputs, targets), order, epoch_index)``
     (for benchmarks); ``scan``: one ``lax.scan`` or a loop of compiled steps, by default chosen as
-    ``fit`` does (a loop only on CPU for steps with a convolution)."""
+    ``fit`` does (``prefers_scan``)."""
     return _epoch_fn(supervised_objective(learner, task), optimizer, mesh, seed, scan)
 
 

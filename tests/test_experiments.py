@@ -32,3 +32,15 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     again = demo.main(argv)  # everything is logged: nothing is fitted or trained again
     assert again == table
     assert "probegen K=64" not in capsys.readouterr().err
+
+
+def test_inr_classification_with_every_baseline(tmp_path, capsys):
+    experiment = load_script("inr_classification")
+    out = tmp_path / "inr"
+    experiment.main(["--make", "digits", "--train", "60", "--val", "20", "--test", "20", "--inr-steps", "20",
+                     "--probes", "8", "--epochs", "2", "--seeds", "0", "--baselines", "statnn", "flat", "nfn",
+                     "--out", str(out)])
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted(r["source"] for r in runs) == ["flat", "nfn", "probegen", "statnn", "synthetic", "vanilla"]
+    assert (out / "results.md").read_text().count("| NFN-NP |") == 1
+    capsys.readouterr()

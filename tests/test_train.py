@@ -225,3 +225,5 @@ def test_epochs_are_scanned_unless_a_cpu_step_convolves(digits_zoo, splits):
     assert train.prefers_scan(image_generator[0], *image_generator[1], platform="gpu")
     assert train.prefers_scan(image_vanilla[0], *image_vanilla[1], platform="cpu")  # CPU convs are kernel taps
     assert train.prefers_scan(inr[0], *inr[1], platform="cpu")
+    assert not train.prefers_scan(inr[0], *inr[1], platform="cpu", devices=2)  # cross-device sums in a loop body
+    assert train.prefers_scan(inr[0], *inr[1], platform="tpu", devices=8)
