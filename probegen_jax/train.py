@@ -28,6 +28,7 @@ from probegen_jax.errors import CheckpointError, MissingSplitError, ShapeMismatc
 from probegen_jax.learner import Learner
 from probegen_jax.parallel import map_in_blocks, place_blocks, replicated, shard_zoo, zoo_sharding
 from probegen_jax.tasks import Task
+from probegen_jax.tracing import contains_convolution
 from probegen_jax.types import Array, Params, PyTree
 
 Split = tuple[PyTree, np.ndarray]  # (inputs with a leading axis N, targets [N, ...])
@@ -129,25 +130,6 @@ def batch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
 
 
 Objective = Callable[[Params, PyTree, Array], Array]  # (params, batch, key) -> scalar loss
-
-
-def contains_convolution(fn: Callable, *args) -> bool:
-    """Whether ``fn(*args)``, traced abstractly, runs a convolution anywhere (nested calls too)."""
-    def jaxprs(value):
-        if hasattr(value, "eqns"):
-            yield value
-        elif hasattr(getattr(value, "jaxpr", None), "eqns"):
-            yield value.jaxpr
-        elif isinstance(value, (tuple, list)):
-            for v in value:
-                yield from jaxprs(v)
-
-    def convolves(jaxpr) -> bool:
-        return any(eqn.primitive.name == "conv_general_dilated"
-                   or any(convolves(sub) for v in eqn.params.values() for sub in jaxprs(v))
-                   for eqn in jaxpr.eqns)
-
-    return convolves(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def prefers_scan(step: Callable, *args, platform: str, devices: int = 1) -> bool:

@@ -175,18 +175,6 @@ def test_split_with_mismatched_sizes_is_refused(digits_zoo, splits):
         fit(small_learner(digits_zoo), TASK, bad, SHORT, progress=False)
 
 
-def test_contains_convolution_looks_inside_nested_calls():
-    x = jnp.ones((1, 8, 8, 1))
-    kernel = jnp.ones((3, 3, 1, 2))
-    conv = lambda x: jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",  # noqa: E731
-                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    nested = jax.jit(lambda x: jax.lax.scan(lambda c, _: (c, jnp.sum(jax.checkpoint(conv)(x))), 0.0, None, length=2))
-    assert train.contains_convolution(conv, x)
-    assert train.contains_convolution(nested, x)
-    assert train.contains_convolution(jax.grad(lambda x: jnp.sum(jax.jit(conv)(x))), x)
-    assert not train.contains_convolution(jax.jit(lambda x: jnp.sin(x) @ jnp.ones((1, 3))), x)
-
-
 @pytest.mark.parametrize("kind", ["probegen", "vanilla"])
 def test_scanned_and_looped_epochs_take_the_same_steps(digits_zoo, splits, kind):
     learner = small_learner(digits_zoo, kind)

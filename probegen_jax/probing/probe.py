@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 
 from probegen_jax.archs import Arch
 from probegen_jax.parallel import map_in_blocks, place_blocks, replicated
+from probegen_jax.tracing import largest_array_bytes
 from probegen_jax.types import Array, Params
 
 ApplyFn = Callable[[Params, Array], Array]
@@ -42,9 +43,8 @@ def largest_activation_bytes(apply_fn: ApplyFn, zoo_params: Params, probes: Arra
     """Bytes of the largest array one network's forward pass on ``probes`` creates (traced
     abstractly: nothing is computed)."""
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), zoo_params)
-    jaxpr = jax.make_jaxpr(apply_fn)(one, jax.ShapeDtypeStruct(probes.shape, probes.dtype))
-    sizes = (v.aval.size * v.aval.dtype.itemsize for eqn in jaxpr.eqns for v in eqn.outvars)
-    return max(sizes, default=probes.size * probes.dtype.itemsize)
+    largest = largest_array_bytes(apply_fn, one, jax.ShapeDtypeStruct(probes.shape, probes.dtype))
+    return max(largest, probes.size * probes.dtype.itemsize)
 
 
 def default_batch_size(apply_fn: ApplyFn, zoo_params: Params, probes: Array, platform: str) -> int | None:

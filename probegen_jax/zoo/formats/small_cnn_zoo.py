@@ -192,8 +192,8 @@ def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
 
 
 class MetricsFile:
-    """``metrics.csv.gz`` decompressed once (zlib runs without Python's lock), read as text as
-    often as the parsers below need it."""
+    """``metrics.csv.gz`` decompressed once into memory (47 MB for the published 270,000 rows) and
+    read as text as often as the parsers below need it."""
 
     def __init__(self, path: Path):
         if not path.is_file():
