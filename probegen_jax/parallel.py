@@ -32,6 +32,11 @@ def zoo_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(ZOO_AXIS))
 
 
+def platform_of(mesh: Mesh | None) -> str:
+    """Where a zoo computation runs: the mesh's devices' platform, else the default backend's."""
+    return jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

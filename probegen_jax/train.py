@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from probegen_jax.errors import CheckpointError, MissingSplitError, ShapeMismatchError
 from probegen_jax.learner import Learner
-from probegen_jax.parallel import map_in_blocks, place_blocks, replicated, shard_zoo, zoo_sharding
+from probegen_jax.parallel import map_in_blocks, place_blocks, platform_of, replicated, shard_zoo, zoo_sharding
 from probegen_jax.tasks import Task
 from probegen_jax.tracing import contains_convolution
 from probegen_jax.types import Array, Params, PyTree
@@ -186,7 +186,7 @@ def _epoch_fn(objective: Objective, optimizer: optax.GradientTransformation, mes
     def epoch(state: TrainState, data, order: Array, epoch_index: Array):
         if not chosen:
             scanned = prefers_scan(step, data, state, (order[0], step_keys(epoch_index, 1)[0]),
-                                   platform=jax.default_backend(), devices=1 if mesh is None else mesh.size)
+                                   platform=platform_of(mesh), devices=1 if mesh is None else mesh.size)
             chosen.append(scanned_epoch if scanned else looped_epoch)
         return chosen[0](state, data, order, epoch_index)
 

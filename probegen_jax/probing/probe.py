@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from probegen_jax.archs import Arch
-from probegen_jax.parallel import map_in_blocks, place_blocks, replicated
+from probegen_jax.parallel import map_in_blocks, place_blocks, platform_of, replicated
 from probegen_jax.tracing import largest_array_bytes
 from probegen_jax.types import Array, Params
 
@@ -85,8 +85,7 @@ def probe_zoo(
     arch.check_params(zoo_params, stacked=True, where="zoo params")
     chex.assert_rank(probes, 1 + len(arch.input_shape))
     if batch_size is None:
-        platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
-        batch_size = default_batch_size(arch.apply, zoo_params, probes, platform)
+        batch_size = default_batch_size(arch.apply, zoo_params, probes, platform_of(mesh))
     padded, n, devices, block = place_blocks(zoo_params, mesh, batch_size)
     probes = jnp.asarray(probes) if mesh is None else jax.device_put(probes, replicated(mesh))
     return _probe_in_blocks(arch.apply, padded, probes, devices, block)[:n]
