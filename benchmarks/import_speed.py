@@ -11,7 +11,9 @@ MB/s counts the bytes an import has to read: every INR file; for the Small CNN Z
 checkpoint's rows of weights.npy (a ninth of the file) plus metrics and layout. "raw MB/s" reads
 the same bytes with plain file reads (no parsing), the disk-speed yardstick; for the INR folders
 "walk + raw MB/s" also finds the files first, by walking the folder tree with ``os.walk``, as any
-import of a folder layout has to.
+import of a folder layout has to. Each measurement runs ``--repeats`` times, the reads and the
+import in turn so that the disk's drift touches each alike; medians are printed, and "import / raw
+speed" is their ratio.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ import io
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description  # noqa: E402
 
 STEPS = (0, 1, 2, 3, 20, 40, 60, 80, 86)
+T = TypeVar("T")
 WIDTHS = (2, 32, 32, 1)
 
 
@@ -109,6 +115,18 @@ def evict(files: list[Path]) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def cold_or_warm(cold: bool, files: list[Path], measure: Callable[[], T]) -> T:
+    """``measure()``, after evicting ``files`` from the page cache when ``cold``."""
+    if cold:
+        evict(files)
+    return measure()
+
+
+def median_import(results: list[tuple]) -> tuple:
+    """The import (of several, as ``import_in_fresh_process`` returns them) of median seconds."""
+    return sorted(results)[len(results) // 2]
 
 
 def raw_read_seconds(files: list[Path], ranges: dict[Path, list[tuple[int, int]]] | None = None) -> float:
@@ -191,6 +209,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, nargs="+", default=None,
                    help="reader processes for the INR files (default: 1, 2 and the library's default)")
     p.add_argument("--cold", action="store_true", help="evict the generated files from the page cache before each read")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each measurement (medians are printed)")
     p.add_argument("--dir", help="where to generate the sets (default: a temporary folder, removed afterwards)")
     args = p.parse_args(argv)
 
@@ -207,18 +226,17 @@ def main(argv=None) -> None:
     from probegen_jax.zoo.formats.common import default_workers
 
     for workers in args.workers or sorted({1, 2, default_workers()}):
-        if args.cold:
-            evict(inr_files)
-        raw = raw_read_seconds(inr_files)
-        if args.cold:
-            evict(inr_files)
-        walk_raw = walk_and_read_seconds(root / "inrs", ".pth")
-        if args.cold:
-            evict(inr_files)
-        seconds, rss, worker_rss, n, zoo_mb = import_in_fresh_process("dwsnets", root / "inrs", workers=workers)
+        raws, walks, imports = [], [], []
+        for _ in range(args.repeats):  # interleaved, so that the disk's drift touches each alike
+            raws.append(cold_or_warm(args.cold, inr_files, lambda: raw_read_seconds(inr_files)))
+            walks.append(cold_or_warm(args.cold, inr_files, lambda: walk_and_read_seconds(root / "inrs", ".pth")))
+            imports.append(cold_or_warm(args.cold, inr_files,
+                                        lambda: import_in_fresh_process("dwsnets", root / "inrs", workers=workers)))
+        seconds, rss, worker_rss, n, zoo_mb = median_import(imports)
+        raw, walk_raw = statistics.median(raws), statistics.median(walks)
         rows.append(["dwsnets", f"{n:,}", f"{len(inr_files):,}", f"{inr_mb:.0f}", f"{inr_mb:.0f}", workers,
                      f"{seconds:.1f}", f"{inr_mb / seconds:.1f}", f"{inr_mb / raw:.0f}", f"{inr_mb / walk_raw:.0f}",
-                     f"{n / seconds:,.0f}",
+                     f"{raw / seconds:.0%}", f"{n / seconds:,.0f}",
                      f"{rss:.0f}", f"{worker_rss:.0f}" if workers > 1 else "-", f"{zoo_mb:.0f}"])
 
     try:
@@ -239,28 +257,29 @@ def main(argv=None) -> None:
     del weights
     read_mb = (len(final_rows) * row_bytes + sum(f.stat().st_size for f in cnn_files[1:])) / 1e6
     ranges = {cnn_files[0]: [(header + int(r) * row_bytes, row_bytes) for r in final_rows]}
-    if args.cold:
-        evict(cnn_files)
-    raw = raw_read_seconds(cnn_files, ranges)
-    if args.cold:
-        evict(cnn_files)
-    seconds, rss, _, n, zoo_mb = import_in_fresh_process("small-cnn-zoo", root / "cnn",
-                                                      split_file=root / "cnn" / "split.csv")
+    raws, imports = [], []
+    for _ in range(args.repeats):
+        raws.append(cold_or_warm(args.cold, cnn_files, lambda: raw_read_seconds(cnn_files, ranges)))
+        imports.append(cold_or_warm(args.cold, cnn_files, lambda: import_in_fresh_process(
+            "small-cnn-zoo", root / "cnn", split_file=root / "cnn" / "split.csv")))
+    seconds, rss, _, n, zoo_mb = median_import(imports)
+    raw = statistics.median(raws)
     rows.append(["small-cnn-zoo", f"{n:,}", f"{len(cnn_files)}", f"{cnn_mb:.0f}", f"{read_mb:.0f}", 1,
-                 f"{seconds:.1f}", f"{read_mb / seconds:.1f}", f"{read_mb / raw:.0f}", "-", f"{n / seconds:,.0f}",
-                 f"{rss:.0f}", "-", f"{zoo_mb:.0f}"])
+                 f"{seconds:.1f}", f"{read_mb / seconds:.1f}", f"{read_mb / raw:.0f}", "-", f"{raw / seconds:.0%}",
+                 f"{n / seconds:,.0f}", f"{rss:.0f}", "-", f"{zoo_mb:.0f}"])
 
     _print(rows, args, tmp)
 
 
 def _print(rows, args, tmp) -> None:
     head = ["format", "networks", "files", "MB on disk", "MB to read", "workers", "seconds", "MB/s", "raw MB/s",
-            "walk + raw MB/s", "networks/s", "peak RSS MB", "worker peak RSS MB", "zoo params MB"]
+            "walk + raw MB/s", "import / raw speed", "networks/s", "peak RSS MB", "worker peak RSS MB", "zoo params MB"]
     out = io.StringIO()
     out.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
     for row in rows:
         out.write("| " + " | ".join(map(str, row)) + " |\n")
-    print(("cold" if args.cold else "warm") + " page cache\n" + out.getvalue())
+    print(f"{'cold' if args.cold else 'warm'} page cache; medians of {args.repeats} runs, each reading and importing "
+          f"in turn\n" + out.getvalue())
     tmp.cleanup()
 
 

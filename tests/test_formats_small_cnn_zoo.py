@@ -192,3 +192,73 @@ def test_metrics_columns_parse_alike_by_numpy_and_by_rows(tmp_path):
     rows[late] = rows[late][:2]
     with pytest.raises(ZooFormatError, match=rf"metrics.csv.gz: line {late + 2} has 2 fields, the header 4"):
         metrics(rows)
+
+
+def test_streamed_step_column_and_early_prefetch(tmp_path, monkeypatch):
+    """The step column parsed piece by piece as the file decompresses (here in 64-byte pieces)
+    equals the whole-file parse; each piece's rows reach ``on_steps`` in order; a quoted cell
+    ends the streaming; the rows guessed for the final step are asked for early."""
+    from probegen_jax.zoo.formats import small_cnn_zoo as scz
+
+    steps = np.asarray([0, 1, 86] * 20 + [0, 1, 90], np.float64)  # the last network trains longer
+    lines = ["step,test_accuracy,modeldir"] + [f"{s:g},{i / 100},/runs/{i // 3}" for i, s in enumerate(steps)]
+    path = tmp_path / "metrics.csv.gz"
+    path.write_bytes(gzip.compress(("\r\n".join(lines) + "\r\n").encode()))
+    monkeypatch.setattr(scz, "DECOMPRESS_BYTES", 64)
+
+    class Rows:  # stands in for NpyRows: records what is asked for
+        shape = (len(steps), 8)
+        asked: list = []
+
+        def prefetch(self, rows):
+            self.asked.append(np.asarray(rows))
+
+    seen = []
+    early = scz.EarlyPrefetch(Rows(), None)
+    parsed = scz.read_step_column(scz.MetricsFile(path), on_steps=lambda r, s: (seen.append((r, len(s))), early(r, s)))
+    np.testing.assert_array_equal(parsed, steps)
+    assert len(seen) > 5 and [r for r, _ in seen] == list(np.cumsum([0] + [n for _, n in seen])[:-1])
+    # step 90 came last: every final row was asked for, and besides only rows at the largest step
+    # up to the end of their piece (86, and 1 where a piece ended before the first 86)
+    asked = np.concatenate(Rows.asked)
+    assert set(np.flatnonzero(steps == 90)) <= set(asked.tolist())
+    piece_end = {row: r + n for r, n in seen for row in range(r, r + n)}
+    assert all(steps[row] == steps[:piece_end[row]].max() for row in asked.tolist())
+    assert 59 not in asked and 56 in asked  # 86 in the piece that holds the 90: not asked for
+    Rows.asked = []
+    scz.read_step_column(scz.MetricsFile(path), on_steps=scz.EarlyPrefetch(Rows(), 1.0))
+    np.testing.assert_array_equal(np.concatenate(Rows.asked), np.flatnonzero(steps == 1))
+
+    whole = scz.MetricsFile(path)
+    chosen = np.asarray([62, 2, 5])
+    subset = whole.rows(chosen, len(steps))
+    assert subset.data.decode().splitlines()[1:] == [lines[i + 1] for i in chosen]
+    quoted = lines[:30] + ['86,0.5,"/runs/a,\nb"'] + lines[31:]  # a quoted cell with a line end
+    path.write_bytes(gzip.compress("\n".join(quoted).encode()))
+    np.testing.assert_array_equal(scz.read_step_column(scz.MetricsFile(path)), np.r_[steps[:29], 86, steps[30:]])
+    assert scz.MetricsFile(path).rows(chosen, len(steps)) is None
+    path.write_bytes(gzip.compress("\n".join(lines[:10] + [""] + lines[10:]).encode()))  # a blank line
+    assert scz.MetricsFile(path).rows(chosen, len(steps)) is None
+
+
+def test_import_parses_only_the_chosen_metrics_rows_alike(tmp_path, monkeypatch):
+    """Reading the chosen rows' metrics alone, in small decompressed pieces, or the whole file (a
+    quoted cell makes lines and rows differ) gives the same zoo."""
+    from probegen_jax.zoo.formats import small_cnn_zoo as scz
+
+    out = export_zoo("small-cnn-zoo", cnn_zoo(n=12, epochs=(0, 5, 86)), tmp_path / "z", progress=False)
+    perm = np.random.default_rng(2).permutation(36)
+    np.savetxt(tmp_path / "split.csv", perm, fmt="%d")
+    reference = import_zoo("small-cnn-zoo", out, split_file=tmp_path / "split.csv", progress=False)
+    metrics = gzip.decompress((out / "metrics.csv.gz").read_bytes()).decode()
+    (out / "metrics.csv.gz").write_bytes(gzip.compress(metrics.replace("net_0,", '"net_0",').encode()))
+    monkeypatch.setattr(scz, "DECOMPRESS_BYTES", 256)
+    for _ in ("whole file", "chosen rows"):
+        back = import_zoo("small-cnn-zoo", out, split_file=tmp_path / "split.csv", progress=False)
+        assert sorted(back.targets) == sorted(reference.targets)
+        for name in reference.targets:
+            np.testing.assert_array_equal(back.targets[name], reference.targets[name], err_msg=name)
+        for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(reference.params)):
+            np.testing.assert_array_equal(a, b)
+        (out / "metrics.csv.gz").write_bytes(gzip.compress(metrics.encode()))
+    assert reference.targets["epoch"].tolist() == [86] * 12

@@ -38,7 +38,7 @@ import os
 import random
 import warnings
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ METRIC_COLUMNS = ("config.dataset", *NUMERIC_TARGETS, *CATEGORICAL_TARGETS)  # t
 CHUNK_ROWS = 4096
 METRIC_BATCH_ROWS = 65536  # rows per batch of the general metrics parser
 METRIC_SAMPLE_ROWS = 1024  # rows that decide which metrics columns are numeric
+DECOMPRESS_BYTES = 1 << 22  # metrics.csv.gz is decompressed and its step column parsed in pieces of this size
 
 
 # ----------------------------------------------------------------------------- layout
@@ -171,6 +172,11 @@ class _Column:
             self.float_chunks = [np.concatenate(self.float_chunks) if self.float_chunks else np.zeros(0)]
         return self.float_chunks[0]
 
+    def take(self, rows: np.ndarray) -> _Column:
+        """This column at ``rows``."""
+        numeric = self.numeric()
+        return _Column.parsed(numeric[rows] if numeric is not None else self.strings()[rows].astype(str))
+
     def strings(self) -> np.ndarray:
         if self.float_chunks is not None:
             return np.asarray([repr(v) for v in self.numeric().tolist()], dtype=object)
@@ -192,20 +198,67 @@ def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
 
 
 class MetricsFile:
-    """``metrics.csv.gz`` decompressed once into memory (47 MB for the published 270,000 rows) and
-    read as text as often as the parsers below need it."""
+    """``metrics.csv.gz`` decompressed once (47 MB for the published 270,000 rows), in pieces that
+    a caller can parse as they come (``line_chunks``), and kept to be read as text as often as the
+    parsers below need it."""
 
-    def __init__(self, path: Path):
-        if not path.is_file():
+    def __init__(self, path: Path, *, data: bytes | None = None):
+        if data is None and not path.is_file():
             raise DataFileError(f"{path}: file not found")
         self.path = path
+        self._data = data
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            for _ in self.line_chunks():
+                pass
+        return self._data
+
+    def line_chunks(self) -> Iterator[bytes]:
+        """The decompressed file in pieces of whole lines (``DECOMPRESS_BYTES`` or so each), each
+        yielded as soon as it is decompressed; the whole file is kept once the last is through."""
+        if self._data is not None:
+            yield self._data
+            return
+        pieces, rest = [], b""
         try:
-            self.data = gzip.decompress(path.read_bytes())
+            with gzip.open(self.path, "rb") as f:
+                while block := f.read(DECOMPRESS_BYTES):
+                    block = rest + block
+                    cut = block.rfind(b"\n") + 1
+                    rest = block[cut:]
+                    if cut:
+                        pieces.append(block[:cut])
+                        yield pieces[-1]
         except (OSError, EOFError, zlib.error) as e:
-            raise ZooFormatError(f"{path}: unreadable metrics ({type(e).__name__}: {e})") from e
+            raise ZooFormatError(f"{self.path}: unreadable metrics ({type(e).__name__}: {e})") from e
+        if rest:
+            pieces.append(rest)
+            yield rest
+        self._data = b"".join(pieces)
 
     def text(self) -> io.TextIOWrapper:
         return io.TextIOWrapper(io.BytesIO(self.data), encoding="utf-8", newline="")
+
+    def rows(self, rows: np.ndarray, total: int) -> MetricsFile | None:
+        """The header and data rows ``rows`` (in that order) of a file of ``total`` rows as a file of
+        their own, or None where lines are not rows one to one (a quoted cell, which may hold a
+        line end, or blank lines)."""
+        data = self.data
+        if b'"' in data:
+            return None
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+        if not data.endswith(b"\n"):
+            ends = np.append(ends, len(data) - 1)
+        if len(ends) != total + 1:
+            return None
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        lines = [data[starts[0]:ends[0] + 1], *(data[a:b + 1] for a, b in zip(starts[rows + 1].tolist(),
+                                                                               ends[rows + 1].tolist()))]
+        if not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        return MetricsFile(self.path, data=b"".join(lines))
 
 
 def read_metrics(source: Path | MetricsFile, columns: Collection[str] | None = None) -> dict[str, _Column]:
@@ -248,6 +301,15 @@ def _loadtxt(metrics: MetricsFile, usecols: Sequence[int], dtype: Any) -> np.nda
     parser; ``ValueError`` on a cell of another type or a line of another length."""
     f = metrics.text()
     f.readline()
+    return _loadtxt_lines(f, usecols, dtype)
+
+
+def _loadtxt_bytes(lines: bytes, usecols: Sequence[int], dtype: Any) -> np.ndarray:
+    """``_loadtxt`` of some data lines (no header)."""
+    return _loadtxt_lines(io.TextIOWrapper(io.BytesIO(lines), encoding="utf-8", newline=""), usecols, dtype)
+
+
+def _loadtxt_lines(f: io.TextIOBase, usecols: Sequence[int], dtype: Any) -> np.ndarray:
     return np.loadtxt(f, delimiter=",", quotechar='"', comments=None, usecols=list(usecols), dtype=dtype, ndmin=2)
 
 
@@ -284,13 +346,32 @@ def _read_columns_by_rows(metrics: MetricsFile, keep: set[str]) -> dict[str, _Co
     return columns
 
 
-def read_step_column(metrics: MetricsFile) -> np.ndarray:
+def read_step_column(metrics: MetricsFile, on_steps: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
     """The ``step`` column alone (numpy's C parser): a quick first pass that tells which rows of
-    ``weights.npy`` to start reading while the full metrics parse."""
+    ``weights.npy`` to read. It parses the file piece by piece as it decompresses, and
+    ``on_steps(first_row, steps)`` sees each piece's steps at once, so reading can start before the
+    file is through (up to the first quoted cell, which may hold a line end: from there the rest
+    is parsed whole)."""
     try:
-        header = next(csv.reader([metrics.text().readline()]), [])
-        if "step" not in header:
-            raise ZooFormatError(f"{metrics.path}: missing numeric column 'step' (columns {sorted(header)})")
+        header: list[str] | None = None
+        parsed: list[np.ndarray] = []
+        streaming, rows = True, 0
+        for chunk in metrics.line_chunks():
+            if header is None:
+                first, _, chunk = chunk.partition(b"\n")
+                header = next(csv.reader([first.decode("utf-8")]), [])
+                if "step" not in header:
+                    raise ZooFormatError(f"{metrics.path}: missing numeric column 'step' (columns {sorted(header)})")
+            streaming = streaming and b'"' not in chunk
+            if streaming and chunk.strip():
+                parsed.append(_loadtxt_bytes(chunk, [header.index("step")], np.float64)[:, 0])
+                if on_steps is not None:
+                    on_steps(rows, parsed[-1])
+                rows += len(parsed[-1])
+        if header is None:
+            raise ZooFormatError(f"{metrics.path}: empty metrics file")
+        if streaming:
+            return np.concatenate(parsed) if parsed else np.zeros(0)
         return _loadtxt(metrics, [header.index("step")], np.float64)[:, 0]
     except ZooFormatError:
         raise
@@ -384,6 +465,37 @@ class NpyRows:
                     raise ZooFormatError(f"{self.path}: row {row} is cut short")
 
 
+class EarlyPrefetch:
+    """``on_steps`` for ``read_step_column``: asks the kernel for the rows of ``weights.npy`` at
+    ``step`` while the step column still parses, or, for the final step (known only at the end),
+    for the rows at the largest step so far. Either way every chosen row is asked for (the piece
+    that holds a final row counts it in its largest step); where steps grow further on in the file,
+    some rows asked for turn out not to be final (in the published files none: every network's last
+    checkpoint is at the final step)."""
+
+    def __init__(self, weights: NpyRows, step: float | None):
+        self.weights, self.step, self.largest = weights, step, -math.inf
+
+    def __call__(self, first_row: int, steps: np.ndarray) -> None:
+        if self.step is None and np.isfinite(steps).any():
+            self.largest = max(self.largest, float(np.nanmax(steps)))
+        rows = first_row + np.flatnonzero(steps == (self.largest if self.step is None else self.step))
+        self.weights.prefetch(rows[rows < self.weights.shape[0]])
+
+
+def _chosen_metrics(metrics: MetricsFile, chosen: np.ndarray, n_rows: int) -> dict[str, _Column]:
+    """The import's metrics columns at rows ``chosen`` (in that order): only those lines parse,
+    where lines are rows one to one; else the whole file, then those rows."""
+    chosen_lines = metrics.rows(chosen, n_rows)
+    if chosen_lines is not None:
+        try:
+            header, numeric = _header_and_numeric_columns(chosen_lines)
+            return _read_columns_typed(chosen_lines, header, numeric, {"step", *METRIC_COLUMNS})
+        except (ValueError, UnicodeDecodeError, csv.Error):
+            pass  # the whole file's parse names the problem
+    return {name: column.take(chosen) for name, column in read_metrics(metrics, METRIC_COLUMNS).items()}
+
+
 def _read_chosen_rows(weights: NpyRows, layout: Sequence[tuple[str, int, int, tuple[int, ...]]],
                       names: dict[str, str], chosen: np.ndarray, *,
                       progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -412,7 +524,8 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
                                  f"{layout[-1][2]}")
     names = layout_to_params(layout, where=str(root / "layout.csv"))
     metrics_file = MetricsFile(root / "metrics.csv.gz")
-    steps = read_step_column(metrics_file)
+    early = EarlyPrefetch(weights, None if step == "final" else float(step))
+    steps = read_step_column(metrics_file, on_steps=early)  # the disk starts on rows as the steps parse
     n_rows = len(steps)
     if n_rows != weights.shape[0]:
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: {n_rows} rows, weights.npy {weights.shape[0]}")
@@ -422,12 +535,12 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
     if not chosen.size:
         raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
 
-    weights.prefetch(chosen)  # the disk reads these rows while the metrics parse on the CPU
-    metrics = read_metrics(metrics_file, METRIC_COLUMNS)
+    metrics = _chosen_metrics(metrics_file, chosen, n_rows)
     out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
     skipped = SkipLog()
     for row in chosen[~finite]:
         skipped.add(f"{root / 'weights.npy'}: row {int(row)} has NaN or inf weights")
+    kept = np.flatnonzero(finite)  # positions in ``chosen``, and rows of ``metrics``
     if not finite.all():
         out = {k: v[finite] for k, v in out.items()}
         chosen = chosen[finite]
@@ -435,11 +548,11 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
     targets: dict[str, np.ndarray] = {"network": chosen.astype(np.int64), "epoch": steps[chosen].astype(np.int32)}
     for column, name in NUMERIC_TARGETS.items():
         if column in metrics and metrics[column].numeric() is not None:
-            targets[name] = metrics[column].numeric()[chosen].astype(np.float32)
+            targets[name] = metrics[column].numeric()[kept].astype(np.float32)
     codes: dict[str, list[str]] = {}
     for column, name in CATEGORICAL_TARGETS.items():
         if column in metrics:
-            vocab, codes_of_rows = np.unique(metrics[column].strings()[chosen].astype(str), return_inverse=True)
+            vocab, codes_of_rows = np.unique(metrics[column].strings()[kept].astype(str), return_inverse=True)
             if name == "activation":
                 renamed = [_activation_name(v, where=str(root / "metrics.csv.gz")) for v in vocab.tolist()]
                 vocab, merged = np.unique(np.asarray(renamed, dtype=str), return_inverse=True)
@@ -449,7 +562,7 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
     activations = codes.get("activation", ["relu"])
     dataset = ""
     if "config.dataset" in metrics:
-        dataset = str(metrics["config.dataset"].strings()[chosen[0]]) if chosen.size else ""
+        dataset = str(metrics["config.dataset"].strings()[kept[0]]) if kept.size else ""
     shapes = {names[v]: shape for v, _, _, shape in layout}
     conv0 = shapes["conv0/kernel"]
     size = image_size or IMAGE_SIZE.get(dataset, 28)
