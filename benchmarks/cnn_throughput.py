@@ -11,6 +11,7 @@ probe, printed as tables with the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_description, median_seconds
+from common import machine_description, median_seconds, median_seconds_and_cores
 
 from probegen_jax.archs import make_arch
 from probegen_jax.archs.cnn import (
@@ -66,10 +67,10 @@ def training_rows(chunks, image: int, steps: int, pool: int, repeats: int):
         sizes = jnp.full((n,), pool, jnp.int32)
         run = partial(train_steps, partial(conv_stack_apply, layers=layers), params, opt, hp, keys, perms, sizes,
                       images, labels, jnp.asarray(0), opt_names=cfg.optimizers, batch_size=cfg.batch_size, steps=steps)
-        seconds = median_seconds(run, repeats=repeats)
+        seconds, cores = median_seconds_and_cores(run, repeats=repeats)
         net_steps = n * steps / seconds
         rows.append([n, f"{image}x{image}", steps, f"{seconds:.2f}", f"{net_steps:,.0f}",
-                     f"{net_steps * cfg.batch_size:,.0f}", f"{net_steps / steps_per_epoch:,.2f}"])
+                     f"{net_steps * cfg.batch_size:,.0f}", f"{net_steps / steps_per_epoch:,.2f}", f"{cores:.2f}"])
     return rows, steps_per_epoch
 
 
@@ -132,7 +133,7 @@ def main(argv=None) -> None:
     print(f"Small CNN zoo generation: networks trained together (batch 32, per-network hyper-parameters; "
           f"an epoch of a {args.pool}-image pool is {spe} steps); convolutions by kernel taps or by XLA\n")
     print(markdown_table(["convolution", "CNNs per call", "image", "steps timed", "median s", "CNN-steps / s",
-                          "images / s", "CNN-epochs / s"], train))
+                          "images / s", "CNN-epochs / s", f"cores busy (of {os.cpu_count()})"], train))
     print(f"\nProbing: small CNNs probed per second (K={args.probes}, one compiled call per zoo)\n")
     print(markdown_table(["convolution", "zoo size", "image", "K", "median ms", "CNNs / s"], probing))
     print("\nProbeGen's image generator (6 layers, width 16, latent 32): every probe through the transposed "

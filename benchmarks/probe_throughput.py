@@ -14,6 +14,7 @@ small CNNs at several block sizes beside that default.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_description, median_seconds  # noqa: E402
+from common import machine_description, median_seconds, median_seconds_and_cores  # noqa: E402
 
 from probegen_jax.archs import make_arch  # noqa: E402
 from probegen_jax.parallel import zoo_mesh  # noqa: E402
@@ -80,10 +81,10 @@ def fitting_rows(chunk: int, steps: int, image_size: int, repeats: int):
     init = random_zoo(arch, chunk)
     fit = lambda: fit_inrs(arch.apply, init, coords, pixels, steps=steps, learning_rate=5e-4,  # noqa: E731
                            target_psnr=99.0)
-    seconds = median_seconds(fit, repeats=repeats)
+    seconds, cores = median_seconds_and_cores(fit, repeats=repeats)
     step_rate = chunk * steps / seconds
     return [[chunk, f"{image_size}x{image_size}", steps, f"{seconds:.2f}", f"{step_rate:,.0f}",
-             f"{step_rate / 1000:,.2f}", f"{step_rate / 300:,.2f}"]]
+             f"{step_rate / 1000:,.2f}", f"{step_rate / 300:,.2f}", f"{cores:.2f}"]]
 
 
 def main(argv=None) -> None:
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
     print("\nINR zoo generation: SIRENs fitted together (Fashion-MNIST-sized 28x28 images)\n")
     print(markdown_table(
         ["INRs per call", "image", "steps timed", "median s", "INR-steps / s", "INRs / s at 1000 steps",
-         "INRs / s at 300 steps"],
+         "INRs / s at 300 steps", f"cores busy (of {os.cpu_count()})"],
         fitting_rows(args.fit_chunk, args.fit_steps, 28, max(1, args.repeats // 2))))
 
 

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from probegen_jax.errors import ProbegenError
+from probegen_jax.timing import describe_generation
 
 EXAMPLES = __doc__.split("\n\n", 1)[1]
 
@@ -35,7 +36,7 @@ def _zoo_make_inr(args: argparse.Namespace) -> None:
                        chunk_size=args.chunk_size, seed=args.seed)
     zoo = make_inr_zoo(cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
     print(zoo.describe())
-    print(f"mean PSNR {zoo.meta['psnr_mean']:.2f} dB; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+    print(f"mean PSNR {zoo.meta['psnr_mean']:.2f} dB; {describe_generation(zoo.meta)}; saved to {args.out}")
 
 
 def _zoo_info(args: argparse.Namespace) -> None:
@@ -102,7 +103,7 @@ def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
     zoo = make_small_cnn_zoo(cfg, args.out, data_dir=args.data_dir)
     print(zoo.describe())
     print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
-          f"{zoo.meta['final_test_accuracy']}; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+          f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
 
 
 def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
@@ -116,7 +117,7 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
     zoo = make_wild_zoo(cfg, args.out, data_dir=args.data_dir)
     print(zoo.describe())
     print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
-          f"{zoo.meta['final_test_accuracy']}; {zoo.meta['generation_seconds']} s; saved to {args.out}")
+          f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
 
 
 def _train_sane(args: argparse.Namespace) -> None:

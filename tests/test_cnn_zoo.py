@@ -2,6 +2,7 @@
 ProbeGen predicting the networks' test accuracy."""
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +89,9 @@ def test_convolution_by_kernel_taps_matches_xla_in_values_and_gradients(size, ke
 def test_zoo_layout_checkpoints_and_splits(tiny_zoo):
     epochs = TINY.training.epochs
     assert len(tiny_zoo) == TINY.num_networks * len(epochs) - tiny_zoo.meta["diverged"]["count"] * len(epochs)
+    meta = tiny_zoo.meta  # how long generation took, and how many cores it kept busy
+    assert 0 < meta["generation_cpu_seconds"] and 0 < meta["cores_busy"] <= os.cpu_count() + 0.5
+    assert abs(meta["cores_busy"] * meta["generation_seconds"] - meta["generation_cpu_seconds"]) < 0.05 * meta["generation_cpu_seconds"] + 0.02
     t = tiny_zoo.targets
     for name in ("network", "epoch", "test_accuracy", "train_accuracy", "test_loss", "train_loss", "learning_rate",
                  "optimizer", "activation", "init_std", "l2", "dropout", "train_fraction"):

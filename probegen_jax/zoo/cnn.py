@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -55,6 +54,7 @@ from probegen_jax.archs.cnn import (
 )
 from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.errors import UnknownNameError
+from probegen_jax.timing import Stopwatch, Timing
 from probegen_jax.types import Array, Params, PRNGKey
 from probegen_jax.zoo.chunks import (
     concat_chunks,
@@ -385,8 +385,9 @@ def checkpoint_members(
 def _generate(
     kind: str, cfg: Any, num_networks: int, chunk_size: int,
     make_chunk: Callable[[np.ndarray], dict[str, np.ndarray]], out: str | os.PathLike | None, progress: bool,
-) -> tuple[list[dict[str, np.ndarray]], float]:
-    """Run ``make_chunk(network ids)`` per chunk (resumable when ``out`` is given); returns (chunks, seconds)."""
+) -> tuple[list[dict[str, np.ndarray]], Timing]:
+    """Run ``make_chunk(network ids)`` per chunk (resumable when ``out`` is given); returns the
+    chunks and the time the run took."""
     num_chunks = -(-num_networks // chunk_size)
 
     def chunk(c: int) -> dict[str, np.ndarray]:
@@ -395,9 +396,9 @@ def _generate(
 
     plan = {"generator": kind, "config": dataclasses.asdict(cfg)}
     work_dir = work_dir_for(out) if out is not None else None
-    start = time.perf_counter()
+    stopwatch = Stopwatch()
     chunks = run_chunks(work_dir, plan, num_chunks, chunk, desc=f"training {kind} CNNs", progress=progress)
-    return chunks, time.perf_counter() - start
+    return chunks, stopwatch.elapsed()
 
 
 def _pad_ids(ids: np.ndarray, size: int) -> np.ndarray:
@@ -438,14 +439,14 @@ def make_small_cnn_zoo(
         result.update({f"hp/{k}": np.asarray(v) for k, v in hp.items()})
         return {k: v[: len(ids)] for k, v in result.items()}
 
-    chunks, seconds = _generate("small_cnn", cfg, cfg.num_networks, cfg.chunk_size, make_chunk, out, progress)
+    chunks, timing = _generate("small_cnn", cfg, cfg.num_networks, cfg.chunk_size, make_chunk, out, progress)
     merged = concat_chunks(chunks)
     splits = network_splits(cfg.num_networks, cfg.split_fractions, cfg.seed)
     params, targets, member_splits, diverged = checkpoint_members(
         merged, arch, tcfg.epochs, splits, ("activation", "optimizer", "init_std", "l2", "dropout",
                                             "learning_rate", "train_fraction"))
     zoo = Zoo(arch=arch, params=params, targets=targets, splits=member_splits,
-              meta=zoo_meta("small_cnn", cfg, tcfg, tdata, data, merged, diverged, seconds))
+              meta=zoo_meta("small_cnn", cfg, tcfg, tdata, data, merged, diverged, timing))
     if out is not None:
         save_zoo(zoo, out, overwrite=Path(out).exists())
         remove_work_dir(work_dir_for(out))
@@ -453,7 +454,7 @@ def make_small_cnn_zoo(
 
 
 def zoo_meta(kind: str, cfg: Any, tcfg: CNNTraining, tdata: TrainingData, data: ImageDataset,
-             merged: Mapping[str, np.ndarray], diverged: np.ndarray, seconds: float) -> dict[str, Any]:
+             merged: Mapping[str, np.ndarray], diverged: np.ndarray, timing: Timing) -> dict[str, Any]:
     """The JSON record of a CNN zoo: config, code books of categorical targets, divergence, timing."""
     final = merged["test_accuracy"][~merged["diverged"].astype(bool), -1]
     return {
@@ -471,7 +472,7 @@ def zoo_meta(kind: str, cfg: Any, tcfg: CNNTraining, tdata: TrainingData, data: 
         "final_test_accuracy": {"mean": float(np.mean(final)) if final.size else float("nan"),
                                 "min": float(np.min(final)) if final.size else float("nan"),
                                 "max": float(np.max(final)) if final.size else float("nan")},
-        "generation_seconds": round(seconds, 2),
+        **timing.as_meta(),
     }
 
 

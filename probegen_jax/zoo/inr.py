@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import optax
 
 from probegen_jax.archs import flatten_params, make_arch
 from probegen_jax.data import ImageDataset, load_dataset
+from probegen_jax.timing import Stopwatch
 from probegen_jax.types import Array, Params
 from probegen_jax.zoo.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
 from probegen_jax.zoo.store import save_zoo
@@ -164,7 +164,7 @@ def make_inr_zoo(
 
     plan = {"generator": "inr", "config": dataclasses.asdict(cfg), "dataset_size": len(images)}
     work_dir = work_dir_for(out) if out is not None else None  # None: chunks stay in memory
-    start = time.perf_counter()
+    stopwatch = Stopwatch()
     chunks = run_chunks(work_dir, plan, num_chunks, make_chunk, desc="fitting INRs", progress=progress)
     merged = concat_chunks(chunks)
     params = arch.unflatten({k[len("params/"):]: v for k, v in merged.items() if k.startswith("params/")},
@@ -182,7 +182,7 @@ def make_inr_zoo(
             "num_classes": data.num_classes,
             "image_shape": [int(height), int(width)],
             "psnr_mean": float(np.mean(merged["psnr"])),
-            "generation_seconds": round(time.perf_counter() - start, 2),
+            **stopwatch.elapsed().as_meta(),
         },
     )
     if out is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -40,6 +39,7 @@ from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import atomic_write
+from probegen_jax.timing import Stopwatch
 from probegen_jax.types import Array, Params, PRNGKey, PyTree
 from probegen_jax.zoo.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
 from probegen_jax.zoo.store import load_zoo, save_zoo
@@ -279,7 +279,7 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     images, labels = (jnp.asarray(a) for a in _pool(data, cfg.pool_size, cfg.seed))
     test_images, test_labels = jnp.asarray(data.test_images[:2000]), jnp.asarray(data.test_labels[:2000])
     loss = classifier_loss(arch.apply, images, labels, c, cfg.batch_size)
-    start = time.perf_counter()
+    stopwatch = Stopwatch()
     out = Path(out) if out is not None else None
 
     base_key = jax.random.fold_in(jax.random.key(cfg.seed), 2**30)
@@ -312,7 +312,7 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
                        f"tree {cfg.name}: fine-tuning", progress)
     meta = {"generator": "tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
             "dataset": data.name, "class_names": list(data.class_names), "num_classes": c, "head": head,
-            "base_test_accuracy": base_acc, "generation_seconds": round(time.perf_counter() - start, 2)}
+            "base_test_accuracy": base_acc, **stopwatch.elapsed().as_meta()}
     children = Zoo(arch, _unflatten_chunk(arch, merged, f"tree {cfg.name} chunks"),
                    targets={"classes": merged["classes"], "tree": np.full(cfg.num_children, tree_id, np.int32),
                             "steps": merged["steps"], "lr": merged["lr"],
@@ -338,7 +338,7 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
     c, shape = data.num_classes, data.image_shape
     dim = int(np.prod(shape))
     base_arch = make_arch("mlp", input_shape=list(shape), hidden=cfg.hidden, depth=1, out_dim=dim)
-    start = time.perf_counter()
+    stopwatch = Stopwatch()
     out = Path(out) if out is not None else None
 
     jimages = jnp.asarray(images)
@@ -396,7 +396,7 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
                        f"tree {cfg.name}: LoRA fine-tuning", progress)
     meta = {"generator": "lora tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
             "dataset": data.name, "class_names": list(data.class_names), "num_classes": c,
-            "base_loss": float(base_loss), "generation_seconds": round(time.perf_counter() - start, 2)}
+            "base_loss": float(base_loss), **stopwatch.elapsed().as_meta()}
     children = Zoo(arch, _unflatten_chunk(arch, merged, f"tree {cfg.name} chunks"),
                    targets={"label": merged["label"], "tree": np.full(cfg.num_children, tree_id, np.int32),
                             "steps": merged["steps"], "lr": merged["lr"], "final_loss": merged["final_loss"]},

@@ -125,7 +125,7 @@ def make_wild_zoo(
         return result
 
     num_networks = cfg.num_architectures * per
-    chunks, seconds = _generate("wild_cnn", cfg, num_networks, per, make_chunk, out, progress)
+    chunks, timing = _generate("wild_cnn", cfg, num_networks, per, make_chunk, out, progress)
     net_splits = network_splits(num_networks, cfg.split_fractions, cfg.seed)
     buckets, split_parts, diverged, offset = [], {s: [] for s in net_splits}, [], 0
     for arch, chunk in zip(archs, chunks, strict=True):
@@ -138,7 +138,7 @@ def make_wild_zoo(
     merged = {"network": np.concatenate([c["network"] for c in chunks]),
               "diverged": np.concatenate([c["diverged"] for c in chunks]),
               "test_accuracy": np.concatenate([c["test_accuracy"] for c in chunks])}
-    meta = zoo_meta("wild_cnn", cfg, tcfg, tdata, data, merged, np.asarray(diverged, np.int64), seconds)
+    meta = zoo_meta("wild_cnn", cfg, tcfg, tdata, data, merged, np.asarray(diverged, np.int64), timing)
     meta["codes"] = {"optimizer": list(tcfg.optimizers)}
     meta["architectures"] = [a.config["layers"] for a in archs]
     nonempty = [b for b in buckets if len(b)]
