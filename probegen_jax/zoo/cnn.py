@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.archs.cnn import (
@@ -288,8 +289,11 @@ def train_network_chunk(
     keys: PRNGKey,
     data: TrainingData,
     cfg: CNNTraining,
+    *,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Train stacked networks ``[n, ...]`` and record every checkpoint epoch.
+    """Train stacked networks ``[n, ...]`` and record every checkpoint epoch (``progress``: a bar
+    over the epochs).
 
     Returns ``params/<tensor>`` ``[n, C, ...]``, metrics ``[n, C]`` (``C = len(cfg.epochs)``) and
     ``diverged`` ``[n]``: a network whose loss or weights became NaN/inf at any point.
@@ -311,6 +315,7 @@ def train_network_chunk(
     ckpts, metrics = [], {m: [] for m in METRICS}
     finite = jnp.ones((n,), bool)
     epoch = 0
+    bar = tqdm(total=cfg.epochs[-1], desc=f"epochs of {n} CNNs", unit="epoch", leave=False, disable=not progress)
     for target in cfg.epochs:
         while epoch < target:
             params, opt_state, ce = train_steps(
@@ -319,11 +324,13 @@ def train_network_chunk(
                 steps=steps_per_epoch)
             finite &= jnp.isfinite(ce)
             epoch += 1
+            bar.update(1)
         tr_acc, tr_loss = evaluate_networks(eval_forward, params, images, labels, train_idx, train_w, block=block)
         te_acc, te_loss = evaluate_networks(eval_forward, params, test_x, test_y, test_idx, test_w, block=block)
         for name, value in zip(METRICS, (tr_acc, tr_loss, te_acc, te_loss), strict=True):
             metrics[name].append(np.asarray(value))
         ckpts.append({k: np.asarray(v) for k, v in flatten_params(params).items()})
+    bar.close()
     out = {f"params/{k}": np.stack([c[k] for c in ckpts], axis=1) for k in ckpts[0]}
     out.update({m: np.stack(v, axis=1).astype(np.float32) for m, v in metrics.items()})
     diverged = ~np.asarray(finite)
@@ -435,7 +442,7 @@ def make_small_cnn_zoo(
         keys = network_keys(cfg.seed, _pad_ids(ids, cfg.chunk_size))
         hp = jax.vmap(lambda k: sample_hparams(jax.random.fold_in(k, 1), tcfg))(keys)
         params = jax.vmap(init)(keys, hp)
-        result = train_network_chunk(forward, params, hp, keys, tdata, tcfg)
+        result = train_network_chunk(forward, params, hp, keys, tdata, tcfg, progress=progress)
         result.update({f"hp/{k}": np.asarray(v) for k, v in hp.items()})
         return {k: v[: len(ids)] for k, v in result.items()}
 

@@ -120,7 +120,8 @@ def make_wild_zoo(
         keys = network_keys(cfg.seed, ids)
         hp = jax.vmap(lambda k: sample_hparams(jax.random.fold_in(k, 1), tcfg))(keys)
         params = jax.vmap(lambda k, h: conv_stack_init(jax.random.fold_in(k, 3), shapes, h["init_std"]))(keys, hp)
-        result = train_network_chunk(partial(conv_stack_apply, layers=layers), params, hp, keys, tdata, tcfg)
+        result = train_network_chunk(partial(conv_stack_apply, layers=layers), params, hp, keys, tdata, tcfg,
+                                     progress=progress)
         result.update({f"hp/{k}": np.asarray(hp[k]) for k in HPARAMS})
         return result
 
