@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description  # noqa: E402
 
 STEPS = (0, 1, 2, 3, 20, 40, 60, 80, 86)
-T = TypeVar("T")
 WIDTHS = (2, 32, 32, 1)
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- generating
