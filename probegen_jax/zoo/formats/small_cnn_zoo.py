@@ -197,6 +197,11 @@ def _parse_floats(values: Sequence[str]) -> np.ndarray | None:
             return None
 
 
+def _text(data: bytes) -> io.TextIOWrapper:
+    """CSV bytes as text (UTF-8, line ends kept for the CSV parsers)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+
+
 class MetricsFile:
     """``metrics.csv.gz`` decompressed once (47 MB for the published 270,000 rows), in pieces that
     a caller can parse as they come (``line_chunks``), and kept to be read as text as often as the
@@ -239,7 +244,7 @@ class MetricsFile:
         self._data = b"".join(pieces)
 
     def text(self) -> io.TextIOWrapper:
-        return io.TextIOWrapper(io.BytesIO(self.data), encoding="utf-8", newline="")
+        return _text(self.data)
 
     def rows(self, rows: np.ndarray, total: int) -> MetricsFile | None:
         """The header and data rows ``rows`` (in that order) of a file of ``total`` rows as a file of
@@ -304,12 +309,8 @@ def _loadtxt(metrics: MetricsFile, usecols: Sequence[int], dtype: Any) -> np.nda
     return _loadtxt_lines(f, usecols, dtype)
 
 
-def _loadtxt_bytes(lines: bytes, usecols: Sequence[int], dtype: Any) -> np.ndarray:
-    """``_loadtxt`` of some data lines (no header)."""
-    return _loadtxt_lines(io.TextIOWrapper(io.BytesIO(lines), encoding="utf-8", newline=""), usecols, dtype)
-
-
 def _loadtxt_lines(f: io.TextIOBase, usecols: Sequence[int], dtype: Any) -> np.ndarray:
+    """``_loadtxt`` of a text stream of data lines (no header)."""
     return np.loadtxt(f, delimiter=",", quotechar='"', comments=None, usecols=list(usecols), dtype=dtype, ndmin=2)
 
 
@@ -364,7 +365,7 @@ def read_step_column(metrics: MetricsFile, on_steps: Callable[[int, np.ndarray],
                     raise ZooFormatError(f"{metrics.path}: missing numeric column 'step' (columns {sorted(header)})")
             streaming = streaming and b'"' not in chunk
             if streaming and chunk.strip():
-                parsed.append(_loadtxt_bytes(chunk, [header.index("step")], np.float64)[:, 0])
+                parsed.append(_loadtxt_lines(_text(chunk), [header.index("step")], np.float64)[:, 0])
                 if on_steps is not None:
                     on_steps(rows, parsed[-1])
                 rows += len(parsed[-1])
