@@ -33,10 +33,10 @@ from probegen_jax.archs.cnn import (
     conv_stack_shapes,
 )
 from probegen_jax.parallel import zoo_mesh
-from probegen_jax.probing.image_sources import dcgan_generator, dcgan_specs, generator_pre_tanh
-from probegen_jax.probing import probe_zoo
+from probegen_jax.methods.probing.image_sources import dcgan_generator, dcgan_specs, generator_pre_tanh
+from probegen_jax.methods.probing import probe_zoo
 from probegen_jax.report import markdown_table
-from probegen_jax.zoo.cnn import (
+from probegen_jax.make.cnn import (
     CNNTraining,
     init_opt_state,
     network_keys,

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description  # noqa: E402
 
 from probegen_jax.archs import make_arch, registered_archs  # noqa: E402
-from probegen_jax.baselines import NFN_PAPER_CONFIG, NFNConfig, baseline_learner, nfn_learner  # noqa: E402
-from probegen_jax.baselines.nfn import layer_order, weight_space  # noqa: E402
+from probegen_jax.methods.baselines import NFN_PAPER_CONFIG, NFNConfig, baseline_learner, nfn_learner  # noqa: E402
+from probegen_jax.methods.baselines.nfn import layer_order, weight_space  # noqa: E402
 from probegen_jax.flops import (  # noqa: E402
     CITED_INR_GFLOPS,
     learner_cost,
@@ -36,7 +36,7 @@ from probegen_jax.flops import (  # noqa: E402
     probegen_inr_flops,
     probing_flops,
 )
-from probegen_jax.probing.methods import ProbingSpec  # noqa: E402
+from probegen_jax.methods.probing.methods import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table, save_markdown  # noqa: E402
 
 NAMES = {"probegen": "ProbeGen", "vanilla": "Vanilla probing", "synthetic": "Synthetic probes",

@@ -19,17 +19,16 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description, median_seconds, median_seconds_and_cores  # noqa: E402
 
 from probegen_jax.archs import make_arch  # noqa: E402
 from probegen_jax.parallel import zoo_mesh  # noqa: E402
-from probegen_jax.probing import probe_zoo  # noqa: E402
-from probegen_jax.probing.probe import default_batch_size  # noqa: E402
+from probegen_jax.methods.probing import probe_zoo  # noqa: E402
+from probegen_jax.methods.probing.probe import default_batch_size  # noqa: E402
 from probegen_jax.report import markdown_table  # noqa: E402
-from probegen_jax.zoo.inr import coordinate_grid, fit_inrs  # noqa: E402
+from probegen_jax.make.inr import coordinate_grid, fit_inrs  # noqa: E402
 
 
 def random_zoo(arch, n: int, seed: int = 0):

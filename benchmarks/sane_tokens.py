@@ -23,9 +23,9 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_description, median_seconds  # noqa: E402
 
-from probegen_jax.sane.embed import encode_sequence  # noqa: E402
-from probegen_jax.sane.model import SANEConfig, make_sane  # noqa: E402
-from probegen_jax.sane.tokens import token_layout, tokenize  # noqa: E402
+from probegen_jax.methods.sane.embed import encode_sequence  # noqa: E402
+from probegen_jax.methods.sane.model import SANEConfig, make_sane  # noqa: E402
+from probegen_jax.methods.sane.tokens import token_layout, tokenize  # noqa: E402
 
 
 def resnet18_shapes(num_classes: int = 1000) -> dict:

@@ -31,10 +31,10 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
 
     from probegen_jax.archs import make_arch
     from probegen_jax.parallel import replicated, shard_zoo, zoo_mesh
-    from probegen_jax.probing import probe, probe_zoo
-    from probegen_jax.probing.methods import ProbingSpec
-    from probegen_jax.tasks import classification
-    from probegen_jax.train import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer
+    from probegen_jax.methods.probing import probe, probe_zoo
+    from probegen_jax.methods.probing.methods import ProbingSpec
+    from probegen_jax.training.tasks import classification
+    from probegen_jax.training.loop import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer
 
     n_dev = len(jax.devices())
     mesh = zoo_mesh() if n_dev > 1 else None

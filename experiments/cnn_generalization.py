@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
+from probegen_jax.methods.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
 from probegen_jax.errors import DataFileError
 from probegen_jax.io import write_json
-from probegen_jax.metrics import tau_noise_ceiling
-from probegen_jax.probing.methods import ProbingSpec
-from probegen_jax.probing.probegen import RESPONSES
-from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
+from probegen_jax.training.metrics import tau_noise_ceiling
+from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.probegen import RESPONSES
+from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
-from probegen_jax.train import TrainConfig, predict, steps_per_epoch
-from probegen_jax.zoo.cnn import zoo_training_data
+from probegen_jax.training.loop import TrainConfig, predict, steps_per_epoch
+from probegen_jax.make.cnn import zoo_training_data
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
 from probegen_jax.zoo.zoo import at_epoch, shrink_split
 

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from inr_classification import run  # noqa: E402
 
-from probegen_jax.train import TrainConfig  # noqa: E402
+from probegen_jax.training.loop import TrainConfig  # noqa: E402
 from probegen_jax.zoo import load_zoo  # noqa: E402
-from probegen_jax.zoo.inr import INRZooConfig, make_inr_zoo  # noqa: E402
+from probegen_jax.make.inr import INRZooConfig, make_inr_zoo  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,15 +23,15 @@ import jax
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines import BASELINE_NAMES, train_baseline
+from probegen_jax.methods.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
-from probegen_jax.probing.methods import ProbingSpec
-from probegen_jax.probing.probe import probe_zoo
-from probegen_jax.runlog import RunLog, add_run_arguments, config_settings, run_key
+from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.probe import probe_zoo
+from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings, run_key
 from probegen_jax.runs import train_probing
-from probegen_jax.train import TrainConfig
+from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo, load_zoo
-from probegen_jax.zoo.inr import INRZooConfig, coordinate_grid, make_inr_zoo
+from probegen_jax.make.inr import INRZooConfig, coordinate_grid, make_inr_zoo
 
 METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "vanilla": "Vanilla probing", "synthetic": "Synthetic probes",
                 "nonlinear": "Non-linear generator"}
@@ -68,7 +67,7 @@ def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConf
                     probes[f"{METHOD_NAMES[source]}, K={k}"] = np.asarray(src.apply(result.params["source"]))
                     curves[f"{source} K={k}"] = ([h["epoch"] for h in result.history],
                                                  [h["val_accuracy"] for h in result.history])
-    for name in baselines:  # weight-space baselines (probegen_jax.baselines), same loop and splits
+    for name in baselines:  # weight-space baselines (probegen_jax.methods.baselines), same loop and splits
         for seed in seeds:
             key = run_key(name, "—", seed)
             if (done := log.get(key)) is not None:

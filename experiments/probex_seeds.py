@@ -21,11 +21,11 @@ import numpy as np
 
 from probegen_jax import report
 from probegen_jax.io import write_json
-from probegen_jax.probex.experts import layer_splits, train_experts
-from probegen_jax.probex.probex import ProbeXConfig
-from probegen_jax.tasks import multilabel
-from probegen_jax.train import TrainConfig
-from probegen_jax.zoo.trees import default_trees, make_trees
+from probegen_jax.methods.probex.experts import layer_splits, train_experts
+from probegen_jax.methods.probex.probex import ProbeXConfig
+from probegen_jax.training.tasks import multilabel
+from probegen_jax.training.loop import TrainConfig
+from probegen_jax.make.trees import default_trees, make_trees
 
 METHODS = {"ProbeX": "probex", "Dense expert": "dense"}
 PLA = "per_label_accuracy"

@@ -22,11 +22,11 @@ import jax
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines.common import feature_head, precompute_features
-from probegen_jax.baselines.statnn import statnn_features
+from probegen_jax.methods.baselines.common import feature_head, precompute_features
+from probegen_jax.methods.baselines.statnn import statnn_features
 from probegen_jax.data import load_dataset
 from probegen_jax.io import write_json
-from probegen_jax.probex.experts import (
+from probegen_jax.methods.probex.experts import (
     across_tree_splits,
     all_layer_names,
     evaluate_splits,
@@ -34,21 +34,21 @@ from probegen_jax.probex.experts import (
     select_layer,
     train_experts,
 )
-from probegen_jax.probex.probex import (
+from probegen_jax.methods.probex.probex import (
     ProbeXConfig,
     dense_embedder,
     expert_learner,
     num_params,
     probex_embedder,
 )
-from probegen_jax.probex.routing import fit_router, route, routing_accuracy
-from probegen_jax.probex.zero_shot import class_embeddings, fit_zero_shot, zero_shot_fold
-from probegen_jax.probing.probegen import probing_learner
-from probegen_jax.probing.sources import dense_generator
-from probegen_jax.tasks import multilabel
-from probegen_jax.train import TrainConfig, fit
+from probegen_jax.methods.probex.routing import fit_router, route, routing_accuracy
+from probegen_jax.methods.probex.zero_shot import class_embeddings, fit_zero_shot, zero_shot_fold
+from probegen_jax.methods.probing.probegen import probing_learner
+from probegen_jax.methods.probing.sources import dense_generator
+from probegen_jax.training.tasks import multilabel
+from probegen_jax.training.loop import TrainConfig, fit
 from probegen_jax.zoo import Zoo
-from probegen_jax.zoo.trees import default_trees, forest_trees, make_trees
+from probegen_jax.make.trees import default_trees, forest_trees, make_trees
 
 PLA = "per_label_accuracy"
 LAYERS = "layers"  # the layer-selection step, by the name --rerun knows it

@@ -22,15 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.baselines.flat import flatten_weights
-from probegen_jax.baselines.statnn import statnn_features
+from probegen_jax.methods.baselines.flat import flatten_weights
+from probegen_jax.methods.baselines.statnn import statnn_features
 from probegen_jax.io import write_json
-from probegen_jax.sane.embed import zoo_embeddings
-from probegen_jax.sane.model import SANEConfig
-from probegen_jax.sane.properties import ridge_probe
-from probegen_jax.sane.sample import reference_accuracy, sample_boot, sample_models, sample_sub, zoo_anchors
-from probegen_jax.sane.train import DEFAULT_TRAIN, MODEL_FILE, load_sane, train_sane
-from probegen_jax.zoo.cnn import finetune_networks, zoo_training_data
+from probegen_jax.methods.sane.embed import zoo_embeddings
+from probegen_jax.methods.sane.model import SANEConfig
+from probegen_jax.methods.sane.properties import ridge_probe
+from probegen_jax.methods.sane.sample import reference_accuracy, sample_boot, sample_models, sample_sub, zoo_anchors
+from probegen_jax.methods.sane.train import DEFAULT_TRAIN, MODEL_FILE, load_sane, train_sane
+from probegen_jax.make.cnn import finetune_networks, zoo_training_data
 from probegen_jax.zoo.hetero import load_any_zoo
 from probegen_jax.zoo.zoo import SPLITS
 

@@ -29,7 +29,7 @@ EXAMPLES = __doc__.split("\n\n", 1)[1]
 
 
 def _zoo_make_inr(args: argparse.Namespace) -> None:
-    from probegen_jax.zoo.inr import INRZooConfig, make_inr_zoo
+    from probegen_jax.make.inr import INRZooConfig, make_inr_zoo
 
     cfg = INRZooConfig(dataset=args.dataset, num_train=args.train, num_val=args.val, num_test=args.test,
                        steps=args.steps, learning_rate=args.lr, target_psnr=args.target_psnr,
@@ -86,7 +86,7 @@ def _zoo_export(args: argparse.Namespace) -> None:
 
 
 def _cnn_training(args: argparse.Namespace):
-    from probegen_jax.zoo.cnn import CNNTraining
+    from probegen_jax.make.cnn import CNNTraining
 
     common = dict(dataset=args.dataset, train_size=args.train_size, test_size=args.test_size,
                   epochs=tuple(args.epochs), batch_size=args.batch_size)
@@ -96,7 +96,7 @@ def _cnn_training(args: argparse.Namespace):
 
 
 def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
-    from probegen_jax.zoo.cnn import SmallCNNZooConfig, make_small_cnn_zoo
+    from probegen_jax.make.cnn import SmallCNNZooConfig, make_small_cnn_zoo
 
     cfg = SmallCNNZooConfig(training=_cnn_training(args), num_networks=args.networks, chunk_size=args.chunk_size,
                             seed=args.seed)
@@ -109,7 +109,7 @@ def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
 def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from probegen_jax.zoo.wild import WildZooConfig, make_wild_zoo
+    from probegen_jax.make.wild import WildZooConfig, make_wild_zoo
 
     training = dataclasses.replace(_cnn_training(args), init_std=WildZooConfig.training.init_std)
     cfg = WildZooConfig(training=training, num_architectures=args.architectures,
@@ -123,8 +123,8 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
 def _train_sane(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from probegen_jax.sane.model import SANEConfig
-    from probegen_jax.sane.train import DEFAULT_TRAIN, train_sane
+    from probegen_jax.methods.sane.model import SANEConfig
+    from probegen_jax.methods.sane.train import DEFAULT_TRAIN, train_sane
     from probegen_jax.zoo.store import load_zoo
 
     cfg = SANEConfig(token_size=args.token_size, window=args.window, d_model=args.d_model, heads=args.heads,
@@ -140,9 +140,9 @@ def _sane_sample(args: argparse.Namespace) -> None:
     import jax
     import numpy as np
 
-    from probegen_jax.sane.sample import reference_accuracy, sample_boot, zoo_anchors
-    from probegen_jax.sane.train import load_sane
-    from probegen_jax.zoo.cnn import zoo_training_data
+    from probegen_jax.methods.sane.sample import reference_accuracy, sample_boot, zoo_anchors
+    from probegen_jax.methods.sane.train import load_sane
+    from probegen_jax.make.cnn import zoo_training_data
     from probegen_jax.zoo.store import load_zoo, save_zoo
     from probegen_jax.zoo.zoo import Zoo
 
@@ -174,9 +174,9 @@ def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> Non
 
 def _train_probegen(args: argparse.Namespace) -> None:
     from probegen_jax.parallel import zoo_mesh
-    from probegen_jax.probing.methods import ProbingSpec
+    from probegen_jax.methods.probing.methods import ProbingSpec
     from probegen_jax.runs import default_response, default_target, save_run, train_probing
-    from probegen_jax.train import TrainConfig
+    from probegen_jax.training.loop import TrainConfig
     from probegen_jax.zoo.hetero import load_any_zoo
     from probegen_jax.zoo.zoo import at_epoch
 
@@ -206,7 +206,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _zoo_make_trees(args: argparse.Namespace) -> None:
-    from probegen_jax.zoo.trees import default_trees, make_trees
+    from probegen_jax.make.trees import default_trees, make_trees
 
     dataset = f"{args.dataset}/{args.split_classes}" if args.split_classes > 1 else args.dataset
     fine_tuning = {k: tuple(getattr(args, k)) for k in ("classes_per_child", "steps") if hasattr(args, k)}
@@ -219,11 +219,11 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
 
 
 def _train_probex(args: argparse.Namespace) -> None:
-    from probegen_jax.probex.experts import train_tree_experts
-    from probegen_jax.probex.probex import ProbeXConfig
-    from probegen_jax.probex.routing import fit_router, routing_accuracy
-    from probegen_jax.train import TrainConfig
-    from probegen_jax.zoo.trees import load_trees
+    from probegen_jax.methods.probex.experts import train_tree_experts
+    from probegen_jax.methods.probex.probex import ProbeXConfig
+    from probegen_jax.methods.probex.routing import fit_router, routing_accuracy
+    from probegen_jax.training.loop import TrainConfig
+    from probegen_jax.make.trees import load_trees
 
     trees = {n: c for n, (_, c) in load_trees(args.trees).items() if "classes" in c.targets}
     layers = dict(item.split("=", 1) for item in args.layer)

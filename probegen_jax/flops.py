@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from probegen_jax.archs import Arch
-from probegen_jax.learner import Learner
-from probegen_jax.probing.methods import ProbingSpec
-from probegen_jax.probing.probe import probe
-from probegen_jax.probing.probegen import mlp_head, response_transform
+from probegen_jax.training.learner import Learner
+from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.probe import probe
+from probegen_jax.methods.probing.probegen import mlp_head, response_transform
 from probegen_jax.types import Params, PRNGKey
 
 # Published inference costs per MNIST-INR network of methods not implemented here, in FLOPs.

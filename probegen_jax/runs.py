@@ -13,10 +13,10 @@ import numpy as np
 
 from probegen_jax.errors import CheckpointError
 from probegen_jax.io import load_pytree, read_json, save_pytree, write_json
-from probegen_jax.learner import Learner
-from probegen_jax.probing.methods import ProbingSpec
-from probegen_jax.tasks import Task, classification, regression
-from probegen_jax.train import TrainConfig, TrainResult, evaluate, fit
+from probegen_jax.training.learner import Learner
+from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.training.tasks import Task, classification, regression
+from probegen_jax.training.loop import TrainConfig, TrainResult, evaluate, fit
 from probegen_jax.types import Params
 from probegen_jax.zoo import Zoo
 from probegen_jax.zoo.zoo import at_epoch

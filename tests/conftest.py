@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 
 from probegen_jax.archs import flatten_params  # noqa: E402
 from probegen_jax.zoo import Zoo  # noqa: E402
-from probegen_jax.zoo.inr import INRZooConfig, make_inr_zoo  # noqa: E402
+from probegen_jax.make.inr import INRZooConfig, make_inr_zoo  # noqa: E402
 
 # The one small INR zoo most tests share: SIRENs fitted to scikit-learn digits.
 DIGITS_CFG = INRZooConfig(

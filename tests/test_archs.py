@@ -22,7 +22,7 @@ from probegen_jax.archs import (
     siren,
 )
 from probegen_jax.errors import NonFiniteWeightsError, ShapeMismatchError, UnknownNameError
-from probegen_jax.probing import probe
+from probegen_jax.methods.probing import probe
 
 
 def numpy_siren(params, x, w0=30.0, offset=0.5):

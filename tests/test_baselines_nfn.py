@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from probegen_jax.archs import make_arch
-from probegen_jax.baselines.flat import flat_learner, flatten_weights
-from probegen_jax.baselines.nfn import NFNConfig, layer_order, nfn_learner, weight_space
+from probegen_jax.methods.baselines.flat import flat_learner, flatten_weights
+from probegen_jax.methods.baselines.nfn import NFNConfig, layer_order, nfn_learner, weight_space
 from probegen_jax.errors import ShapeMismatchError
 
 

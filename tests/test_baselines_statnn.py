@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from probegen_jax.archs import make_arch
-from probegen_jax.baselines.statnn import (
+from probegen_jax.methods.baselines.statnn import (
     STATS_PER_TENSOR,
     padded_statnn_features,
     statnn_feature_names,

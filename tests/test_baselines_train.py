@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from probegen_jax.baselines.nfn import NFNConfig
-from probegen_jax.baselines.run import BASELINE_NAMES, train_baseline
+from probegen_jax.methods.baselines.nfn import NFNConfig
+from probegen_jax.methods.baselines.run import BASELINE_NAMES, train_baseline
 from probegen_jax.errors import UnknownNameError
-from probegen_jax.tasks import classification
-from probegen_jax.train import TrainConfig
+from probegen_jax.training.tasks import classification
+from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
 
 

@@ -11,11 +11,12 @@ import pytest
 
 from probegen_jax.archs import make_arch
 from probegen_jax.data import load_digits
-from probegen_jax.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
-from probegen_jax.train import TrainConfig
-from probegen_jax.zoo import cnn, load_zoo
-from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo, zoo_training_data
+from probegen_jax.training.loop import TrainConfig
+from probegen_jax.make import cnn
+from probegen_jax.zoo import load_zoo
+from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo, zoo_training_data
 from probegen_jax.zoo.zoo import at_epoch
 
 TINY = SmallCNNZooConfig(

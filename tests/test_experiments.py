@@ -4,7 +4,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 

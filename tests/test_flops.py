@@ -4,7 +4,7 @@ import jax
 import pytest
 
 from probegen_jax.archs import make_arch
-from probegen_jax.baselines.nfn import NFNConfig, nfn_learner
+from probegen_jax.methods.baselines.nfn import NFNConfig, nfn_learner
 from probegen_jax.flops import (
     CITED_INR_GFLOPS,
     learner_cost,
@@ -12,7 +12,7 @@ from probegen_jax.flops import (
     probegen_inr_flops,
     probing_flops,
 )
-from probegen_jax.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.methods import ProbingSpec
 
 
 def test_probegen_xla_flops_match_analytic():

@@ -5,7 +5,6 @@ exception from inside torch, numpy, csv, gzip or safetensors reaches the user.""
 import json
 import shutil
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -9,12 +9,12 @@ import pytest
 from probegen_jax.archs import make_arch
 from probegen_jax.data import load_digits
 from probegen_jax.errors import ShapeMismatchError
-from probegen_jax.probing.image_sources import image_probe_source
-from probegen_jax.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.image_sources import image_probe_source
+from probegen_jax.methods.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
-from probegen_jax.train import TrainConfig
+from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
-from probegen_jax.zoo.cnn import CNNTraining
+from probegen_jax.make.cnn import CNNTraining
 from probegen_jax.zoo.hetero import (
     HeteroZoo,
     bucket_batch_order,
@@ -24,7 +24,7 @@ from probegen_jax.zoo.hetero import (
     probe_hetero,
     save_hetero_zoo,
 )
-from probegen_jax.zoo.wild import WildZooConfig, make_wild_zoo, sample_architectures
+from probegen_jax.make.wild import WildZooConfig, make_wild_zoo, sample_architectures
 from probegen_jax.zoo.zoo import at_epoch
 
 LAYERS = [
@@ -129,7 +129,7 @@ def test_wild_zoo_generation_and_training():
 
 
 def test_statnn_features_of_a_heterogeneous_zoo_follow_the_zoos_order(hzoo):
-    from probegen_jax.baselines import STATS_PER_TENSOR, hetero_statnn_features, statnn_features
+    from probegen_jax.methods.baselines import STATS_PER_TENSOR, hetero_statnn_features, statnn_features
 
     feats = hetero_statnn_features(hzoo)
     slots = max(len(jax.tree.leaves(z.params)) for z in hzoo.buckets)
@@ -145,7 +145,7 @@ def test_statnn_features_of_a_heterogeneous_zoo_follow_the_zoos_order(hzoo):
 
 def test_statnn_baselines_learn_on_a_heterogeneous_zoo():
     """Each network's weights are scaled by s in [0.5, 2]; the StatNNs read s from the statistics."""
-    from probegen_jax.baselines import train_baseline
+    from probegen_jax.methods.baselines import train_baseline
     from probegen_jax.errors import UnknownNameError
 
     buckets = []

@@ -9,16 +9,16 @@ import pytest
 
 from probegen_jax.archs import make_arch
 from probegen_jax.errors import ShapeMismatchError, UnknownNameError
-from probegen_jax.probing.image_sources import (
+from probegen_jax.methods.probing.image_sources import (
     dcgan_generator,
     dcgan_specs,
     generator_pre_tanh,
     image_probe_source,
     random_textures,
 )
-from probegen_jax.probing.methods import ProbingSpec
-from probegen_jax.probing.probe import probe, probe_zoo
-from probegen_jax.probing.probegen import probing_learner
+from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.probe import probe, probe_zoo
+from probegen_jax.methods.probing.probegen import probing_learner
 
 
 def count(tree):

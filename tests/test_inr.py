@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import probegen_jax.zoo.inr as inr
+import probegen_jax.make.inr as inr
 from probegen_jax.archs import siren
 from probegen_jax.data import load_digits
 from probegen_jax.errors import ZooFormatError
 from probegen_jax.zoo import load_zoo
-from probegen_jax.zoo.inr import INRZooConfig, fit_inrs, make_inr_zoo
+from probegen_jax.make.inr import INRZooConfig, fit_inrs, make_inr_zoo
 
 # 60 INRs, too few steps to reach the 40 dB early stop, so every INR takes every step.
 SMALL = INRZooConfig(dataset="digits", num_train=40, num_val=10, num_test=10, steps=50, chunk_size=32, seed=3)

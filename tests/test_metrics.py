@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from probegen_jax import metrics
-from probegen_jax.tasks import classification, multilabel, regression
+from probegen_jax.training import metrics
+from probegen_jax.training.tasks import classification, multilabel, regression
 
 
 def brute_force_tau_b(x, y):

@@ -10,9 +10,9 @@ import pytest
 from probegen_jax.archs import mlp, siren
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.parallel import pad_zoo_axis, place_blocks, zoo_mesh
-from probegen_jax.probing import probe, probe_zoo
+from probegen_jax.methods.probing import probe, probe_zoo
 
-probe_module = importlib.import_module("probegen_jax.probing.probe")  # the package exports probe() under this name
+probe_module = importlib.import_module("probegen_jax.methods.probing.probe")  # the package exports probe() under this name
 
 
 def make_zoo(arch, n, seed=0):

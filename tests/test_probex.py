@@ -7,7 +7,7 @@ import pytest
 
 from probegen_jax.archs import make_arch
 from probegen_jax.errors import ShapeMismatchError, UnknownNameError
-from probegen_jax.probex import (
+from probegen_jax.methods.probex import (
     ProbeXConfig,
     alignment_learner,
     expert_learner,
@@ -20,9 +20,9 @@ from probegen_jax.probex import (
     stack,
     unstack,
 )
-from probegen_jax.probex.experts import shape_groups, stack_splits, train_experts
-from probegen_jax.tasks import multilabel, zero_shot
-from probegen_jax.train import TrainConfig
+from probegen_jax.methods.probex.experts import shape_groups, stack_splits, train_experts
+from probegen_jax.training.tasks import multilabel, zero_shot
+from probegen_jax.training.loop import TrainConfig
 
 CFG = ProbeXConfig(rank_u=5, rank_v=4, rank_t=6)
 

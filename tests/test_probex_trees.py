@@ -9,13 +9,13 @@ import pytest
 from probegen_jax.archs import make_arch
 from probegen_jax.data import load_dataset
 from probegen_jax.errors import NoMatchingTreeError
-from probegen_jax.probex.experts import train_tree_experts
-from probegen_jax.probex.probex import ProbeXConfig, probex_embedder
-from probegen_jax.probex.routing import fit_router, route, route_one, routing_accuracy
-from probegen_jax.probex.zero_shot import fit_zero_shot, image_class_embeddings, zero_shot_fold
-from probegen_jax.train import TrainConfig
+from probegen_jax.methods.probex.experts import train_tree_experts
+from probegen_jax.methods.probex.probex import ProbeXConfig, probex_embedder
+from probegen_jax.methods.probex.routing import fit_router, route, route_one, routing_accuracy
+from probegen_jax.methods.probex.zero_shot import fit_zero_shot, image_class_embeddings, zero_shot_fold
+from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
-from probegen_jax.zoo.trees import (
+from probegen_jax.make.trees import (
     LoraTreeConfig,
     TreeConfig,
     load_trees,
@@ -98,8 +98,8 @@ def test_probex_experts_beat_chance_in_every_tree(trees):
 
 
 def test_one_model_across_trees_sees_every_tree_through_one_scaler(trees):
-    from probegen_jax.probex.experts import across_tree_splits
-    from probegen_jax.probex.layers import layer_matrix
+    from probegen_jax.methods.probex.experts import across_tree_splits
+    from probegen_jax.methods.probex.layers import layer_matrix
 
     _, children = trees
     pooled, per_tree = across_tree_splits(children, {"a": "dense0/kernel", "b": "dense0/kernel"}, "classes")
@@ -159,8 +159,8 @@ def test_zero_shot_reaches_held_out_classes_when_weights_follow_their_embeddings
 
 
 def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
-    from probegen_jax.zoo.chunks import work_dir_for
-    from probegen_jax.zoo.trees import make_tree, pretrained_base
+    from probegen_jax.make.chunks import work_dir_for
+    from probegen_jax.make.trees import make_tree, pretrained_base
 
     cfg = TreeConfig(name="a", seed=0, **{**TINY, "num_children": 4, "chunk_size": 4, "pretrain_steps": 5})
     arch = make_arch("mlp", input_shape=[8, 8, 1], hidden=16, depth=1, out_dim=10)
@@ -176,7 +176,7 @@ def test_a_resumed_tree_fine_tunes_from_the_saved_base(tmp_path, digits):
 
 def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per_child(tmp_path):
     from probegen_jax.errors import ZooFormatError
-    from probegen_jax.zoo.trees import default_trees, make_tree
+    from probegen_jax.make.trees import default_trees, make_tree
 
     cfg = TreeConfig(name="a", seed=0, **{**TINY, "dataset": "digits/3", "num_children": 8, "chunk_size": 8,
                                           "pretrain_steps": 5, "classes_per_child": (10, 15), "steps": (2, 4)})

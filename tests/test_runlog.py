@@ -3,7 +3,7 @@ import json
 import pytest
 
 from probegen_jax.errors import CheckpointError, DataFileError
-from probegen_jax.runlog import RUNS_FILE, RunLog, run_key
+from probegen_jax.training.runlog import RUNS_FILE, RunLog, run_key
 
 SETTINGS = {"train": {"epochs": 150, "batch_size": 32}, "response": "softmax"}
 

@@ -14,13 +14,13 @@ from probegen_jax.archs import make_arch
 from probegen_jax.archs.cnn import ACTIVATION_LEAF
 from probegen_jax.data import load_digits
 from probegen_jax.errors import CheckpointError, DataFileError, ShapeMismatchError
-from probegen_jax.sane.augment import multiplicative_noise, permute_hidden
-from probegen_jax.sane.embed import in_windows, window_starts, zoo_embeddings, zoo_latents
-from probegen_jax.sane.losses import masked_mse, nt_xent
-from probegen_jax.sane.model import SANEConfig
-from probegen_jax.sane.properties import ridge_fit, ridge_probe
-from probegen_jax.sane.sample import kde_sample, sample_sub, top_fraction
-from probegen_jax.sane.tokens import (
+from probegen_jax.methods.sane.augment import multiplicative_noise, permute_hidden
+from probegen_jax.methods.sane.embed import in_windows, window_starts, zoo_embeddings, zoo_latents
+from probegen_jax.methods.sane.losses import masked_mse, nt_xent
+from probegen_jax.methods.sane.model import SANEConfig
+from probegen_jax.methods.sane.properties import ridge_fit, ridge_probe
+from probegen_jax.methods.sane.sample import kde_sample, sample_sub, top_fraction
+from probegen_jax.methods.sane.tokens import (
     STANDARDIZATION_FILE,
     destandardize,
     detokenize,
@@ -31,10 +31,9 @@ from probegen_jax.sane.tokens import (
     token_layout,
     tokenize,
 )
-from probegen_jax.sane.train import MODEL_FILE, load_sane, train_sane
-from probegen_jax.train import TrainConfig
-from probegen_jax.zoo.cnn import CNNTraining, SmallCNNZooConfig, finetune_networks, make_small_cnn_zoo, training_data
-from probegen_jax.zoo.zoo import SPLITS
+from probegen_jax.methods.sane.train import MODEL_FILE, load_sane, train_sane
+from probegen_jax.training.loop import TrainConfig
+from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, finetune_networks, make_small_cnn_zoo, training_data
 
 CNN = make_arch("small_cnn", input_shape=(8, 8, 1), activation=("relu", "tanh"))
 MLP = make_arch("mlp", input_shape=(5,), hidden=7, depth=3, out_dim=3)

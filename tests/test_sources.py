@@ -7,8 +7,8 @@ import pytest
 
 from probegen_jax.archs import siren
 from probegen_jax.errors import ShapeMismatchError, UnknownNameError
-from probegen_jax.probing.probegen import learned_probes_of, mlp_head, probing_learner
-from probegen_jax.probing.sources import (
+from probegen_jax.methods.probing.probegen import learned_probes_of, mlp_head, probing_learner
+from probegen_jax.methods.probing.sources import (
     COORDINATE_SOURCES,
     coordinate_probe_source,
     dense_generator,
@@ -130,7 +130,7 @@ def test_probing_learner_refuses_mismatched_probes_and_learns_through_the_source
 
 def test_softmax_response_reads_class_probabilities_not_the_logit_scale():
     from probegen_jax.archs import make_arch
-    from probegen_jax.probing.probe import probe
+    from probegen_jax.methods.probing.probe import probe
 
     arch = make_arch("mlp", input_shape=[3], hidden=8, depth=1, out_dim=4)
     zoo = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 5))

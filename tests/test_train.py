@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import probegen_jax.train as train
+import probegen_jax.training.loop as train
 from probegen_jax.errors import CheckpointError, MissingSplitError, ShapeMismatchError
 from probegen_jax.parallel import zoo_mesh
-from probegen_jax.probing.probegen import probing_learner
-from probegen_jax.probing.sources import coordinate_probe_source
-from probegen_jax.tasks import classification
-from probegen_jax.train import TrainConfig, batch_order, evaluate, fit
+from probegen_jax.methods.probing.probegen import probing_learner
+from probegen_jax.methods.probing.sources import coordinate_probe_source
+from probegen_jax.training.tasks import classification
+from probegen_jax.training.loop import TrainConfig, batch_order, evaluate, fit
 
 TASK = classification(10)
 # A small head keeps the mechanics tests quick; the learning test uses ProbeGen's own head.
@@ -198,7 +198,7 @@ def test_scanned_and_looped_epochs_take_the_same_steps(digits_zoo, splits, kind)
 
 def test_epochs_are_scanned_unless_a_cpu_step_convolves(digits_zoo, splits):
     from probegen_jax.archs import make_arch
-    from probegen_jax.probing.methods import ProbingSpec
+    from probegen_jax.methods.probing.methods import ProbingSpec
 
     def step_args(arch, learner, n=4):
         params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), n))

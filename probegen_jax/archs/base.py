@@ -235,7 +235,7 @@ def arch_from_nnx(
     """Wrap a Flax NNX module factory ``rngs -> module``; params are its pure ``nnx.Param`` dict."""
     from flax import nnx
 
-    from probegen_jax.learner import nnx_pure_functions
+    from probegen_jax.training.learner import nnx_pure_functions
 
     init, apply = nnx_pure_functions(make_module)
     label = name or type(nnx.eval_shape(lambda: make_module(nnx.Rngs(0)))).__name__

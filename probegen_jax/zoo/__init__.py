@@ -1,4 +1,4 @@
-"""Model zoos: the ``Zoo`` container, its storage and the generators that train whole zoos.
+"""Model zoos: the ``Zoo`` container, its storage and the public formats (generation lives in ``probegen_jax.make``).
 
 Names are imported on first use, so a process that only needs a submodule without JAX (a worker
 parsing zoo files, ``zoo.formats.inr_files``) does not import JAX."""

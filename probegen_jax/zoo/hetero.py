@@ -32,10 +32,10 @@ from jax.sharding import Mesh
 from probegen_jax.archs import Arch
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooFormatError
 from probegen_jax.io import read_json, write_json
-from probegen_jax.learner import Learner
-from probegen_jax.probing.probe import probe, probe_zoo
-from probegen_jax.probing.probegen import responses_learner
-from probegen_jax.probing.sources import ProbeSource
+from probegen_jax.training.learner import Learner
+from probegen_jax.methods.probing.probe import probe, probe_zoo
+from probegen_jax.methods.probing.probegen import responses_learner
+from probegen_jax.methods.probing.sources import ProbeSource
 from probegen_jax.types import Array, Params, PyTree
 from probegen_jax.zoo.store import load_zoo, save_zoo
 from probegen_jax.zoo.zoo import SPLITS, Zoo

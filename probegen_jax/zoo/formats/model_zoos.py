@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from probegen_jax.archs import Arch, make_arch
 from probegen_jax.errors import DataFileError, ProbegenError, ZooFormatError

@@ -1,0 +1,1 @@
+"""Weight-space learning methods, each one module family behind the one ``Method`` contract."""

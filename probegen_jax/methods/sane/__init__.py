@@ -1,0 +1,1 @@
+"""SANE: tokenised weights, a transformer autoencoder, property prediction and sampling."""

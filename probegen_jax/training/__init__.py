@@ -1,0 +1,1 @@
+"""The one training loop, tasks, metrics and learners (pure ``init``/``apply`` pairs)."""
