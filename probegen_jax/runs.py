@@ -20,7 +20,8 @@ from probegen_jax.training.loop import TrainConfig, TrainResult, evaluate, fit
 from probegen_jax.types import Params
 from probegen_jax.zoo import Zoo
 from probegen_jax.zoo.zoo import at_epoch
-from probegen_jax.zoo.hetero import HeteroZoo, bucket_batch_order, hetero_probing_learner, load_any_zoo
+from probegen_jax.methods.probing.hetero import bucket_batch_order, hetero_probing_learner
+from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
 
 
 def default_target(zoo: Zoo | HeteroZoo) -> str:

@@ -15,15 +15,13 @@ from probegen_jax.runs import train_probing
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
 from probegen_jax.make.cnn import CNNTraining
-from probegen_jax.zoo.hetero import (
-    HeteroZoo,
+from probegen_jax.methods.probing.hetero import (
     bucket_batch_order,
     hetero_probing_learner,
     hetero_respond,
-    load_any_zoo,
     probe_hetero,
-    save_hetero_zoo,
 )
+from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo, save_hetero_zoo
 from probegen_jax.make.wild import WildZooConfig, make_wild_zoo, sample_architectures
 from probegen_jax.zoo.zoo import at_epoch
 
