@@ -41,6 +41,10 @@ class CheckpointError(ProbegenError, ValueError):
     """A training checkpoint is corrupt or belongs to a different run configuration."""
 
 
+class IntegrityError(ZooFormatError, CheckpointError):
+    """A file the library wrote no longer matches the checksum recorded when it was written."""
+
+
 class MissingDependencyError(ProbegenError, ImportError):
     """An optional package that a feature needs is not installed."""
 

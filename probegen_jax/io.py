@@ -1,21 +1,116 @@
-"""Atomic file writes (a reader never sees a half-written file) and reads that name the file at fault."""
+"""The one storage layer of the library: every pytree and JSON record it writes goes through here.
+
+* ``write_json`` / ``read_json``: a JSON record written atomically, with a ``<name>.sha256``
+  checksum file beside it (``sha256sum -c`` reads it); a record that no longer matches its
+  checksum raises ``IntegrityError`` naming the file.
+* ``save_pytree`` / ``load_pytree``: a pytree of arrays as a folder holding ``arrays.bin`` (the
+  leaves' bytes, 64-byte aligned) and ``manifest.json`` (each leaf's path, dtype, shape, offset
+  and CRC-32; itself checksummed), plus an optional JSON ``record`` kept in the manifest. The
+  folder is written under a temporary name and renamed into place when complete, so a reader
+  sees the old version or the new one, never a mix. Loading checks every leaf's CRC-32, and its
+  dtype and shape against the manifest and the caller's template.
+* ``staged_dir``: the same write-then-rename for any folder (exports); temporary folders left by
+  killed processes are removed by the next save to the same place.
+
+Folders saved by orbax (zoo format 1, older run params) still load, without checksums.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
+from probegen_jax.errors import CheckpointError, IntegrityError
+
+PYTREE_FORMAT = "probegen_jax.pytree"
+PYTREE_VERSION = 1
+MANIFEST = "manifest.json"
+DATA = "arrays.bin"
+CHECKSUM_SUFFIX = ".sha256"
+ALIGN = 64
+READ_CHUNK = 8 << 20  # bytes read (and checksummed) at a time: hot in cache for the CRC
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^.]+$")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-{os.getpid()}-"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that killed processes left while writing ``path``
+    (named ``.<name>.tmp-<pid>-*`` beside it, ``pid`` no longer running); returns them."""
+    path = Path(path).absolute()
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            m = _TEMP.match(entry.name)
+            if m is None or m["name"] != path.name or _pid_alive(int(m["pid"])):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    for entry in removed:
+        warnings.warn(f"removed {entry}, left incomplete by a process that was killed while writing {path}",
+                      stacklevel=3)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_temp_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of this module's temporary files or folders (an incomplete write)."""
+    return _TEMP.match(Path(path).absolute().name) is not None
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place (mode as
+    for any new file: 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -26,19 +121,97 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         raise
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
-def read_json(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found") -> Any:
-    """The JSON in ``path``; a missing file raises ``error("<path>: <missing>")``, a damaged one
-    ``error("<path>: not valid JSON (...)")``."""
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: {missing}")
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """A fresh temporary folder beside ``path``, renamed to ``path`` when the block completes
+    (replacing a folder there when ``overwrite``) and removed if it fails. Temporary folders
+    of killed writes to ``path`` are removed first."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path)))
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        _fsync_dir(tmp)
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path)))
+            os.replace(path, old / "old")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found") -> bytes:
+    """The bytes of ``path``; a missing or unreadable file raises ``error`` naming it and why."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as e:
+        raise error(f"{path}: {missing}") from e
+    except IsADirectoryError as e:
+        raise error(f"{path}: is a folder, expected a file") from e
+    except PermissionError as e:
+        raise error(f"{path}: cannot read it (permission denied); check the file's permissions") from e
+    except OSError as e:
+        raise error(f"{path}: cannot read it ({e.strerror or e})") from e
+
+
+# ----------------------------------------------------------------------------- JSON records
+
+
+def checksum_file(path: str | os.PathLike) -> Path:
+    """Where the checksum of the record ``path`` is kept."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, checksum: bool = True) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically, and (``checksum``) its SHA-256 beside it."""
+    path = Path(path)
+    data = json.dumps(obj, indent=2, sort_keys=True).encode()
+    if checksum:
+        atomic_write(checksum_file(path), lambda f: f.write(f"{_sha256(data)}  {path.name}\n".encode()))
+    atomic_write(path, lambda f: f.write(data))
+
+
+def verify_checksum(path: Path, data: bytes, error: type[Exception], *, required: bool = False) -> None:
+    """Check ``data`` (the contents of ``path``) against its checksum file; a missing checksum
+    file is accepted (records of older versions, hand-written files) unless ``required``."""
+    sidecar = checksum_file(path)
+    if not sidecar.exists():
+        if required:
+            raise IntegrityError(f"{path}: its checksum file {sidecar.name} is missing; the save is incomplete "
+                                 "or damaged: write it again")
+        return
+    fields = read_bytes(sidecar, error).split()
+    if not fields or fields[0].decode(errors="replace") != _sha256(data):
+        raise IntegrityError(f"{path}: contents do not match the checksum in {sidecar.name}: the file is damaged "
+                             f"(or was edited by hand: delete {sidecar.name} to accept the edit)")
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found",
+              require_checksum: bool = False) -> Any:
+    """The JSON in ``path``, checked against its checksum file when there is one (``IntegrityError``
+    on a mismatch). A missing file raises ``error("<path>: <missing>")``, an unreadable or damaged
+    one ``error`` saying why."""
+    path = Path(path)
+    data = read_bytes(path, error, missing=missing)
+    verify_checksum(path, data, error, required=require_checksum)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError) as e:
         raise error(f"{path}: not valid JSON ({e})") from e
 
 
@@ -46,27 +219,225 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def save_pytree(path: str | os.PathLike, tree: Any) -> None:
-    """Save a pytree of arrays as an orbax checkpoint directory (replacing one already there)."""
-    import orbax.checkpoint as ocp
-
-    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(Path(path).absolute(), args=ocp.args.StandardSave(tree),
-                                                           force=True)
+# ----------------------------------------------------------------------------- pytrees
 
 
-def load_pytree(path: str | os.PathLike, abstract: Any) -> Any:
-    """Restore a pytree saved by ``save_pytree`` into the structure of ``abstract`` (shape/dtype structs).
+def _key_name(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
-    Raises ``CheckpointError`` naming the directory when it is missing, damaged or of another model.
-    """
-    import orbax.checkpoint as ocp
 
-    from probegen_jax.errors import CheckpointError
+def _dtype_name(dtype: np.dtype) -> str:
+    return dtype.name if dtype.kind == "V" else dtype.str  # bfloat16 & co. by name, others with byte order
+
+
+def _parse_dtype(name: str) -> np.dtype:
+    try:
+        return np.dtype(name)
+    except TypeError:
+        import jax.numpy as jnp
+
+        return np.dtype(jnp.dtype(name))
+
+
+def _crc32(view: memoryview, value: int = 0) -> int:
+    for start in range(0, len(view), READ_CHUNK):
+        value = zlib.crc32(view[start:start + READ_CHUNK], value)
+    return value
+
+
+def _leaf_bytes(leaf: Any) -> tuple[np.ndarray, memoryview]:
+    array = np.asarray(leaf)
+    if array.dtype.hasobject:
+        raise TypeError(f"cannot save a leaf of dtype object ({array!r:.80})")
+    array = np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")  # (ascontiguousarray makes 0-d 1-d)
+    return array, memoryview(array.reshape(-1).view(np.uint8))
+
+
+def save_pytree(path: str | os.PathLike, tree: Any, *, record: Any = None) -> Path:
+    """Save a pytree of arrays (and an optional JSON ``record``) to the folder ``path``, replacing
+    one already there; every leaf's CRC-32 goes into the checksummed manifest. Returns the path."""
+    import jax
 
     path = Path(path).absolute()
+    flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))
+    leaves, offset = [], 0
+    with staged_dir(path) as tmp:
+        with open(tmp / DATA, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            for keys, leaf in flat:
+                array, data = _leaf_bytes(leaf)
+                pad = -offset % ALIGN
+                f.write(b"\0" * pad)
+                offset += pad
+                f.write(data)
+                leaves.append({"path": [_key_name(k) for k in keys], "dtype": _dtype_name(array.dtype),
+                               "shape": list(array.shape), "offset": offset, "nbytes": len(data),
+                               "crc32": _crc32(data)})
+                offset += len(data)
+            f.flush()
+            os.fsync(f.fileno())
+        write_json(tmp / MANIFEST, {"format": PYTREE_FORMAT, "version": PYTREE_VERSION, "data": DATA,
+                                    "size": offset, "leaves": leaves, "record": record})
+    return path
+
+
+def is_pytree_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a pytree saved by ``save_pytree`` (not an older orbax folder)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(path: str | os.PathLike, error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """The verified manifest of a folder written by ``save_pytree``."""
+    path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint directory missing")
+        raise error(f"{path}: not found (expected a folder saved by this library)")
+    file = path / MANIFEST
+    manifest = read_json(file, error, missing=f"missing; {path} is an incomplete or damaged save",
+                         require_checksum=True)
+    if not isinstance(manifest, dict) or manifest.get("format") != PYTREE_FORMAT:
+        raise error(f"{file}: not a manifest of this library's saved arrays")
+    if manifest.get("version") != PYTREE_VERSION:
+        raise error(f"{file}: saved arrays of format version {manifest.get('version')}; this library reads "
+                    f"version {PYTREE_VERSION}: upgrade probegen_jax")
+    if not isinstance(manifest.get("leaves"), list):
+        raise error(f"{file}: no list of leaves")
+    return manifest
+
+
+def _read_leaf(f: BinaryIO, leaf: dict[str, Any], file: Path, error: type[Exception], verify: bool) -> np.ndarray:
     try:
-        return ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(path, args=ocp.args.StandardRestore(abstract))
+        dtype, shape = _parse_dtype(leaf["dtype"]), tuple(int(s) for s in leaf["shape"])
+        offset, nbytes, crc = int(leaf["offset"]), int(leaf["nbytes"]), int(leaf["crc32"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise error(f"{file.parent / MANIFEST}: damaged leaf entry {leaf!r:.120}") from e
+    array = np.empty(shape, dtype)
+    if array.nbytes != nbytes:
+        raise error(f"{file.parent / MANIFEST}: leaf {'/'.join(leaf['path'])}: {nbytes} bytes do not make "
+                    f"a {dtype} array of shape {shape}")
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    f.seek(offset)
+    value = 0
+    for start in range(0, nbytes, READ_CHUNK):
+        part = view[start:start + READ_CHUNK]
+        if f.readinto(part) != len(part):
+            raise IntegrityError(f"{file}: truncated (leaf {'/'.join(leaf['path'])} runs past the end of the "
+                                 "file): the save is damaged")
+        if verify:
+            value = zlib.crc32(part, value)
+    if verify and value != crc:
+        raise IntegrityError(f"{file}: leaf {'/'.join(leaf['path'])} fails its checksum: the file is damaged")
+    return array
+
+
+def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[Exception] = CheckpointError, *,
+                verify: bool = True) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """``[(path, array)]`` of every leaf the manifest lists, each checked against its CRC-32."""
+    file = Path(path) / DATA
+    try:
+        with open(file, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != manifest.get("size", size):
+                raise IntegrityError(f"{file}: {size} bytes, the manifest records {manifest['size']}: the file "
+                                     "is truncated or damaged")
+            return [(tuple(map(str, leaf.get("path", []))), _read_leaf(f, leaf, file, error, verify))
+                    for leaf in manifest["leaves"]]
+    except OSError as e:
+        raise error(f"{file}: cannot read it ({e.strerror or e})") from e
+
+
+def _nested(leaves: list[tuple[tuple[str, ...], np.ndarray]], where: Path, error: type[Exception]) -> Any:
+    if len(leaves) == 1 and leaves[0][0] == ():
+        return leaves[0][1]
+    out: dict[str, Any] = {}
+    for keys, array in leaves:
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise error(f"{where / MANIFEST}: leaf paths overlap at {'/'.join(keys)}")
+        node[keys[-1] if keys else ""] = array
+    return out
+
+
+def _fill(abstract: Any, leaves: list[tuple[tuple[str, ...], np.ndarray]], where: Path,
+          error: type[Exception]) -> Any:
+    """The arrays in the structure of ``abstract``, each checked for path, dtype and shape."""
+    import jax
+
+    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    expected = [tuple(_key_name(k) for k in keys) for keys, _ in flat]
+    saved = [keys for keys, _ in leaves]
+    if expected != saved:
+        missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        raise error(f"{where}: saved arrays do not match the model (missing {['/'.join(k) for k in missing][:5]}, "
+                    f"unexpected {['/'.join(k) for k in extra][:5]}); it was saved for a different model or "
+                    "settings")
+    out = []
+    for (keys, want), (_, array) in zip(flat, leaves, strict=True):
+        shape = tuple(want.shape) if hasattr(want, "shape") else np.shape(want)
+        dtype = np.dtype(want.dtype) if hasattr(want, "dtype") else np.asarray(want).dtype
+        if array.shape != shape or array.dtype != dtype:
+            raise error(f"{where}: array {'/'.join(_key_name(k) for k in keys)} is {array.dtype}{list(array.shape)}, "
+                        f"the model expects {dtype}{list(shape)}; it was saved for a different model or settings")
+        out.append(jax.numpy.asarray(array) if isinstance(want, (jax.Array, jax.ShapeDtypeStruct)) else array)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def load_pytree(path: str | os.PathLike, abstract: Any = None, *, error: type[Exception] = CheckpointError,
+                verify: bool = True) -> Any:
+    """Restore a pytree saved by ``save_pytree``: into the structure of ``abstract`` (arrays or
+    shape/dtype structs; each leaf's dtype and shape checked), or as nested dicts when it is None.
+
+    Raises ``error`` naming the folder when it is missing or saved for another model, and
+    ``IntegrityError`` when a file fails its checksum. ``verify=False`` skips the CRC-32 checks.
+    Older folders saved by orbax load through orbax, unchecked.
+    """
+    path = Path(path).absolute()
+    if path.is_dir() and not (path / MANIFEST).exists() and _is_orbax_dir(path):
+        return _load_orbax(path, abstract, error)
+    leaves = read_leaves(path, read_manifest(path, error), error, verify=verify)
+    return _nested(leaves, path, error) if abstract is None else _fill(abstract, leaves, path, error)
+
+
+def load_record(path: str | os.PathLike, error: type[Exception] = CheckpointError) -> Any:
+    """The JSON record saved with a pytree (``save_pytree(..., record=...)``), verified."""
+    return read_manifest(path, error).get("record")
+
+
+# ----------------------------------------------------------------------------- older orbax folders
+
+
+def _is_orbax_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("_CHECKPOINT_METADATA", "_METADATA", "manifest.ocdbt"))
+
+
+def _load_orbax(path: Path, abstract: Any, error: type[Exception]) -> Any:
+    """A pytree from a folder written by orbax (``StandardSave``), unchecked: no checksums there."""
+    import orbax.checkpoint as ocp
+
+    warnings.warn(f"{path}: saved by an older version without checksums; it loads unchecked (save it again to "
+                  "add them)", stacklevel=3)
+    try:
+        handler = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+        args = ocp.args.StandardRestore(abstract) if abstract is not None else ocp.args.StandardRestore()
+        return handler.restore(path, args=args)
     except Exception as e:  # orbax raises many types for damaged or mismatched checkpoints
-        raise CheckpointError(f"{path}: cannot restore params ({type(e).__name__}: {e})") from e
+        raise error(f"{path}: cannot restore these arrays ({type(e).__name__}: {_first_line(e)}); the folder is "
+                    "damaged or was saved for a different model") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def os_error_hint(e: OSError) -> str:
+    """A short hint for a failed write (full disk, permissions), for error messages."""
+    if e.errno == errno.ENOSPC:
+        return "no space left on the device: free some space or write elsewhere"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied: check the folder's permissions or write elsewhere"
+    return e.strerror or str(e)

@@ -12,6 +12,7 @@ import probegen_jax.make.inr as inr
 from probegen_jax.archs import siren
 from probegen_jax.data import load_digits
 from probegen_jax.errors import ZooFormatError
+from probegen_jax.io import load_pytree
 from probegen_jax.zoo import load_zoo
 from probegen_jax.make.inr import INRZooConfig, fit_inrs, make_inr_zoo
 
@@ -164,12 +165,12 @@ def test_interrupted_generation_resumes_to_the_same_zoo(tmp_path, monkeypatch, d
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Boom):
         make_inr_zoo(SMALL, out, data=digits, progress=False)
-    assert (partial / "chunk_00000.npz").is_file()
-    assert not (partial / "chunk_00001.npz").exists()
+    assert (partial / "chunk_00000" / "manifest.json").is_file()
+    assert not (partial / "chunk_00001").exists()
     assert json.loads((partial / "plan.json").read_text())["config"]["seed"] == SMALL.seed
     assert not out.exists()
-    with np.load(partial / "chunk_00000.npz") as chunk:
-        np.testing.assert_array_equal(chunk["params/dense1/kernel"], np.asarray(reference.params["dense1"]["kernel"])[:32])
+    chunk = load_pytree(partial / "chunk_00000")
+    np.testing.assert_array_equal(chunk["params/dense1/kernel"], np.asarray(reference.params["dense1"]["kernel"])[:32])
 
     monkeypatch.undo()
     calls = interrupt_on_call(monkeypatch, 0)  # count only
@@ -196,7 +197,7 @@ def test_resume_with_a_different_plan_is_refused(tmp_path, monkeypatch, digits):
     with pytest.raises(ZooFormatError) as err:
         make_inr_zoo(dataclasses.replace(SMALL, steps=51), out, data=digits, progress=False)
     assert str(tmp_path / "zoo.partial") in str(err.value) and "plan" in str(err.value)
-    assert (tmp_path / "zoo.partial" / "chunk_00000.npz").is_file()  # nothing of it was destroyed
+    assert (tmp_path / "zoo.partial" / "chunk_00000" / "arrays.bin").is_file()  # nothing of it was destroyed
     assert not out.exists()
 
 
@@ -206,7 +207,7 @@ def test_unreadable_chunk_is_recomputed(tmp_path, monkeypatch, digits, small_ref
     with pytest.raises(Boom):
         make_inr_zoo(SMALL, out, data=digits, progress=False)
     monkeypatch.undo()
-    chunk = tmp_path / "zoo.partial" / "chunk_00000.npz"
+    chunk = tmp_path / "zoo.partial" / "chunk_00000" / "arrays.bin"
     chunk.write_bytes(chunk.read_bytes()[:100])
     resumed = make_inr_zoo(SMALL, out, data=digits, progress=False)
     assert_params_equal(resumed.params, small_reference.params)

@@ -13,9 +13,11 @@ from probegen_jax.errors import (
     MissingSplitError,
     NonFiniteWeightsError,
     ShapeMismatchError,
+    IntegrityError,
     UnknownNameError,
     ZooFormatError,
 )
+from probegen_jax.io import write_json
 from probegen_jax.zoo import FORMAT_VERSION, Zoo, load_zoo, read_zoo_meta, save_zoo
 from probegen_jax.zoo.zoo import shrink_split
 
@@ -159,45 +161,59 @@ def test_save_refuses_existing_path_unless_overwrite(tmp_path):
     assert_zoos_equal(second, load_zoo(tmp_path / "zoo"))
 
 
+def _edit_record(zoo_dir, edit) -> None:
+    """Rewrite the zoo's record as another writer would (a valid checksum over the edited record)."""
+    manifest = json.loads((zoo_dir / "manifest.json").read_text())
+    manifest["record"] = edit(manifest["record"])
+    write_json(zoo_dir / "manifest.json", manifest)
+
+
 def test_changed_format_version_is_refused(tmp_path):
     save_zoo(small_zoo(), tmp_path / "zoo")
-    meta_file = tmp_path / "zoo" / "meta" / "metadata"
-    meta = json.loads(meta_file.read_text())
-    assert meta["format_version"] == FORMAT_VERSION
-    meta["format_version"] = FORMAT_VERSION + 98
-    meta_file.write_text(json.dumps(meta))
+    assert read_zoo_meta(tmp_path / "zoo")["format_version"] == FORMAT_VERSION
+    _edit_record(tmp_path / "zoo", lambda r: {**r, "format_version": FORMAT_VERSION + 98})
     with pytest.raises(ZooFormatError) as err:
         load_zoo(tmp_path / "zoo")
     msg = str(err.value)
     assert f"version {FORMAT_VERSION + 98}" in msg and str(tmp_path / "zoo") in msg
 
 
+@pytest.mark.parametrize("record, message", [
+    ([1, 2], "not a probegen_jax zoo"),
+    ({"format": "someone.else"}, "someone.else"),
+    ({"format": "probegen_jax.zoo", "format_version": 2, "meta": {}}, "no architecture spec"),
+    ({"format": "probegen_jax.zoo", "format_version": 2, "arch": {"name": "siren", "config": {}}, "meta": [1]},
+     "'meta' is not a JSON object"),
+])
+def test_malformed_records_are_refused_naming_the_file(tmp_path, record, message):
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    _edit_record(tmp_path / "zoo", lambda r: record)
+    with pytest.raises(ZooFormatError, match=message) as err:
+        load_zoo(tmp_path / "zoo")
+    assert str((tmp_path / "zoo" / "manifest.json").absolute()) in str(err.value)
+
+
 def test_not_a_zoo_is_refused(tmp_path):
     with pytest.raises(ZooFormatError, match="not found"):
         load_zoo(tmp_path / "nothing-here")
     save_zoo(small_zoo(), tmp_path / "zoo")
-    meta_file = tmp_path / "zoo" / "meta" / "metadata"
-    meta = json.loads(meta_file.read_text())
-    meta["format"] = "someone.else"
-    meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ZooFormatError, match="someone.else"):
+    manifest = tmp_path / "zoo" / "manifest.json"
+    manifest.write_text("{not json")
+    with pytest.raises(IntegrityError) as err:
         load_zoo(tmp_path / "zoo")
-    meta_file.write_text("{not json")
-    with pytest.raises(ZooFormatError) as err:
+    assert str(manifest) in str(err.value)
+    manifest.unlink()
+    with pytest.raises(ZooFormatError, match="no manifest.json") as err:
         load_zoo(tmp_path / "zoo")
-    assert str(meta_file) in str(err.value)
-    meta_file.unlink()
-    with pytest.raises(ZooFormatError) as err:
-        load_zoo(tmp_path / "zoo")
-    assert str(meta_file) in str(err.value)
+    assert str(tmp_path / "zoo") in str(err.value)
 
 
-def test_deleted_arrays_dir_names_the_path(tmp_path):
+def test_deleted_arrays_file_names_the_path(tmp_path):
     save_zoo(small_zoo(), tmp_path / "zoo")
-    shutil.rmtree(tmp_path / "zoo" / "arrays")
+    (tmp_path / "zoo" / "arrays.bin").unlink()
     with pytest.raises(ZooFormatError) as err:
         load_zoo(tmp_path / "zoo")
-    assert str((tmp_path / "zoo" / "arrays").absolute()) in str(err.value)
+    assert str((tmp_path / "zoo" / "arrays.bin").absolute()) in str(err.value)
 
 
 def _flip_bytes(path):
@@ -211,21 +227,45 @@ def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("victim", ["_METADATA", "manifest.ocdbt", "all data files"])
+@pytest.mark.parametrize("victim", ["manifest.json", "manifest.json.sha256", "arrays.bin"])
 @pytest.mark.parametrize("damage", [_flip_bytes, _truncate], ids=["garbage", "truncated"])
-def test_corrupt_array_files_name_the_path(tmp_path, victim, damage):
+def test_corrupt_files_raise_integrity_error_naming_the_file(tmp_path, victim, damage):
     save_zoo(small_zoo(), tmp_path / "zoo")
-    arrays = tmp_path / "zoo" / "arrays"
-    if victim == "all data files":
-        files = [p for p in arrays.rglob("*") if p.is_file() and p.parent.name == "d"]
-    else:
-        files = [arrays / victim]
-    assert files and all(f.is_file() for f in files), sorted(arrays.rglob("*"))
-    for f in files:
-        damage(f)
-    with pytest.raises(ZooFormatError) as err:
+    damage(tmp_path / "zoo" / victim)
+    with pytest.raises(IntegrityError) as err:
         load_zoo(tmp_path / "zoo")
-    assert str(arrays.absolute()) in str(err.value)
+    assert str((tmp_path / "zoo").absolute()) in str(err.value)
+    assert (victim.split(".sha256")[0] if victim != "arrays.bin" else "arrays.bin") in str(err.value)
+
+
+def test_verify_false_skips_the_array_checksums(tmp_path):
+    save_zoo(small_zoo(), tmp_path / "zoo")
+    data = tmp_path / "zoo" / "arrays.bin"
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 1  # the lowest bit of the first weight: still finite
+    data.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="fails its checksum"):
+        load_zoo(tmp_path / "zoo")
+    assert len(load_zoo(tmp_path / "zoo", verify=False)) == N
+
+
+def _save_format_1(zoo: Zoo, path) -> None:
+    """A zoo as format version 1 wrote it: an orbax composite checkpoint (arrays + JSON meta)."""
+    import orbax.checkpoint as ocp
+
+    arrays = {"params": jax.tree.map(np.asarray, zoo.params), "targets": dict(zoo.targets), "splits": dict(zoo.splits)}
+    meta = {"format": "probegen_jax.zoo", "format_version": 1, "arch": zoo.arch.spec(), "arch_registered": True,
+            "size": len(zoo), "saved_at": "2026-01-01T00:00:00", "meta": dict(zoo.meta)}
+    ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(
+        path.absolute(), ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)))
+
+
+def test_format_1_zoos_still_load_with_a_warning(tmp_path):
+    zoo = small_zoo()
+    _save_format_1(zoo, tmp_path / "old")
+    with pytest.warns(UserWarning, match="format version 1 has no checksums"):
+        assert_zoos_equal(zoo, load_zoo(tmp_path / "old"))
+    assert read_zoo_meta(tmp_path / "old")["format_version"] == 1
 
 
 def test_unregistered_arch_needs_arch_argument(tmp_path):

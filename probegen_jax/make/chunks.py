@@ -1,13 +1,12 @@
-"""Resumable chunked work: each finished chunk is written atomically, so an interrupted zoo
-generation restarts from the last finished chunk and gives the same zoo."""
+"""Resumable chunked work: each finished chunk is saved atomically with checksums
+(``io.save_pytree``), so an interrupted zoo generation restarts from the last finished chunk and
+gives the same zoo; a chunk that fails its checksum is computed again."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from probegen_jax.errors import ZooFormatError
-from probegen_jax.io import atomic_write, read_json, write_json
+from probegen_jax.io import load_pytree, read_json, remove_stale_temps, save_pytree, write_json
 
 ChunkFn = Callable[[int], Mapping[str, np.ndarray]]
 
@@ -58,24 +57,27 @@ def run_chunks(
     else:
         write_json(plan_file, plan)
     chunks = []
-    done = sum((work_dir / f"chunk_{i:05d}.npz").exists() for i in range(num_chunks))
+    done = sum(chunk_path(work_dir, i).exists() for i in range(num_chunks))
     with tqdm(total=num_chunks, initial=done, desc=desc, disable=not progress, unit="chunk") as bar:
         for i in range(num_chunks):
-            path = work_dir / f"chunk_{i:05d}.npz"
+            path = chunk_path(work_dir, i)
             if path.exists():
                 try:
-                    with np.load(path) as f:
-                        chunks.append({k: f[k] for k in f.files})
+                    chunks.append(load_pytree(path, error=ZooFormatError))
                     continue
-                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # unreadable: redo it
-                    tqdm.write(f"{path}: unreadable ({e}); recomputing")
+                except ZooFormatError as e:  # damaged (IntegrityError) or incomplete: compute it again
+                    tqdm.write(f"{e}; computing chunk {i} again")
+            remove_stale_temps(path)
             chunk = {k: np.asarray(v) for k, v in make_chunk(i).items()}
-            buf = io.BytesIO()
-            np.savez(buf, **chunk)
-            atomic_write(path, lambda f: f.write(buf.getvalue()))
+            save_pytree(path, chunk)
             chunks.append(chunk)
             bar.update(1)
     return chunks
+
+
+def chunk_path(work_dir: str | os.PathLike, i: int) -> Path:
+    """The folder of chunk ``i`` (arrays and checksums, ``io.save_pytree``)."""
+    return Path(work_dir) / f"chunk_{i:05d}"
 
 
 def concat_chunks(chunks: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

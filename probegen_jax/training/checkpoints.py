@@ -1,63 +1,99 @@
 """Training checkpoints: (optimiser state, best params, progress) after each evaluation, so an
-interrupted ``fit`` resumes where it stopped with the same final result."""
+interrupted ``fit`` resumes where it stopped with the same final result.
+
+Each checkpoint is a folder ``<directory>/<epoch>`` written by ``io.save_pytree`` (arrays and the
+progress record, checksummed, renamed into place when complete); the last ``KEEP`` are kept. A
+resume verifies the newest checkpoint and, when it is damaged, falls back to the one before
+(with a warning naming both); it never continues from a damaged checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
-from probegen_jax.errors import CheckpointError
+from probegen_jax.errors import CheckpointError, IntegrityError
+from probegen_jax.io import load_pytree, read_manifest, remove_stale_temps, save_pytree
+
+KEEP = 2  # checkpoints kept: the newest, and one to fall back to if it is damaged
+NUMBER = (int, float)
+PROGRESS_KEYS = {"config": dict, "epoch": int, "best_epoch": int, "best_val": dict, "best_score": NUMBER,
+                 "history": list, "seconds": NUMBER}
 
 
 class CheckpointManager:
-    """Orbax checkpoints of (state, best params, progress) after each evaluation."""
+    """Checksummed checkpoints of (state, best params, progress) after each evaluation."""
 
     def __init__(self, directory: str | os.PathLike, cfg: Any):
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
         self.directory = Path(directory).absolute()
         self.config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-        )
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def steps(self) -> list[int]:
+        """Epochs with a checkpoint folder, oldest first; an older (orbax) checkpoint is refused."""
+        steps = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
+        legacy = [s for s in steps if not (self.directory / str(s) / "manifest.json").exists()
+                  and (self.directory / str(s) / "_CHECKPOINT_METADATA").exists()]
+        if legacy:
+            raise CheckpointError(f"{self.directory}: checkpoints written by an older version (without checksums) "
+                                  "cannot be resumed; use a fresh checkpoint directory")
+        return steps
 
     def latest(self) -> int | None:
-        return self.manager.latest_step()
+        steps = self.steps()
+        return steps[-1] if steps else None
 
     def save(self, epoch: int, state: Any, best: dict, history: list, seconds: float) -> None:
-        ocp = self._ocp
         progress = {"config": self.config, "epoch": epoch, "best_epoch": best["epoch"], "best_val": best["val"],
                     "best_score": float(best["score"]), "history": history, "seconds": seconds}
-        self.manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), best=ocp.args.StandardSave(best["params"]),
-            progress=ocp.args.JsonSave(progress)))
-        self.manager.wait_until_finished()
+        remove_stale_temps(self.directory / str(epoch))
+        save_pytree(self.directory / str(epoch), {"state": state, "best": best["params"]}, record=progress)
+        for old in self.steps()[:-KEEP]:
+            shutil.rmtree(self.directory / str(old), ignore_errors=True)
 
     def restore(self, template: Any):
-        ocp = self._ocp
-        step = self.latest()
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        try:
-            got = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), best=ocp.args.StandardRestore(abstract.params),
-                progress=ocp.args.JsonRestore()))
-        except Exception as e:  # orbax raises many types for mismatched or damaged checkpoints
-            raise CheckpointError(
-                f"{self.directory}/{step}: cannot resume from this checkpoint ({type(e).__name__}: {e}); "
-                "it was written by a different model or is damaged: use a fresh checkpoint directory"
-            ) from e
-        progress = got["progress"]
+        """(state, best, history, next epoch, seconds) from the newest good checkpoint."""
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), getattr(a, "dtype", np.asarray(a).dtype)),
+                                {"state": template, "best": template.params})
+        damaged = []
+        for step in reversed(self.steps()):
+            path = self.directory / str(step)
+            try:
+                progress = self._progress(path)
+                got = load_pytree(path, abstract)
+            except IntegrityError as e:
+                damaged.append(f"{e}")
+                continue
+            if damaged:
+                warnings.warn(f"{self.directory}: newer checkpoints are damaged ({'; '.join(damaged)}); resuming "
+                              f"from the checkpoint of epoch {step}", stacklevel=2)
+            best = {"params": got["best"], "epoch": progress["best_epoch"], "val": progress["best_val"],
+                    "score": progress["best_score"]}
+            return got["state"], best, progress["history"], progress["epoch"] + 1, progress["seconds"]
+        raise CheckpointError(f"{self.directory}: no undamaged checkpoint to resume from ({'; '.join(damaged)}); "
+                              "remove the directory to train from the start")
+
+    def _progress(self, path: Path) -> dict[str, Any]:
+        """The progress record of checkpoint ``path``, checked for its fields and the run's settings."""
+        file = path / "manifest.json"
+        progress = read_manifest(path).get("record")
+        if not isinstance(progress, dict):
+            raise CheckpointError(f"{file}: no progress record; the checkpoint is damaged")
+        for key, kind in PROGRESS_KEYS.items():
+            if not isinstance(progress.get(key), kind) or isinstance(progress.get(key), bool):
+                raise CheckpointError(f"{file}: progress field {key!r} is missing or of the wrong type; the checkpoint "
+                                      "is damaged: use a fresh checkpoint directory")
         if progress["config"] != self.config:
             raise CheckpointError(
                 f"{self.directory}: checkpoint was written with settings {progress['config']}, not "
                 f"{self.config}; use a fresh checkpoint directory to train with new settings"
             )
-        best = {"params": got["best"], "epoch": progress["best_epoch"], "val": progress["best_val"],
-                "score": progress["best_score"]}
-        return got["state"], best, progress["history"], progress["epoch"] + 1, progress["seconds"]
+        return progress

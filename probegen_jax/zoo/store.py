@@ -1,15 +1,18 @@
-"""Save and load zoos as orbax checkpoints.
+"""Save and load zoos.
 
-A saved zoo is one directory written atomically by orbax (a temporary directory renamed into
-place on commit), holding two items: ``arrays`` (params, targets, splits; OCDBT/tensorstore, so a
-70k-network zoo loads at disk speed) and ``meta`` (JSON: format version, architecture spec, how
-the zoo was made).
+A saved zoo (format version 2) is one folder written by ``io.save_pytree``: ``arrays.bin``
+(params, targets, splits) and ``manifest.json`` (every array's dtype, shape and CRC-32, and the
+zoo's record: format version, architecture spec, how the zoo was made), written under a
+temporary name and renamed into place when complete. Loading verifies every checksum; a damaged
+file raises ``IntegrityError`` naming it. Zoos of format version 1 (orbax folders) still load,
+unchecked, with a warning.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +21,26 @@ import numpy as np
 
 from probegen_jax.archs import Arch, arch_from_spec, flatten_params
 from probegen_jax.errors import UnknownNameError, ZooFormatError
-from probegen_jax.io import read_json
+from probegen_jax.io import is_pytree_dir, load_pytree, load_record, read_json, save_pytree
 from probegen_jax.zoo.zoo import Zoo
 
 FORMAT = "probegen_jax.zoo"
-FORMAT_VERSION = 1
-
-
-def _checkpointer():
-    import orbax.checkpoint as ocp
-
-    return ocp, ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+LEGACY_META = Path("meta") / "metadata"  # format 1: orbax's JSON item
 
 
 def save_zoo(zoo: Zoo, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``zoo`` to the directory ``path`` atomically; returns the path."""
+    """Write ``zoo`` to the folder ``path`` atomically, with checksums; returns the path."""
     path = Path(path).absolute()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
-    ocp, ckpt = _checkpointer()
     arrays = {
         "params": jax.tree.map(np.asarray, zoo.params),
         "targets": dict(zoo.targets),
         "splits": dict(zoo.splits),
     }
-    meta = {
+    record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": zoo.arch.spec() if zoo.arch.registered else {"name": zoo.arch.name, "config": {}},
@@ -51,30 +49,45 @@ def save_zoo(zoo: Zoo, path: str | os.PathLike, *, overwrite: bool = False) -> P
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "meta": dict(zoo.meta),
     }
-    ckpt.save(path, ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
-              force=overwrite)
-    return path
+    return save_pytree(path, arrays, record=record)
+
+
+def _check_record(record: Any, where: Path) -> dict[str, Any]:
+    """The zoo record, checked for the fields the loader reads."""
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        got = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ZooFormatError(f"{where}: not a probegen_jax zoo (format {got!r})")
+    version = record.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ZooFormatError(f"{where}: zoo written by format version {version}, this library reads versions "
+                             f"{list(READABLE_VERSIONS)}; re-generate the zoo or upgrade probegen_jax")
+    arch = record.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("config", {}), dict):
+        raise ZooFormatError(f"{where}: no architecture spec ('arch': {{'name', 'config'}}); the record is damaged")
+    if not isinstance(record.get("meta", {}), dict):
+        raise ZooFormatError(f"{where}: 'meta' is not a JSON object; the record is damaged")
+    return record
 
 
 def read_zoo_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON record of a saved zoo, checked for format and version."""
-    path = Path(path)
-    meta_file = path / "meta" / "metadata"
+    """The record of a saved zoo (verified against its checksum), checked for format and version."""
+    path = Path(path).absolute()
     if not path.is_dir():
         raise ZooFormatError(f"{path}: no saved zoo here (directory not found)")
-    meta = read_json(meta_file, ZooFormatError, missing=f"missing; {path} is not a complete saved zoo")
-    if meta.get("format") != FORMAT:
-        raise ZooFormatError(f"{meta_file}: not a probegen_jax zoo (format {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ZooFormatError(
-            f"{path}: zoo written by format version {meta.get('format_version')}, this library reads "
-            f"version {FORMAT_VERSION}; re-generate or convert the zoo"
-        )
-    return meta
+    if is_pytree_dir(path):
+        return _check_record(load_record(path, ZooFormatError), path / "manifest.json")
+    legacy = path / LEGACY_META
+    if not legacy.exists():
+        raise ZooFormatError(f"{path}: not a complete saved zoo (no manifest.json); save it again")
+    record = _check_record(read_json(legacy, ZooFormatError), legacy)
+    if record["format_version"] != 1:
+        raise ZooFormatError(f"{legacy}: format version {record['format_version']} in an orbax folder; damaged")
+    return record
 
 
-def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None) -> Zoo:
-    """Load a zoo saved by ``save_zoo``. Pass ``arch`` for zoos of unregistered architectures."""
+def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool = True) -> Zoo:
+    """Load a zoo saved by ``save_zoo``. Pass ``arch`` for zoos of unregistered architectures;
+    ``verify=False`` skips the checksums."""
     path = Path(path).absolute()
     meta = read_zoo_meta(path)
     if arch is None:
@@ -83,12 +96,25 @@ def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None) -> Zoo:
                 f"{path}: zoo of unregistered architecture {meta['arch']['name']!r}; pass arch= to load_zoo"
             )
         arch = arch_from_spec(meta["arch"])
-    ocp, ckpt = _checkpointer()
-    try:
-        restored = ckpt.restore(path, ocp.args.Composite(arrays=ocp.args.StandardRestore()))["arrays"]
-    except Exception as e:  # orbax/tensorstore raise many types for damaged files
-        raise ZooFormatError(f"{path / 'arrays'}: cannot restore zoo arrays ({type(e).__name__}: {e})") from e
+    restored = load_pytree(path, error=ZooFormatError, verify=verify) if meta["format_version"] >= 2 \
+        else _load_v1_arrays(path)
+    if not isinstance(restored, dict):
+        raise ZooFormatError(f"{path}: the saved arrays are not a zoo's (params, targets, splits)")
     flat = {k: np.asarray(v) for k, v in flatten_params(restored.get("params", {})).items()}
-    params = arch.unflatten(flat, where=f"{path}/arrays/params")
+    params = arch.unflatten(flat, where=f"{path}/params")
     return Zoo(arch=arch, params=params, targets=restored.get("targets", {}) or {},
-               splits=restored.get("splits", {}) or {}, meta=meta["meta"])
+               splits=restored.get("splits", {}) or {}, meta=meta.get("meta", {}))
+
+
+def _load_v1_arrays(path: Path) -> dict[str, Any]:
+    """The arrays of a format-1 zoo (an orbax composite checkpoint), unchecked."""
+    import orbax.checkpoint as ocp
+
+    warnings.warn(f"{path}: zoo of format version 1 has no checksums and loads unchecked; save it again "
+                  "(load_zoo then save_zoo) to add them", stacklevel=3)
+    try:
+        ckpt = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+        return ckpt.restore(path, ocp.args.Composite(arrays=ocp.args.StandardRestore()))["arrays"]
+    except Exception as e:  # orbax/tensorstore raise many types for damaged files
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ZooFormatError(f"{path / 'arrays'}: cannot restore zoo arrays ({type(e).__name__}: {first})") from e
