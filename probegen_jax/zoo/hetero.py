@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,14 @@ from jax.flatten_util import ravel_pytree
 
 from probegen_jax.archs import Arch
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooFormatError
-from probegen_jax.io import read_json, write_json
+from probegen_jax.io import checksum_file, load_pytree, read_json, save_pytree, staged_dir, write_json
 from probegen_jax.types import PyTree
 from probegen_jax.zoo.store import load_zoo, save_zoo
 from probegen_jax.zoo.zoo import SPLITS, Zoo
 
 HETERO_FORMAT = "probegen_jax.hetero_zoo"
-HETERO_FORMAT_VERSION = 1
+HETERO_FORMAT_VERSION = 2  # 2: checksummed (order saved by io.save_pytree); 1 (order.npz) still read
+HETERO_RECORD = "hetero.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,47 +193,64 @@ class HeteroZoo:
 
 
 def save_hetero_zoo(zoo: HeteroZoo, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``zoo`` to directory ``path`` (one saved ``Zoo`` per bucket, the order, the record), atomically."""
+    """Write ``zoo`` to directory ``path`` (one saved ``Zoo`` per bucket, the order, the record),
+    with checksums, under a temporary name renamed into place when complete."""
     path = Path(path).absolute()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with staged_dir(path) as tmp:
         for b, bucket in enumerate(zoo.buckets):
             save_zoo(bucket, tmp / f"bucket_{b:04d}")
-        np.savez(tmp / "order.npz", bucket=zoo.bucket, position=zoo.position,
-                 **{f"split_{k}": v for k, v in zoo.splits.items()})
-        write_json(tmp / "hetero.json", {"format": HETERO_FORMAT, "format_version": HETERO_FORMAT_VERSION,
+        save_pytree(tmp / "order", {"bucket": zoo.bucket, "position": zoo.position, "splits": dict(zoo.splits)})
+        write_json(tmp / HETERO_RECORD, {"format": HETERO_FORMAT, "format_version": HETERO_FORMAT_VERSION,
                                          "num_buckets": len(zoo.buckets), "size": len(zoo), "meta": dict(zoo.meta)})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
 def is_hetero_zoo(path: str | os.PathLike) -> bool:
-    return (Path(path) / "hetero.json").is_file()
+    return (Path(path) / HETERO_RECORD).is_file()
+
+
+def _hetero_record(path: Path) -> dict[str, Any]:
+    """The verified, checked ``hetero.json`` of a saved heterogeneous zoo."""
+    file = path / HETERO_RECORD
+    record = read_json(file, ZooFormatError, missing=f"missing; {path} is not a saved heterogeneous zoo")
+    if not isinstance(record, dict) or record.get("format") != HETERO_FORMAT \
+            or record.get("format_version") not in (1, HETERO_FORMAT_VERSION):
+        raise ZooFormatError(f"{file}: not a heterogeneous zoo of format version 1 or {HETERO_FORMAT_VERSION}")
+    if not isinstance(record.get("num_buckets"), int) or not isinstance(record.get("meta", {}), dict):
+        raise ZooFormatError(f"{file}: 'num_buckets' or 'meta' is missing or malformed; the record is damaged")
+    if record["format_version"] >= 2 and not checksum_file(file).exists():
+        raise ZooFormatError(f"{file}: its checksum file is missing; the zoo is incomplete or damaged")
+    return record
+
+
+def _load_order(path: Path, version: int) -> dict[str, Any]:
+    """``{"bucket", "position", "splits"}`` of a saved heterogeneous zoo (format 1: ``order.npz``)."""
+    if version >= 2:
+        order = load_pytree(path / "order", error=ZooFormatError)
+        if not isinstance(order, dict) or not {"bucket", "position"} <= set(order):
+            raise ZooFormatError(f"{path / 'order'}: not a heterogeneous zoo's order (bucket, position)")
+        return {"splits": {}, **order}
+    try:
+        with np.load(path / "order.npz") as f:
+            arrays = {k: f[k] for k in f.files}
+        return {"bucket": arrays["bucket"], "position": arrays["position"],
+                "splits": {k[len("split_"):]: v for k, v in arrays.items() if k.startswith("split_")}}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ZooFormatError(f"{path / 'order.npz'}: missing or corrupt ({e})") from e
 
 
 def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
-    """Load a zoo written by ``save_hetero_zoo``."""
+    """Load a zoo written by ``save_hetero_zoo``, every file checked against its checksum."""
     path = Path(path).absolute()
-    record_file = path / "hetero.json"
-    record = read_json(record_file, ZooFormatError, missing=f"missing; {path} is not a saved heterogeneous zoo")
-    if record.get("format") != HETERO_FORMAT or record.get("format_version") != HETERO_FORMAT_VERSION:
-        raise ZooFormatError(f"{record_file}: not a heterogeneous zoo of format version {HETERO_FORMAT_VERSION}")
+    record = _hetero_record(path)
     buckets = tuple(load_zoo(path / f"bucket_{b:04d}") for b in range(record["num_buckets"]))
+    order = _load_order(path, record["format_version"])
     try:
-        with np.load(path / "order.npz") as f:
-            order = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ZooFormatError(f"{path / 'order.npz'}: missing or corrupt ({e})") from e
-    splits = {k[len("split_"):]: v for k, v in order.items() if k.startswith("split_")}
-    return HeteroZoo(buckets, order["bucket"], order["position"], splits, record["meta"])
+        return HeteroZoo(buckets, order["bucket"], order["position"], order["splits"], record.get("meta", {}))
+    except ShapeMismatchError as e:
+        raise ZooFormatError(f"{path}: the saved order does not fit the buckets ({e})") from e
 
 
 def load_any_zoo(path: str | os.PathLike) -> Zoo | HeteroZoo:
