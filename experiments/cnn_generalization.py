@@ -139,12 +139,21 @@ def noise_ceiling(zoo) -> dict:
             "tau_noise_ceiling": round(tau_noise_ceiling(zoo.target(TARGET)[zoo.indices("test")], test_images), 3)}
 
 
+def conv_padding(zoo) -> dict:
+    """``{"padding": ...}`` of a small CNN zoo (saved before padding was recorded: ``same``); empty
+    for a heterogeneous zoo."""
+    if isinstance(zoo, HeteroZoo) or zoo.arch.name != "small_cnn":
+        return {}
+    return {"padding": zoo.arch.config.get("padding", "same")}
+
+
 def zoo_paragraph(name: str, record: dict) -> str:
     """The results page's description of one zoo."""
     noise = (f"; test accuracy measured on {record['test_images']} images, so a perfect predictor's tau is "
              f"about {record['tau_noise_ceiling']}" if "test_images" in record else "")
+    padding = f"; {record['padding']} convolutions" if "padding" in record else ""
     return (f"**{name}** (`{record['path']}`, final-epoch checkpoints; generated in {record['generation_seconds']} s; "
-            f"diverged: {record['diverged']}{noise})\n\n```\n{record['describe']}\n```")
+            f"diverged: {record['diverged']}{padding}{noise})\n\n```\n{record['describe']}\n```")
 
 
 def plot_zoo_size(rows: list[dict], zoo_name: str, path: Path, ceiling: float | None = None) -> None:
@@ -203,7 +212,7 @@ def main(argv=None) -> None:
         if path:
             full = at_epoch(load_any_zoo(path), "final")
             zoos[name] = {"path": str(path), "members": len(full), "describe": full.describe(),
-                          **noise_ceiling(full),
+                          **noise_ceiling(full), **conv_padding(full),
                           "generation_seconds": full.meta.get("generation_seconds"),
                           "diverged": full.meta.get("diverged"), "epochs": {}}
             zoo_rows = []

@@ -1,6 +1,8 @@
 """Small CNN Zoo files: written from a small_cnn zoo and read back (same outputs, targets,
 protocol: final step, finite rows, NFN's split with the published permutation), read by NFN's
-own rules, and every documented refusal."""
+own rules; files written here in the published layout (bias before kernel, exact TF names) read
+in any column order and computing what a numpy forward pass with TF's semantics computes; runs
+that stopped early; and every documented refusal."""
 
 import csv
 import gzip
@@ -16,16 +18,22 @@ pytest.importorskip("probegen_jax.archs.cnn")  # the small_cnn architecture
 
 from probegen_jax.archs import make_arch  # noqa: E402
 from probegen_jax.archs.cnn import ACTIVATION_LEAF  # noqa: E402
-from probegen_jax.errors import DataFileError, UnknownNameError, ZooFormatError  # noqa: E402
+from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError  # noqa: E402
 from probegen_jax.zoo import Zoo  # noqa: E402
 from probegen_jax.zoo.formats import export_zoo, import_zoo  # noqa: E402
 
 X = np.random.default_rng(0).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
 
 
-def cnn_zoo(n=40, epochs=(0, 86)):
+PUBLISHED = (("sequential/conv2d/bias:0", (16,)), ("sequential/conv2d/kernel:0", (3, 3, 1, 16)),
+             ("sequential/conv2d_1/bias:0", (16,)), ("sequential/conv2d_1/kernel:0", (3, 3, 16, 16)),
+             ("sequential/conv2d_2/bias:0", (16,)), ("sequential/conv2d_2/kernel:0", (3, 3, 16, 16)),
+             ("sequential/dense/bias:0", (10,)), ("sequential/dense/kernel:0", (16, 10)))
+
+
+def cnn_zoo(n=40, epochs=(0, 86), padding="valid"):
     """n networks x len(epochs) checkpoints, activations relu/tanh per network."""
-    arch = make_arch("small_cnn", input_shape=(28, 28, 1), activation=("relu", "tanh"))
+    arch = make_arch("small_cnn", input_shape=(28, 28, 1), activation=("relu", "tanh"), padding=padding)
     members = n * len(epochs)
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(0, 0.5, (members, *s.shape)).astype(np.float32)
@@ -60,9 +68,201 @@ def test_round_trip_keeps_final_checkpoints_and_outputs(tmp_path):
         assert (back.meta["codes"]["optimizer"][back.targets["optimizer"][j]]
                 == zoo.meta["codes"]["optimizer"][zoo.targets["optimizer"][i]])
     assert {k: len(v) for k, v in back.splits.items()} == {"train": 16, "val": 4, "test": 20}
-    assert back.meta["skipped"]["count"] == 0
+    assert back.meta["skipped"]["count"] == 0 and back.arch.config["padding"] == "valid"
+    for name in ("conv0", "conv1", "conv2", "dense0"):  # exactly the exported tensors
+        for kind in ("kernel", "bias"):
+            np.testing.assert_array_equal(back.params[name][kind], zoo.params[name][kind][final])
+    with open(out / "layout.csv") as f:  # the published layout: TF's name order, bias before kernel
+        assert [(r["varname"], eval(r["shape"])) for r in csv.DictReader(f)] == list(PUBLISHED)
     everything = import_zoo("small-cnn-zoo", out, step=0, progress=False)
     np.testing.assert_array_equal(everything.targets["epoch"], 0)
+
+
+def test_same_padding_zoos_round_trip_through_their_padding_column(tmp_path):
+    """Files without ``config.padding`` (the published ones) are valid; this library's files say which."""
+    zoo = cnn_zoo(n=4, padding="same")
+    out = export_zoo("small-cnn-zoo", zoo, tmp_path / "z", progress=False)
+    back = import_zoo("small-cnn-zoo", out, progress=False)
+    assert back.arch.config["padding"] == "same"
+    final = np.flatnonzero(zoo.targets["epoch"] == 86)
+    for j, i in enumerate(final):
+        np.testing.assert_allclose(outputs(back, j), outputs(zoo, i), rtol=1e-5, atol=1e-5)
+    rows = gzip.decompress((out / "metrics.csv.gz").read_bytes()).decode().splitlines()
+    column = rows[0].split(",").index("config.padding")
+    published = "\n".join(",".join(c for k, c in enumerate(r.split(",")) if k != column) for r in rows)
+    (out / "metrics.csv.gz").write_bytes(gzip.compress(published.encode()))
+    assert import_zoo("small-cnn-zoo", out, progress=False).arch.config["padding"] == "valid"
+    (out / "metrics.csv.gz").write_bytes(gzip.compress("\n".join(r.replace(",same,", ",full,") for r in rows).encode()))
+    with pytest.raises(ZooFormatError, match=r"metrics.csv.gz: config.padding must be one of \['same', 'valid'\]"):
+        import_zoo("small-cnn-zoo", out, progress=False)
+
+
+# ----------------------------------------------------------------------------- the published layout
+
+
+def write_published(root, tensors, order, metrics):
+    """Small CNN Zoo files written without the library: ``tensors`` {varname: [rows, *shape]}, the
+    variables' columns in ``order``, ``metrics`` a list of row dicts (``config.*``, ``modeldir``,
+    ``step``, ``test_accuracy``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = len(next(iter(tensors.values())))
+    np.save(root / "weights.npy", np.concatenate([tensors[v].reshape(rows, -1) for v in order], axis=1))
+    lines, position = ["varname,start_idx,end_idx,shape"], 0
+    for varname in order:
+        size = int(np.prod(tensors[varname].shape[1:]))
+        lines.append(f'{varname},{position},{position + size},"{tuple(tensors[varname].shape[1:])}"')
+        position += size
+    (root / "layout.csv").write_text("\n".join(lines) + "\n")
+    with gzip.open(root / "metrics.csv.gz", "wt", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
+        writer.writeheader()
+        writer.writerows(metrics)
+    return root
+
+
+def published_tensors(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    return {v: rng.normal(0, 0.4, (rows, *shape)).astype(np.float32) for v, shape in PUBLISHED}
+
+
+def run_metrics(steps_per_run, activations, seed=1):
+    """One metrics row per (run, step), runs in order; test accuracy random."""
+    rng = np.random.default_rng(seed)
+    return [{"config.activation": act, "config.dataset": "mnist", "config.optimizer": "adam", "modeldir": f"/runs/{r}",
+             "step": step, "test_accuracy": float(rng.uniform())}
+            for r, (steps, act) in enumerate(zip(steps_per_run, activations)) for step in steps]
+
+
+def numpy_forward(tensors, row, x, activation):
+    """The published network in numpy from TF's semantics: HWIO kernels, VALID, stride 2, bias,
+    activation; global average pooling; dense."""
+    act = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh}[activation]
+    h = x.astype(np.float64)
+    for layer in ("conv2d", "conv2d_1", "conv2d_2"):
+        k = tensors[f"sequential/{layer}/kernel:0"][row].astype(np.float64)
+        b = tensors[f"sequential/{layer}/bias:0"][row].astype(np.float64)
+        oh, ow = (h.shape[1] - 3) // 2 + 1, (h.shape[2] - 3) // 2 + 1
+        out = np.zeros((h.shape[0], oh, ow, k.shape[3]))
+        for i in range(oh):
+            for j in range(ow):
+                patch = h[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]  # [B, 3, 3, C]
+                out[:, i, j] = np.einsum("bhwc,hwco->bo", patch, k)
+        h = act(out + b)
+    pooled = h.mean(axis=(1, 2))
+    return pooled @ tensors["sequential/dense/kernel:0"][row] + tensors["sequential/dense/bias:0"][row]
+
+
+def test_bias_first_and_kernel_first_rows_give_the_same_zoo(tmp_path):
+    tensors = published_tensors(12)
+    metrics = run_metrics([(0, 86)] * 6, ["relu", "tanh"] * 3)
+    bias_first = [v for v, _ in PUBLISHED]
+    kernel_first = [v for pair in zip(bias_first[1::2], bias_first[::2]) for v in pair]
+    shuffled = list(np.random.default_rng(3).permutation(bias_first))
+    zoos = [import_zoo("small-cnn-zoo", write_published(tmp_path / str(i), tensors, order, metrics), progress=False)
+            for i, order in enumerate((bias_first, kernel_first, shuffled))]
+    rows = np.arange(1, 12, 2)  # step 86
+    names = {"conv0": "conv2d", "conv1": "conv2d_1", "conv2": "conv2d_2", "dense0": "dense"}
+    for zoo in zoos:
+        np.testing.assert_array_equal(zoo.targets["network"], rows)
+        for layer, keras in names.items():
+            for kind in ("kernel", "bias"):
+                np.testing.assert_array_equal(zoo.params[layer][kind], tensors[f"sequential/{keras}/{kind}:0"][rows])
+        np.testing.assert_array_equal(zoo.targets["test_accuracy"], zoos[0].targets["test_accuracy"])
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_imported_networks_compute_tfs_valid_forward_pass(tmp_path, size):
+    tensors = published_tensors(4, seed=size)
+    dataset = {28: "mnist", 32: "cifar10"}[size]
+    metrics = [{**m, "config.dataset": dataset} for m in run_metrics([(86,)] * 4, ["relu", "tanh", "tanh", "relu"])]
+    zoo = import_zoo("small-cnn-zoo", write_published(tmp_path, tensors, [v for v, _ in PUBLISHED], metrics),
+                     progress=False)
+    assert zoo.arch.config["padding"] == "valid" and zoo.arch.input_shape == (size, size, 1)
+    x = np.random.default_rng(1).uniform(-1, 1, (6, size, size, 1)).astype(np.float32)
+    worst = 0.0
+    for row, activation in enumerate(m["config.activation"] for m in metrics):
+        expected = numpy_forward(tensors, row, x, activation)
+        got = np.asarray(zoo.arch.apply(jax.tree.map(lambda a, r=row: a[r], zoo.params), jnp.asarray(x)))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        worst = max(worst, float(np.abs(got - expected).max()))
+    print(f"max |imported - numpy reference| at {size}x{size}: {worst:.2e}")
+
+
+def test_layout_refusals_name_the_variable(tmp_path):
+    tensors = published_tensors(2)
+    metrics = run_metrics([(86,)] * 2, ["relu", "relu"])
+    order = [v for v, _ in PUBLISHED]
+    root = write_published(tmp_path, tensors, order[:3] + order[4:], metrics)  # conv2d_1 without its kernel
+    with pytest.raises(ZooFormatError, match=r"layout.csv: layer 'sequential/conv2d_1' has a bias "
+                                             r"\(sequential/conv2d_1/bias:0\) but no kernel"):
+        import_zoo("small-cnn-zoo", root, progress=False)
+    wrong = {**tensors, "sequential/dense/bias:0": np.zeros((2, 16), np.float32)}
+    write_published(tmp_path, wrong, order, metrics)
+    with pytest.raises(ShapeMismatchError, match=r"layout.csv: sequential/dense/bias:0 has shape \(16,\), "
+                                                 r"expected \(10,\) for its kernel sequential/dense/kernel:0"):
+        import_zoo("small-cnn-zoo", root, progress=False)
+    twice = {**tensors, "sequential/dense/kernel_1:0": tensors["sequential/dense/kernel:0"]}
+    write_published(tmp_path, twice, order + ["sequential/dense/kernel_1:0"], metrics)
+    with pytest.raises(ZooFormatError, match=r"layout.csv: layer 'sequential/dense' has two kernels"):
+        import_zoo("small-cnn-zoo", root, progress=False)
+    write_published(tmp_path, tensors, order, metrics)
+    layout = (root / "layout.csv").read_text()
+    (root / "layout.csv").write_text(layout.replace("sequential/conv2d_1/bias:0,160,176", "sequential/conv2d_1/bias:0,161,177"))
+    with pytest.raises(ZooFormatError, match=r"layout.csv: line \d: columns 161:177|starts at column 161, expected 160"):
+        import_zoo("small-cnn-zoo", root, progress=False)
+
+
+def colab_last_checkpoints(metrics):
+    """The dataset colab's rule, written out: per modeldir, the row of its largest step."""
+    best = {}
+    for i, m in enumerate(metrics):
+        if m["modeldir"] not in best or float(m["step"]) > float(metrics[best[m["modeldir"]]]["step"]):
+            best[m["modeldir"]] = i
+    return sorted(best.values())
+
+
+def test_runs_that_stopped_early_by_either_rule(tmp_path):
+    steps = [(0, 20, 86), (0, 20, 40), (0, 20, 86), (0, 20), (0, 20, 86)]  # runs 1 and 3 stopped early
+    metrics = run_metrics(steps, ["relu", "tanh", "relu", "tanh", "relu"])
+    tensors = published_tensors(len(metrics))
+    root = write_published(tmp_path, tensors, [v for v, _ in PUBLISHED], metrics)
+    nfn = import_zoo("small-cnn-zoo", root, progress=False)  # the default: step 86 for every run
+    np.testing.assert_array_equal(nfn.targets["network"], [i for i, m in enumerate(metrics) if m["step"] == 86])
+    skipped = nfn.meta["skipped"]
+    assert skipped["reasons"] == {"stopped before the final step": 2} and skipped["count"] == 2
+    assert skipped["last_steps"] == {"20": 1, "40": 1}
+    assert any("/runs/1 ends at step 40, not 86" in e for e in skipped["examples"])
+    colab = import_zoo("small-cnn-zoo", root, last_checkpoint="run", progress=False)
+    rows = colab_last_checkpoints(metrics)
+    np.testing.assert_array_equal(colab.targets["network"], rows)
+    np.testing.assert_array_equal(colab.targets["epoch"], [metrics[i]["step"] for i in rows])
+    np.testing.assert_allclose(colab.targets["test_accuracy"], [metrics[i]["test_accuracy"] for i in rows], rtol=1e-6)
+    np.testing.assert_array_equal(colab.params["conv1"]["kernel"], tensors["sequential/conv2d_1/kernel:0"][rows])
+    assert colab.meta["skipped"]["count"] == 0 and colab.meta["skipped"]["runs_below_final_step"] == 2
+    with pytest.raises(UnknownNameError, match="unknown last_checkpoint rule 'latest'"):
+        import_zoo("small-cnn-zoo", root, last_checkpoint="latest", progress=False)
+    no_runs = [{k: v for k, v in m.items() if k != "modeldir"} for m in metrics]
+    write_published(tmp_path, tensors, [v for v, _ in PUBLISHED], no_runs)
+    with pytest.raises(ZooFormatError, match=r"metrics.csv.gz: last_checkpoint='run' needs the 'modeldir' column"):
+        import_zoo("small-cnn-zoo", root, last_checkpoint="run", progress=False)
+
+
+@pytest.mark.parametrize("bad", ["nan", "", "n/a"])
+def test_non_finite_test_accuracy_is_dropped_and_counted(tmp_path, bad):
+    metrics = run_metrics([(0, 86)] * 4, ["relu"] * 4)
+    metrics[3]["test_accuracy"] = bad  # run 1 at step 86
+    metrics[4]["test_accuracy"] = bad  # run 2 at step 0: not a final row
+    root = write_published(tmp_path, published_tensors(8), [v for v, _ in PUBLISHED], metrics)
+    zoo = import_zoo("small-cnn-zoo", root, progress=False)
+    np.testing.assert_array_equal(zoo.targets["network"], [1, 5, 7])
+    assert np.isfinite(zoo.targets["test_accuracy"]).all()
+    assert zoo.meta["skipped"]["reasons"] == {"non-finite test accuracy": 1}
+    assert "metrics.csv.gz: row 3 has a NaN or inf test_accuracy" in zoo.meta["skipped"]["examples"][0]
+    for m in metrics:
+        m["test_accuracy"] = bad
+    write_published(tmp_path, published_tensors(8), [v for v, _ in PUBLISHED], metrics)
+    with pytest.raises(ZooFormatError, match="no row at step 86 has finite weights and test accuracy"):
+        import_zoo("small-cnn-zoo", root, progress=False)
 
 
 def nfn_zoo_dataset(root, idcs_file, mode):
@@ -117,6 +317,7 @@ def test_non_finite_rows_are_skipped_and_counted(tmp_path):
     back = import_zoo("small-cnn-zoo", out, progress=False)
     assert len(back) == 9 and 3 not in back.targets["network"]
     assert back.meta["skipped"]["count"] == 1 and "row 3" in back.meta["skipped"]["examples"][0]
+    assert back.meta["skipped"]["reasons"] == {"non-finite weights": 1}
 
 
 def test_errors(tmp_path):
@@ -140,7 +341,7 @@ def test_errors(tmp_path):
 
     layout = (out / "layout.csv").read_text()
     (out / "layout.csv").write_text(layout.replace('"(3, 3, 1, 16)"', '"(3, 3, 2, 16)"'))
-    with pytest.raises(ZooFormatError, match=r"layout.csv: line 2: columns 0:144 cannot hold shape \(3, 3, 2, 16\)"):
+    with pytest.raises(ZooFormatError, match=r"layout.csv: line 3: columns 16:160 cannot hold shape \(3, 3, 2, 16\)$"):
         import_zoo("small-cnn-zoo", out, progress=False)
     (out / "layout.csv").write_text(layout)
 

@@ -15,6 +15,10 @@ Protocol details this library fixes where the paper leaves room:
   replacement from the network's subset, keyed by (network, step).
 - Kernels are initialised N(0, init_std^2), biases zero; L2 applies to kernels; dropout follows
   every conv layer.
+- Convolutions are ``valid``, as the published zoo's (Keras's default), where the input allows
+  three stride-2 3x3 of them (15x15 and up: 28x28 and 32x32 images); on smaller inputs (8x8
+  digits) ``same``. ``SmallCNNZooConfig.padding`` overrides this; ``zoo.meta["padding"]`` records
+  the choice and why.
 - Checkpoint ``e`` holds the params after ``e`` epochs (0: the initialisation), with train
   accuracy/loss (on up to ``train_eval_size`` images of the network's own subset) and test
   accuracy/loss (on ``test_size`` test images).
@@ -47,10 +51,12 @@ from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.archs.cnn import (
     ACTIVATION_LEAF,
     ACTIVATIONS,
+    check_padding,
     conv_layers_of,
     conv_stack_apply,
     conv_stack_init,
     conv_stack_shapes,
+    fits_valid_small_cnn,
     split_trainable,
 )
 from probegen_jax.data import ImageDataset, load_dataset
@@ -119,7 +125,8 @@ class CNNTraining:
 
 @dataclasses.dataclass(frozen=True)
 class SmallCNNZooConfig:
-    """A small CNN zoo: ``num_networks`` networks, ``chunk_size`` of them trained per compiled call."""
+    """A small CNN zoo: ``num_networks`` networks, ``chunk_size`` of them trained per compiled call;
+    ``padding`` ``None`` follows the protocol (``valid`` where the input allows, else ``same``)."""
 
     training: CNNTraining = CNNTraining()
     num_networks: int = 30_000
@@ -127,6 +134,23 @@ class SmallCNNZooConfig:
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     chunk_size: int = 256
     seed: int = 0
+    padding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.padding is not None:
+            check_padding(self.padding)
+
+
+def protocol_padding(image_shape: Sequence[int], padding: str | None = None) -> dict[str, str]:
+    """``{"padding": ..., "reason": ...}``: ``padding`` if given, else ``valid`` (the published
+    zoo's) where three stride-2 3x3 valid convolutions fit the images, else ``same``."""
+    size = "x".join(str(d) for d in image_shape[:2])
+    if padding is not None:
+        return {"padding": check_padding(padding), "reason": "chosen in the zoo's config"}
+    if fits_valid_small_cnn(image_shape):
+        return {"padding": "valid", "reason": "the published zoo's (Keras's default), as the protocol has it"}
+    return {"padding": "same", "reason": f"{size} inputs are too small for three stride-2 3x3 valid "
+                                         f"convolutions (15x15 at least); the published zoo's valid needs larger images"}
 
 
 # ----------------------------------------------------------------------------- data
@@ -426,8 +450,9 @@ def make_small_cnn_zoo(
     data = data if data is not None else load_dataset(tcfg.dataset, data_dir)
     tdata = training_data(data, tcfg, cfg.seed)
     activation = tcfg.activations[0] if len(tcfg.activations) == 1 else tuple(tcfg.activations)
+    padding = protocol_padding(tdata.image_shape, cfg.padding)
     arch = make_arch("small_cnn", input_shape=tdata.image_shape, channels=cfg.channels,
-                     num_classes=data.num_classes, activation=activation)
+                     num_classes=data.num_classes, activation=activation, padding=padding["padding"])
     layers = conv_layers_of(arch)
     shapes = conv_stack_shapes(layers, tdata.image_shape[-1], data.num_classes)
     forward = partial(conv_stack_apply, layers=layers)
@@ -453,7 +478,7 @@ def make_small_cnn_zoo(
         merged, arch, tcfg.epochs, splits, ("activation", "optimizer", "init_std", "l2", "dropout",
                                             "learning_rate", "train_fraction"))
     zoo = Zoo(arch=arch, params=params, targets=targets, splits=member_splits,
-              meta=zoo_meta("small_cnn", cfg, tcfg, tdata, data, merged, diverged, timing))
+              meta={**zoo_meta("small_cnn", cfg, tcfg, tdata, data, merged, diverged, timing), "padding": padding})
     if out is not None:
         save_zoo(zoo, out, overwrite=Path(out).exists())
         remove_work_dir(work_dir_for(out))

@@ -8,18 +8,25 @@ Files in one folder:
     ``optimizer``, ``train_fraction``, ``dataset``...), ``modeldir``, ``step``,
     ``test_accuracy``, ``test_loss``, ``train_accuracy``, ``train_loss``;
   * ``layout.csv``: ``varname,start_idx,end_idx,shape`` mapping column ranges to tensors (TF/Keras
-    names ending ``kernel:0``/``bias:0``, kernels HWIO, shape written as a Python tuple).
+    names ending ``kernel:0``/``bias:0``, kernels HWIO, shape written as a Python tuple). The
+    published rows hold TF's variables in name order, each layer's bias before its kernel
+    (``sequential/conv2d/bias:0`` (16,), ``sequential/conv2d/kernel:0`` (3, 3, 1, 16), ...); the
+    reader takes every variable from the columns ``layout.csv`` gives it, in whatever order, and
+    the writer writes the published order.
 
 Protocol (as NFN and later work read it): keep the final checkpoint of each network
-(``step == max step``, 86 in the published files), keep finite rows (others are skipped and
+(``step == max step``, 86 in the published files; runs that stopped earlier are skipped and
+counted, or with ``last_checkpoint="run"`` each run's own last checkpoint is kept, as the
+dataset's colab does), keep rows with finite weights and test accuracy (others are skipped and
 counted), then split: first half train+val (shuffled with Python's ``random.Random(0)``, 80%
 train, 20% val), second half test. With the published permutation (``split_file``, one row index
 per line, no header, e.g. NFN's ``cifar10_split.csv``) rows are taken in that order first, which
 reproduces NFN's test set exactly; without one, in file order.
 
-The zoo's architecture is ``small_cnn`` with params exactly in ``weights.npy``'s layout; the
-activation (``config.activation``) varies per network, so the arch lists the zoo's activations
-and each network carries ``activation_id``. Targets follow the library's CNN zoos:
+The zoo's architecture is ``small_cnn`` with ``valid`` convolutions (Keras's default, which the
+dataset's ``train_network.py`` uses: 28x28 -> 13 -> 6 -> 2); the activation
+(``config.activation``) varies per network, so the arch lists the zoo's activations and each
+network carries ``activation_id``. Targets follow the library's CNN zoos:
 ``test_accuracy``, ``test_loss``, ``train_accuracy``, ``train_loss``, ``epoch``, ``network`` (row
 in ``weights.npy``), ``init_std``, ``l2``, ``dropout``, ``learning_rate``, ``train_fraction``, and
 integer-coded ``activation``, ``optimizer``, ``w_init``, ``b_init`` (code books in
@@ -36,6 +43,7 @@ import itertools
 import math
 import os
 import random
+import re
 import warnings
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -45,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from probegen_jax.archs import Arch, flatten_params, make_arch
-from probegen_jax.archs.cnn import ACTIVATION_LEAF, ACTIVATIONS
+from probegen_jax.archs.cnn import ACTIVATION_LEAF, ACTIVATIONS, PADDINGS
 from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError
 from probegen_jax.io import atomic_write, write_text
 from probegen_jax.zoo.formats.common import SkipLog, progress_iter, require_dir
@@ -58,10 +66,12 @@ NUMERIC_TARGETS = {"test_accuracy": "test_accuracy", "test_loss": "test_loss", "
 CATEGORICAL_TARGETS = {"config.activation": "activation", "config.optimizer": "optimizer",
                        "config.w_init": "w_init", "config.b_init": "b_init"}
 ACTIVATION_NAMES = {"leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu"}
-IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn_cropped": 32, "svhn": 32}
+IMAGE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn_cropped": 32, "svhn": 32}
 KERAS_NAMES = ("sequential/conv2d", "sequential/conv2d_1", "sequential/conv2d_2", "sequential/dense")
 FINAL_EPOCH = 86
-METRIC_COLUMNS = ("config.dataset", *NUMERIC_TARGETS, *CATEGORICAL_TARGETS)  # those an import reads
+LAST_CHECKPOINT_RULES = ("zoo", "run")  # the zoo's largest step for every run (NFN), or each run's own (colab)
+PADDING_COLUMN = "config.padding"  # not in the published files (all valid); written for zoos of either padding
+METRIC_COLUMNS = ("config.dataset", PADDING_COLUMN, *NUMERIC_TARGETS, *CATEGORICAL_TARGETS)  # those an import reads
 CHUNK_ROWS = 4096
 METRIC_BATCH_ROWS = 65536  # rows per batch of the general metrics parser
 METRIC_SAMPLE_ROWS = 1024  # rows that decide which metrics columns are numeric
@@ -72,7 +82,8 @@ DECOMPRESS_BYTES = 1 << 22  # metrics.csv.gz is decompressed and its step column
 
 
 def read_layout(path: Path) -> list[tuple[str, int, int, tuple[int, ...]]]:
-    """``[(varname, start, end, shape)]`` from ``layout.csv``, checked to tile the columns."""
+    """``[(varname, start, end, shape)]`` from ``layout.csv`` in column order (the file may list
+    them in any order), checked to tile the columns, each range to hold its shape."""
     if not path.is_file():
         raise DataFileError(f"{path}: file not found")
     rows = []
@@ -89,41 +100,67 @@ def read_layout(path: Path) -> list[tuple[str, int, int, tuple[int, ...]]]:
                 if end - start != math.prod(shape):
                     raise ZooFormatError(f"{path}: line {n}: columns {start}:{end} cannot hold shape {shape}")
                 rows.append((row["varname"], start, end, shape))
+    except ZooFormatError:
+        raise
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError, csv.Error) as e:
         raise ZooFormatError(f"{path}: unreadable layout ({type(e).__name__}: {e})") from e
+    if not rows:
+        raise ZooFormatError(f"{path}: empty layout")
+    rows.sort(key=lambda r: r[1])
     position = 0
     for varname, start, end, _ in rows:
         if start != position:
             raise ZooFormatError(f"{path}: {varname} starts at column {start}, expected {position}")
         position = end
-    if not rows:
-        raise ZooFormatError(f"{path}: empty layout")
     return rows
 
 
-def layout_to_params(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *, where: str) -> dict[str, str]:
-    """``{varname: "conv0/kernel", ...}``: 4-D kernels are the convs in order, the 2-D kernel the
-    dense layer; a bias belongs to the kernel with the same variable prefix."""
-    names: dict[str, str] = {}
-    layer_of: dict[str, str] = {}
-    convs = 0
+def _name_order(prefix: str) -> list[str | int]:
+    """Sort key of Keras layer names: ``conv2d`` < ``conv2d_1`` < ``conv2d_2`` < ``conv2d_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", prefix)]
+
+
+def _layer_variables(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *,
+                     where: str) -> dict[str, dict[str, tuple[str, tuple[int, ...]]]]:
+    """``{layer prefix: {"kernel": (varname, shape), "bias": (varname, shape)}}``, each layer with
+    exactly one of each."""
+    layers: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
     for varname, _, _, shape in layout:
         prefix, _, leaf = varname.rpartition("/")
-        if leaf.startswith("kernel"):
-            if len(shape) == 4:
-                layer_of[prefix], convs = f"conv{convs}", convs + 1
-            elif len(shape) == 2:
-                layer_of[prefix] = "dense0"
-            else:
-                raise ShapeMismatchError(f"{where}: {varname} has shape {shape}, not a conv or dense kernel")
-            names[varname] = f"{layer_of[prefix]}/kernel"
-        elif leaf.startswith("bias"):
-            if prefix not in layer_of:
-                raise ZooFormatError(f"{where}: bias {varname} comes before its kernel")
-            names[varname] = f"{layer_of[prefix]}/bias"
-        else:
+        kind = next((k for k in ("kernel", "bias") if leaf.startswith(k)), None)
+        if kind is None:
             raise ZooFormatError(f"{where}: variable {varname!r} is neither a kernel nor a bias")
-    return names
+        if kind in layers.setdefault(prefix, {}):
+            raise ZooFormatError(f"{where}: layer {prefix!r} has two {kind}s ({layers[prefix][kind][0]}, {varname})")
+        layers[prefix][kind] = (varname, shape)
+    for prefix, variables in layers.items():
+        if len(variables) != 2:
+            have, = variables
+            raise ZooFormatError(f"{where}: layer {prefix!r} has a {have} ({variables[have][0]}) but no "
+                                 f"{'bias' if have == 'kernel' else 'kernel'}")
+    return layers
+
+
+def layout_to_params(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *, where: str) -> dict[str, str]:
+    """``{varname: "conv0/kernel", ...}`` whatever the variables' column order (the published rows
+    hold each layer's bias before its kernel): a layer is a variable prefix with one kernel and one
+    bias of the kernel's output size; 4-D kernels are the convs, numbered in Keras's name order
+    (``conv2d``, ``conv2d_1``, ...), the one 2-D kernel the dense layer."""
+    layers = _layer_variables(layout, where=where)
+    convs, dense = [], []
+    for prefix in sorted(layers, key=_name_order):
+        (kernel, kshape), (bias, bshape) = layers[prefix]["kernel"], layers[prefix]["bias"]
+        if len(kshape) not in (2, 4):
+            raise ShapeMismatchError(f"{where}: {kernel} has shape {kshape}, not a conv (4-D) or dense (2-D) kernel")
+        if bshape != kshape[-1:]:
+            raise ShapeMismatchError(f"{where}: {bias} has shape {bshape}, expected {kshape[-1:]} for its kernel "
+                                     f"{kernel} {kshape}")
+        (convs if len(kshape) == 4 else dense).append(prefix)
+    if len(dense) != 1:
+        raise ZooFormatError(f"{where}: expected one dense layer (a 2-D kernel), found {len(dense)}: {dense}")
+    param_layer = {prefix: f"conv{i}" for i, prefix in enumerate(convs)} | {dense[0]: "dense0"}
+    return {varname: f"{param_layer[prefix]}/{kind}"
+            for prefix, variables in layers.items() for kind, (varname, _) in variables.items()}
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -514,9 +551,70 @@ def _read_chosen_rows(weights: NpyRows, layout: Sequence[tuple[str, int, int, tu
     return {names[v]: matrix[:, lo:hi].reshape(-1, *shape) for v, lo, hi, shape in layout}, finite
 
 
+def read_run_column(metrics: MetricsFile) -> tuple[np.ndarray, np.ndarray] | None:
+    """(each row's run as an integer code, the runs' names): runs are told apart by ``modeldir``
+    (one per network); None without that column."""
+    header = next(csv.reader(metrics.text()), [])
+    if "modeldir" not in header:
+        return None
+    try:
+        names = _loadtxt(metrics, [header.index("modeldir")], str)[:, 0]
+    except ValueError:  # a line of another length: the row-by-row parser names it
+        names = _read_columns_by_rows(metrics, {"modeldir"})["modeldir"].strings().astype(str)
+    vocab, codes = np.unique(names, return_inverse=True)
+    return codes.reshape(-1), vocab
+
+
+def run_last_steps(steps: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Each run's largest step (NaN steps ignored; -inf for a run without any)."""
+    last = np.full(int(runs.max()) + 1 if runs.size else 0, -np.inf)
+    np.fmax.at(last, runs, steps)
+    return last
+
+
+def _float_or_nan(words: np.ndarray) -> np.ndarray:
+    """Cells as floats, NaN where a cell is not a number."""
+    def one(word: str) -> float:
+        try:
+            return float(word)
+        except ValueError:
+            return math.nan
+
+    vocab, inverse = np.unique(words.astype(str), return_inverse=True)
+    return np.asarray([one(w) for w in vocab.tolist()], np.float64)[inverse.reshape(-1)]
+
+
+def _padding(metrics: dict[str, _Column], *, where: str) -> str:
+    """The convolutions' padding: ``config.padding`` where the file has it (one value), else
+    ``valid``, the published zoo's."""
+    if PADDING_COLUMN not in metrics:
+        return "valid"
+    values = sorted(set(metrics[PADDING_COLUMN].strings().astype(str).tolist()))
+    if len(values) != 1 or values[0] not in PADDINGS:
+        raise ZooFormatError(f"{where}: {PADDING_COLUMN} must be one of {list(PADDINGS)} for every row, got {values}")
+    return values[0]
+
+
+def _skip_meta(log: SkipLog, reasons: dict[str, int], **detail: Any) -> dict[str, Any]:
+    """``meta["skipped"]``: the total, ``reasons`` (reason -> count), examples, and ``detail``."""
+    return {**log.as_meta(), "reasons": {k: v for k, v in reasons.items() if v}, **detail}
+
+
 def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike | None = None,
-                       step: int | str = "final", image_size: int | None = None, progress: bool = True) -> Zoo:
-    """The Small CNN Zoo's final checkpoints (or those at ``step``) as one ``small_cnn`` zoo."""
+                       step: int | str = "final", last_checkpoint: str = "zoo", image_size: int | None = None,
+                       progress: bool = True) -> Zoo:
+    """The Small CNN Zoo's final checkpoints (or those at ``step``) as one ``small_cnn`` zoo with
+    ``valid`` convolutions, as the published networks were trained (or the padding a
+    ``config.padding`` column gives, which this library's writer adds).
+
+    ``last_checkpoint`` says which checkpoint is final: ``"zoo"`` (the zoo's largest step for every
+    run, as NFN's loader does; runs that stopped earlier are skipped and counted) or ``"run"`` (each
+    run's own last checkpoint, as the dataset's colab does; runs are told apart by ``modeldir``).
+    Rows with NaN or inf weights or test accuracy are skipped and counted: ``meta["skipped"]``
+    has ``count``, ``reasons`` (reason -> count) and examples."""
+    if last_checkpoint not in LAST_CHECKPOINT_RULES:
+        raise UnknownNameError(f"unknown last_checkpoint rule {last_checkpoint!r}; available: "
+                               f"{list(LAST_CHECKPOINT_RULES)}")
     root = require_dir(Path(path), "Small CNN Zoo folder")
     layout = read_layout(root / "layout.csv")
     weights = NpyRows(root / "weights.npy")
@@ -524,27 +622,64 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         raise ShapeMismatchError(f"{root / 'weights.npy'}: {weights.shape[1]} columns, layout.csv describes "
                                  f"{layout[-1][2]}")
     names = layout_to_params(layout, where=str(root / "layout.csv"))
-    metrics_file = MetricsFile(root / "metrics.csv.gz")
+    metrics_path = root / "metrics.csv.gz"
+    metrics_file = MetricsFile(metrics_path)
     early = EarlyPrefetch(weights, None if step == "final" else float(step))
     steps = read_step_column(metrics_file, on_steps=early)  # the disk starts on rows as the steps parse
     n_rows = len(steps)
     if n_rows != weights.shape[0]:
-        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: {n_rows} rows, weights.npy {weights.shape[0]}")
+        raise ZooFormatError(f"{metrics_path}: {n_rows} rows, weights.npy {weights.shape[0]}")
     order = read_permutation(Path(split_file), n_rows) if split_file else np.arange(n_rows)
+    runs, run_names = read_run_column(metrics_file) or (None, None)
+    last = run_last_steps(steps, runs) if runs is not None else None
     wanted = float(np.nanmax(steps)) if step == "final" else float(step)
-    chosen = order[steps[order] == wanted]
+    if step == "final" and last_checkpoint == "run":
+        if last is None:
+            raise ZooFormatError(f"{metrics_path}: last_checkpoint='run' needs the 'modeldir' column to tell the "
+                                 f"runs apart")
+        at_step = steps == last[runs]
+    else:
+        at_step = steps == wanted
+    chosen = order[at_step[order]]
     if not chosen.size:
-        raise ZooFormatError(f"{root / 'metrics.csv.gz'}: no rows at step {wanted:g}")
+        raise ZooFormatError(f"{metrics_path}: no rows at step {wanted:g}")
+
+    skipped, reasons = SkipLog(), {}
+    detail: dict[str, Any] = {}
+    if runs is not None:  # runs without a row at the chosen step
+        missed = np.setdiff1d(np.arange(len(last)), runs[at_step])
+        reason = "stopped before the final step" if step == "final" else "no checkpoint at the step"
+        reasons[reason] = len(missed)
+        for run in missed.tolist():
+            skipped.add(f"{metrics_path}: run {run_names[run]} ends at step {last[run]:g}, not {wanted:g}")
+        if len(missed):
+            ends, counts = np.unique(last[missed], return_counts=True)
+            detail["last_steps"] = {f"{e:g}": int(c) for e, c in zip(ends.tolist(), counts.tolist())}
+        if last_checkpoint == "run" and step == "final":
+            detail["runs_below_final_step"] = int(np.sum(last[runs[chosen]] < wanted))
 
     metrics = _chosen_metrics(metrics_file, chosen, n_rows)
     out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
-    skipped = SkipLog()
-    for row in chosen[~finite]:
-        skipped.add(f"{root / 'weights.npy'}: row {int(row)} has NaN or inf weights")
-    kept = np.flatnonzero(finite)  # positions in ``chosen``, and rows of ``metrics``
-    if not finite.all():
-        out = {k: v[finite] for k, v in out.items()}
-        chosen = chosen[finite]
+    accuracy_ok = np.ones_like(finite)
+    if "test_accuracy" in metrics:
+        column = metrics["test_accuracy"]
+        accuracy = column.numeric() if column.numeric() is not None else _float_or_nan(column.strings())
+        metrics["test_accuracy"] = _Column.parsed(accuracy)
+        accuracy_ok = np.isfinite(accuracy)
+    for reason, bad, what in (("non-finite weights", ~finite, "weights.npy: row {} has NaN or inf weights"),
+                              ("non-finite test accuracy", finite & ~accuracy_ok,
+                               "metrics.csv.gz: row {} has a NaN or inf test_accuracy")):
+        reasons[reason] = int(bad.sum())
+        for row in chosen[bad].tolist():
+            skipped.add(str(root / what.format(row)))
+    keep = finite & accuracy_ok
+    kept = np.flatnonzero(keep)  # positions in ``chosen``, and rows of ``metrics``
+    if not kept.size:
+        raise ZooFormatError(f"{root}: no row at step {wanted:g} has finite weights and test accuracy "
+                             f"({skipped.examples[:3]})")
+    if not keep.all():
+        out = {k: v[keep] for k, v in out.items()}
+        chosen = chosen[keep]
 
     targets: dict[str, np.ndarray] = {"network": chosen.astype(np.int64), "epoch": steps[chosen].astype(np.int32)}
     for column, name in NUMERIC_TARGETS.items():
@@ -555,28 +690,27 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
         if column in metrics:
             vocab, codes_of_rows = np.unique(metrics[column].strings()[kept].astype(str), return_inverse=True)
             if name == "activation":
-                renamed = [_activation_name(v, where=str(root / "metrics.csv.gz")) for v in vocab.tolist()]
+                renamed = [_activation_name(v, where=str(metrics_path)) for v in vocab.tolist()]
                 vocab, merged = np.unique(np.asarray(renamed, dtype=str), return_inverse=True)
                 codes_of_rows = merged[codes_of_rows]
             targets[name] = codes_of_rows.reshape(-1).astype(np.int32)
             codes[name] = vocab.tolist()
     activations = codes.get("activation", ["relu"])
-    dataset = ""
-    if "config.dataset" in metrics:
-        dataset = str(metrics["config.dataset"].strings()[kept[0]]) if kept.size else ""
+    dataset = str(metrics["config.dataset"].strings()[kept[0]]) if "config.dataset" in metrics else ""
     shapes = {names[v]: shape for v, _, _, shape in layout}
     conv0 = shapes["conv0/kernel"]
     size = image_size or IMAGE_SIZE.get(dataset, 28)
     arch = make_arch("small_cnn", input_shape=(size, size, conv0[2]), channels=conv0[3],
-                     num_classes=shapes["dense0/kernel"][1],
+                     num_classes=shapes["dense0/kernel"][1], padding=_padding(metrics, where=str(metrics_path)),
                      activation=activations[0] if len(activations) == 1 else tuple(activations))
     if len(activations) > 1:
         out[ACTIVATION_LEAF] = targets["activation"].copy()
     params = arch.unflatten(out, where=str(root / "weights.npy"))
     return Zoo(arch=arch, params=params, targets=targets, splits=nfn_iid_split(len(chosen)),
                meta={"format": "small-cnn-zoo", "source": str(root), "dataset": dataset, "step": wanted,
+                     "last_checkpoint": last_checkpoint if step == "final" else None,
                      "rows": n_rows, "split_file": str(split_file) if split_file else None, "codes": codes,
-                     "skipped": skipped.as_meta(), "default_target": "test_accuracy",
+                     "skipped": _skip_meta(skipped, reasons, **detail), "default_target": "test_accuracy",
                      "image_shape": [size, size, int(conv0[2])]})
 
 
@@ -584,13 +718,14 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
 
 
 def keras_layout(arch: Arch) -> list[tuple[str, str, tuple[int, ...]]]:
-    """``[(varname, param path, shape)]`` in the zoo files' column order."""
+    """``[(varname, param path, shape)]`` in the published files' column order: TF's name order,
+    so each layer's bias before its kernel."""
     shapes = {k: tuple(v.shape) for k, v in flatten_params(arch.param_shapes()).items() if k != ACTIVATION_LEAF}
     layers = sorted({k.split("/")[0] for k in shapes}, key=lambda n: (n.startswith("dense"), n))
     if len(layers) != len(KERAS_NAMES):
         raise ZooFormatError(f"the Small CNN Zoo layout has {len(KERAS_NAMES)} layers; this arch has {layers}")
     return [(f"{keras}/{kind}:0", f"{layer}/{kind}", shapes[f"{layer}/{kind}"])
-            for keras, layer in zip(KERAS_NAMES, layers) for kind in ("kernel", "bias")]
+            for keras, layer in zip(KERAS_NAMES, layers) for kind in ("bias", "kernel")]
 
 
 def _config_columns(zoo: Zoo) -> dict[str, list[Any]]:
@@ -620,7 +755,8 @@ def _config_columns(zoo: Zoo) -> dict[str, list[Any]]:
         "config.epochs_between_checkpoints": [20] * n, "config.init_std": numeric("init_std"),
         "config.l2reg": numeric("l2"), "config.learning_rate": numeric("learning_rate"),
         "config.num_layers": [3] * n, "config.num_units": [int(zoo.arch.config.get("channels", 16))] * n,
-        "config.optimizer": categorical("optimizer"), "config.random_seed": [42] * n,
+        "config.optimizer": categorical("optimizer"), PADDING_COLUMN: [zoo.arch.config.get("padding", "same")] * n,
+        "config.random_seed": [42] * n,
         "config.train_fraction": numeric("train_fraction"), "config.w_init": categorical("w_init", "normal"),
         "modeldir": [f"net_{i}" for i in network], "step": epoch,
         "test_accuracy": numeric("test_accuracy"), "test_loss": numeric("test_loss"),
