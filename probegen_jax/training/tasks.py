@@ -73,3 +73,37 @@ def zero_shot(num_classes: int, temperature: float = 1.0) -> Task:
         {"accuracy": metrics.accuracy},
         "accuracy",
     )
+
+
+TASKS: dict[str, Callable[[int], Task]] = {
+    "classification": classification,
+    "regression": lambda num_outputs=1: regression(),
+    "multilabel": multilabel,
+    "zero_shot": zero_shot,
+}
+
+
+def task_record(task: Task) -> dict[str, object]:
+    """A task as JSON (``task_from_record`` rebuilds it)."""
+    return {"name": task.name, "num_outputs": task.num_outputs}
+
+
+def task_from_record(record: Mapping[str, object]) -> Task:
+    """The task ``task_record`` wrote."""
+    from probegen_jax.errors import UnknownNameError
+
+    name = str(record["name"])
+    if name not in TASKS:
+        raise UnknownNameError(f"unknown task {name!r}; available: {sorted(TASKS)}")
+    return TASKS[name](int(record["num_outputs"]))
+
+
+def task_for(zoo, target: str) -> Task:
+    """The task of predicting ``target`` of a zoo's members: multi-label for multi-hot rows,
+    classification for integer targets (classes from the zoo's ``num_classes``), else regression."""
+    y = np.asarray(zoo.target(target))
+    if y.ndim == 2:
+        return multilabel(int(y.shape[1]))
+    if np.issubdtype(y.dtype, np.integer):
+        return classification(int(zoo.meta.get("num_classes", int(y.max()) + 1)))
+    return regression()

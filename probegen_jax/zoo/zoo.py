@@ -49,6 +49,33 @@ class Zoo:
     def __len__(self) -> int:
         return int(jax.tree.leaves(self.params)[0].shape[0])
 
+    def __repr__(self) -> str:
+        return (f"Zoo({len(self)} x {self.arch.name}, targets={sorted(self.targets)}, "
+                f"splits={ {k: len(v) for k, v in self.splits.items()} })")
+
+    # The zoo protocol (shared with ``HeteroZoo``): what methods read of any zoo.
+
+    @property
+    def archs(self) -> tuple[Arch, ...]:
+        return (self.arch,)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.arch.input_shape)
+
+    @property
+    def output_dim(self) -> int:
+        return self.arch.output_dim
+
+    def inputs(self, indices: np.ndarray) -> Params:
+        """What a method reads of members ``indices``: their stacked params."""
+        indices = np.asarray(indices)
+        return jax.tree.map(lambda a: a[indices], self.params)
+
+    def buckets_of(self, indices: np.ndarray) -> np.ndarray:
+        """The architecture bucket of each of members ``indices`` (one bucket: zeros)."""
+        return np.zeros(len(np.asarray(indices)), np.int32)
+
     def target(self, name: str) -> np.ndarray:
         if name not in self.targets:
             raise MissingSplitError(f"zoo has no target {name!r}; available: {sorted(self.targets)}")
@@ -88,8 +115,7 @@ class Zoo:
     def split_arrays(self, target: str, splits: tuple[str, ...] = SPLITS) -> dict[str, tuple[Params, np.ndarray]]:
         """``{split: (params, targets)}``: the form the training loop takes."""
         y = self.target(target)
-        return {s: (jax.tree.map(lambda a: a[self.indices(s)], self.params), y[self.indices(s)])
-                for s in splits}
+        return {s: (self.inputs(self.indices(s)), y[self.indices(s)]) for s in splits}
 
     def describe(self) -> str:
         """A few lines: size, architecture, targets, splits."""
@@ -103,6 +129,33 @@ class Zoo:
         if made:
             lines.append(f"made by: {made} {self.meta.get('config', {})}")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDefaults:
+    """What a zoo is for, unless told otherwise: the target predicted, how probing reads each
+    network's outputs (``raw`` | ``softmax``) and which checkpoint per network (``all`` |
+    ``final`` | an epoch) is used."""
+
+    target: str = "label"
+    response: str = "raw"
+    checkpoint: str = "all"
+
+
+def task_defaults(zoo: Any) -> TaskDefaults:
+    """The zoo's recorded ``meta["task_defaults"]``, else inferred as earlier zoos were used: the
+    ``default_target`` (``test_accuracy`` for CNN zoos) or ``label``; ``softmax`` for zoos of
+    classifiers scored by accuracy (their logit scales differ by orders of magnitude), else
+    ``raw``; the ``final`` checkpoint where networks were checkpointed per epoch, else ``all``."""
+    recorded = dict(zoo.meta.get("task_defaults") or {})
+    targets = zoo.targets
+    inferred = TaskDefaults(
+        target=str(zoo.meta.get("default_target", "label")),
+        response="softmax" if "test_accuracy" in targets and zoo.output_dim > 1 else "raw",
+        checkpoint="final" if "epoch" in targets else "all",
+    )
+    return dataclasses.replace(inferred, **{k: v for k, v in recorded.items()
+                                            if k in {f.name for f in dataclasses.fields(TaskDefaults)}})
 
 
 def at_epoch(zoo: Any, epoch: int | str = "final") -> Any:

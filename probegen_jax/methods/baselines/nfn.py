@@ -227,15 +227,16 @@ def nfn_features(cfg: NFNConfig, params: Params, ws: WeightSpace) -> Array:
 
 def nfn_learner(
     train_params: Params, num_outputs: int, cfg: NFNConfig = NFNConfig(), *, layers: Sequence[str] | None = None,
+    scales: LayerScales | None = None,
 ) -> Learner:
     """An invariant NFN-NP over stacked zoo params of dense or convolutional ``(kernel, bias)`` layers.
 
-    ``train_params`` (the training split) fix the per-tensor standardisation and the layer
-    shapes; ``layers`` gives the forward order (default ``layer_order``).
+    ``train_params`` (the training split) fix the per-tensor standardisation (unless ``scales``
+    are given) and the layer shapes; ``layers`` gives the forward order (default ``layer_order``).
     """
     layers = list(layers) if layers is not None else layer_order(train_params)
     ws0 = weight_space(train_params, layers)
-    scales = fit_layer_scales(ws0)
+    scales = scales if scales is not None else fit_layer_scales(ws0)
     filters = [w.shape[3] for w in ws0.weights]
     c_in = 2 * cfg.fourier_features if cfg.fourier_features else 1
     pooled = (sum(filters) + len(filters)) * cfg.channels[-1] if cfg.channels else (sum(filters) + len(filters)) * c_in

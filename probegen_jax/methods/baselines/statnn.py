@@ -9,7 +9,7 @@ presence flag per tensor slot (``padded_statnn_features``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -84,31 +84,36 @@ def hetero_statnn_features(zoo) -> np.ndarray:
     return zoo.gather(np.split(feats, np.cumsum([len(bucket) for bucket in zoo.buckets])[:-1]))
 
 
-def fit_gbt(
-    splits: Mapping[str, tuple[Array, np.ndarray]], task, *, seed: int = 0, max_iter: int = 300,
-) -> dict[str, dict[str, float]]:
-    """Gradient-boosted trees (scikit-learn ``HistGradientBoosting``) on features ``[N, F]``.
-
-    Trained on ``splits["train"]`` with early stopping on an internal hold-out; returns the
-    task's metrics on every split, ``{"val": {...}, "test": {...}, ...}``.
-    """
+def gbt_predictor(x: np.ndarray, y: np.ndarray, task, *, seed: int = 0, max_iter: int = 300
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """Gradient-boosted trees (scikit-learn ``HistGradientBoosting``, early stopping on an internal
+    hold-out) fitted on features ``x [N, F]``; returns ``features -> predictions`` in the task's
+    form (log-probabilities ``[n, classes]`` or ``[n, 1]``). Deterministic for a given seed."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    feats = {name: np.asarray(f) for name, (f, _) in splits.items()}
-    x, y = feats["train"], np.asarray(splits["train"][1])
+    x, y = np.asarray(x), np.asarray(y)
     if task.name == "classification":
         model = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=True, random_state=seed).fit(x, y)
 
         def predict(f):
-            proba = np.zeros((len(f), task.num_outputs))
-            proba[:, model.classes_] = model.predict_proba(f)
+            proba = np.zeros((len(f), task.num_outputs), np.float32)
+            proba[:, model.classes_] = model.predict_proba(np.asarray(f))
             return np.log(proba + 1e-12)
     else:
         model = HistGradientBoostingRegressor(max_iter=max_iter, early_stopping=True, random_state=seed).fit(x, y)
 
         def predict(f):
-            return model.predict(f)[:, None]
-    return {name: task.evaluate(predict(f), np.asarray(splits[name][1])) for name, f in feats.items()}
+            return model.predict(np.asarray(f))[:, None].astype(np.float32)
+    return predict
+
+
+def fit_gbt(
+    splits: Mapping[str, tuple[Array, np.ndarray]], task, *, seed: int = 0, max_iter: int = 300,
+) -> dict[str, dict[str, float]]:
+    """:func:`gbt_predictor` trained on ``splits["train"]``; the task's metrics on every split,
+    ``{"val": {...}, "test": {...}, ...}``."""
+    predict = gbt_predictor(splits["train"][0], splits["train"][1], task, seed=seed, max_iter=max_iter)
+    return {name: task.evaluate(predict(f), np.asarray(y)) for name, (f, y) in splits.items()}
 
 
 def fit_statnn_gbt(
@@ -118,6 +123,6 @@ def fit_statnn_gbt(
     return fit_gbt(precompute_features(statnn_features, splits), task, seed=seed, max_iter=max_iter)
 
 
-__all__ = ["QUANTILES", "STAT_NAMES", "Standardizer", "fit_gbt", "fit_statnn_gbt", "hetero_statnn_features",
+__all__ = ["QUANTILES", "STAT_NAMES", "Standardizer", "fit_gbt", "gbt_predictor", "fit_statnn_gbt", "hetero_statnn_features",
            "padded_statnn_features",
            "statnn_feature_names", "statnn_features", "statnn_learner", "tensor_stats"]

@@ -1,0 +1,255 @@
+"""The method contract: every method is one ``Method`` of pure functions, registered by name.
+
+    run = train("probegen", zoo, cfg=TrainConfig(epochs=10))    # any registered method
+    evaluate(run, zoo, "test")                                  # metrics on a split
+    predict(run, zoo)                                           # one prediction per member
+
+A method turns a zoo's members into predictions in three pure steps, each state in, state out:
+
+- ``prepare(spec, zoo, train_indices, train_targets, task) -> constants``: what the method fixes from the training
+  split before training (feature standardisation, say); a pytree of arrays saved with the run, so
+  a run predicts on new networks without its training zoo;
+- ``learner(spec, zoo, task, constants) -> Learner``: the pure ``init``/``apply`` pair trained by
+  the one loop (``training.loop.fit``); the zoo gives only its architectures here;
+- ``inputs(spec, zoo, indices) -> pytree``: what ``apply`` reads of members ``indices`` (their
+  params by default; fixed features for feature baselines; one layer's matrix for ProbeX).
+
+A method that is not trained by gradient steps (gradient-boosted trees, SANE's autoencoder plus a
+ridge probe) gives its own ``fit``. The next method is one new module: a spec dataclass, these
+functions and one ``register`` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from probegen_jax.errors import UnknownNameError
+from probegen_jax.training.learner import Learner
+from probegen_jax.training.loop import Optimizer, TrainConfig, TrainResult, evaluate as evaluate_params, fit
+from probegen_jax.training.loop import predict as predict_params
+from probegen_jax.training.tasks import Task, task_for
+from probegen_jax.types import PyTree
+from probegen_jax.zoo.zoo import SPLITS, at_epoch, task_defaults
+
+if TYPE_CHECKING:
+    from probegen_jax.methods.run import Run
+
+Constants = PyTree
+SMALL_SPLIT = 20  # fewer networks than this in a split make its metrics mostly noise
+
+
+def member_params(spec: Any, zoo: Any, indices: np.ndarray) -> PyTree:
+    """The default inputs: the members' own params (packed rows for a heterogeneous zoo)."""
+    return zoo.inputs(indices)
+
+
+def no_constants(spec: Any, zoo: Any, train_indices: np.ndarray, train_targets: np.ndarray, task: Task
+                 ) -> Constants:
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitRequest:
+    """Everything a custom ``Method.fit`` may use: the learner, task, split inputs and options."""
+
+    learner: Learner
+    task: Task
+    splits: Mapping[str, tuple[PyTree, np.ndarray]]
+    cfg: TrainConfig
+    options: Mapping[str, Any]
+
+
+class Method(NamedTuple):
+    """A weight-space learning method: its name, settings (``spec_type``, a frozen dataclass of
+    JSON-able fields with defaults) and pure functions (see the module docstring)."""
+
+    name: str
+    description: str
+    spec_type: type
+    learner: Callable[[Any, Any, Task, Constants], Learner]
+    prepare: Callable[[Any, Any, np.ndarray, np.ndarray, Task], Constants] = no_constants
+    inputs: Callable[[Any, Any, np.ndarray], PyTree] = member_params
+    fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
+    heterogeneous: bool = False  # reads zoos of several architectures
+
+    def __repr__(self) -> str:
+        return f"Method({self.name!r}: {self.description})"
+
+
+_REGISTRY: dict[str, Method] = {}
+# Modules whose import registers methods; imported on the first lookup, so importing the contract
+# costs nothing and a method family's dependencies load only when one of its methods is used.
+METHOD_MODULES = [
+    "probegen_jax.methods.probing.method",
+    "probegen_jax.methods.baselines.method",
+    "probegen_jax.methods.graphs",
+    "probegen_jax.methods.probex.method",
+    "probegen_jax.methods.sane.method",
+]
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (a second method of the same name replaces the first)."""
+    _REGISTRY[method.name] = method
+    return method
+
+
+def _load_registry() -> dict[str, Method]:
+    for module in METHOD_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return _REGISTRY
+
+
+def methods() -> dict[str, Method]:
+    """Every registered method by name."""
+    return dict(sorted(_load_registry().items()))
+
+
+def get_method(name: str | Method) -> Method:
+    """The method registered as ``name`` (a ``Method`` is returned as it is)."""
+    if isinstance(name, Method):
+        return name
+    registry = _load_registry()
+    if name not in registry:
+        raise UnknownNameError(f"unknown method {name!r}; available: {sorted(registry)}")
+    return registry[name]
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+def make_spec(method: Method, spec: Any = None, **overrides: Any) -> Any:
+    """``method``'s spec: ``spec`` (an instance or a dict of fields), with ``overrides`` applied."""
+    if spec is None:
+        spec = method.spec_type()
+    elif isinstance(spec, Mapping):
+        known = {f.name for f in dataclasses.fields(method.spec_type)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise UnknownNameError(f"method {method.name!r}: unknown settings {unknown}; available: {sorted(known)}")
+        spec = method.spec_type(**spec)
+    elif not isinstance(spec, method.spec_type):
+        raise TypeError(f"method {method.name!r} takes a {method.spec_type.__name__}, got {type(spec).__name__}")
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def spec_with_zoo_defaults(spec: Any, zoo: Any) -> Any:
+    """``spec`` with settings left ``None`` that the zoo has a default for (``response``) filled in."""
+    defaults = dataclasses.asdict(task_defaults(zoo))
+    unset = {f.name: defaults[f.name] for f in dataclasses.fields(spec)
+             if getattr(spec, f.name) is None and f.name in defaults}
+    return dataclasses.replace(spec, **unset) if unset else spec
+
+
+# ----------------------------------------------------------------------------- one training call
+
+
+def split_members(zoo: Any, split: str) -> np.ndarray:
+    """A split's members, grouped by architecture bucket (stable), so batches touch few buckets."""
+    idx = zoo.indices(split)
+    return idx[np.argsort(zoo.buckets_of(idx), kind="stable")]
+
+
+def warn_small_splits(zoo: Any) -> None:
+    small = {s: len(v) for s, v in zoo.splits.items() if s in SPLITS and len(v) < SMALL_SPLIT}
+    if small:
+        warnings.warn(f"zoo splits with fewer than {SMALL_SPLIT} networks: {small}; their metrics are mostly noise",
+                      stacklevel=3)
+
+
+def select_checkpoint(zoo: Any, checkpoint: str | int | None) -> tuple[Any, str | int]:
+    """The zoo at one checkpoint per network (``None``: the zoo's default) and the choice made."""
+    if "epoch" not in zoo.targets:
+        return zoo, "all"
+    checkpoint = task_defaults(zoo).checkpoint if checkpoint is None else checkpoint
+    checkpoint = int(checkpoint) if str(checkpoint).isdigit() else checkpoint
+    return at_epoch(zoo, checkpoint), checkpoint
+
+
+def _train_with_loop(request: FitRequest) -> TrainResult:
+    return fit(request.learner, request.task, request.splits, request.cfg, **request.options)
+
+
+def train(
+    method: str | Method, zoo: Any, spec: Any = None, cfg: TrainConfig = TrainConfig(), *,
+    target: str | None = None, checkpoint: str | int | None = None, optimizer: Optimizer | None = None,
+    checkpoint_dir: str | None = None, mesh: Any = None, progress: bool = True, zoo_path: str | None = None,
+) -> Run:
+    """Train ``method`` on ``zoo``'s train split, select on val, report test; returns the ``Run``.
+
+    ``target``, ``checkpoint`` (one per network: ``final``, ``all`` or an epoch) and settings the
+    spec leaves ``None`` (probing's ``response``) default to the zoo's ``task_defaults``, the same
+    for the Python API and the command line. ``optimizer`` is any optax ``GradientTransformation``
+    (default: the one ``cfg`` names).
+    """
+    from probegen_jax.methods.probing.hetero import bucket_batch_order
+    from probegen_jax.methods.run import Run, zoo_fingerprint
+
+    method = get_method(method)
+    if len(zoo.archs) > 1 and not method.heterogeneous:
+        raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
+                               f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
+    zoo, checkpoint = select_checkpoint(zoo, checkpoint)
+    target = target or task_defaults(zoo).target
+    spec = spec_with_zoo_defaults(make_spec(method, spec), zoo)
+    warn_small_splits(zoo)
+    task = task_for(zoo, target)
+    y = zoo.target(target)
+    members = {s: split_members(zoo, s) for s in SPLITS if s in zoo.splits}
+    constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
+    learner = method.learner(spec, zoo, task, constants)
+    splits = {s: (method.inputs(spec, zoo, idx), y[idx]) for s, idx in members.items()}
+    options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=method.name,
+                                   optimizer=optimizer)
+    buckets = zoo.buckets_of(members["train"])
+    if len(np.unique(buckets)) > 1:  # bucket-homogeneous batches; small eval blocks touch few buckets
+        options["order_fn"] = bucket_batch_order(buckets)
+        cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
+    result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, cfg, options))
+    return Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
+               constants=constants, result=result, train_config=cfg,
+               zoo=zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None))
+
+
+# ----------------------------------------------------------------------------- any run, any zoo
+
+
+def rebuild(run: Run, zoo: Any) -> tuple[Method, Learner]:
+    """The method and learner of ``run`` on ``zoo``'s architectures."""
+    method = get_method(run.method)
+    return method, method.learner(run.spec, zoo, run.task, run.constants)
+
+
+def _on_checkpoint(run: Run, zoo: Any) -> Any:
+    return at_epoch(zoo, run.checkpoint) if "epoch" in zoo.targets and run.checkpoint != "all" else zoo
+
+
+def predict(run: Run, zoo: Any, *, indices: np.ndarray | None = None, batch_size: int = 256,
+            mesh: Any = None) -> np.ndarray:
+    """``run``'s predictions ``[N, outputs]`` for ``zoo``'s members (or ``indices`` of them), in the
+    zoo's order. ``zoo`` may be any zoo of the run's architecture(s), including new networks
+    (``Zoo(arch, params, {})``); no checkpoint selection is applied to it."""
+    method, learner = rebuild(run, zoo)
+    indices = np.arange(len(zoo)) if indices is None else np.asarray(indices)
+    return predict_params(learner.apply, run.params, method.inputs(run.spec, zoo, indices), batch_size=batch_size,
+                          mesh=mesh)
+
+
+def evaluate(run: Run, zoo: Any, split: str = "test", *, batch_size: int = 256, mesh: Any = None
+             ) -> dict[str, float]:
+    """``run``'s task metrics on one split of ``zoo`` (at the run's checkpoint choice)."""
+    zoo = _on_checkpoint(run, zoo)
+    method, learner = rebuild(run, zoo)
+    idx = split_members(zoo, split)
+    data = (method.inputs(run.spec, zoo, idx), zoo.target(run.target)[idx])
+    return evaluate_params(learner, run.task, run.params, data, batch_size=batch_size, mesh=mesh)
