@@ -6,21 +6,42 @@ Every method is a frozen spec (paper-size defaults, ``Spec.small()`` for small z
 """
 
 from probegen_jax.methods.graphs import ng_gnn, ng_transformer, nfn_hnp, scalegmn
-from probegen_jax.methods.graphs.graph import GraphLayout, Graphs, GraphSpace, graph_space, layout_of, zoo_graphs
+from probegen_jax.methods.graphs.graph import (
+    GraphLayout, Graphs, GraphSpace, graph_constants, graph_space, layout_of, zoo_graphs)
 from probegen_jax.methods.graphs.ng_gnn import NGGNNSpec
 from probegen_jax.methods.graphs.ng_transformer import NGTSpec
 from probegen_jax.methods.graphs.nfn_hnp import NFNHNPSpec
 from probegen_jax.methods.graphs.scalegmn import ScaleGMNSpec
 
-# name -> (spec class, learner(spec, zoo, num_outputs), takes heterogeneous zoos)
+# name -> (spec class, learner(spec, zoo, num_outputs, constants), prepare(zoo, train_indices), heterogeneous)
 GRAPH_METHODS = {
-    "ng_gnn": (NGGNNSpec, ng_gnn.learner, True),
-    "ng_t": (NGTSpec, ng_transformer.learner, True),
-    "scalegmn": (ScaleGMNSpec, scalegmn.learner, True),
-    "nfn_hnp": (NFNHNPSpec, nfn_hnp.learner, False),
+    "ng_gnn": (NGGNNSpec, ng_gnn.learner, graph_constants, True),
+    "ng_t": (NGTSpec, ng_transformer.learner, graph_constants, True),
+    "scalegmn": (ScaleGMNSpec, scalegmn.learner, graph_constants, True),
+    "nfn_hnp": (NFNHNPSpec, nfn_hnp.learner, nfn_hnp.hnp_constants, False),
 }
-METHOD_NAMES = {"ng_gnn": "NG-GNN", "ng_t": "NG-T", "scalegmn": "ScaleGMN", "nfn_hnp": "NFN-HNP"}
+METHOD_NAMES = {"ng_gnn": "NG-GNN", "ng_t": "NG-T", "scalegmn": "ScaleGMN (invariant)", "nfn_hnp": "NFN-HNP"}
+DESCRIPTIONS = {
+    "ng_gnn": "NG-GNN: PNA message passing over neural graphs (Kofinas et al. 2024)",
+    "ng_t": "NG-T: relational transformer over neural graphs (Kofinas et al. 2024)",
+    "scalegmn": "ScaleGMN: graph metanetwork invariant to permutations and activation scalings (invariant form)",
+    "nfn_hnp": "NFN-HNP: neural functional equivariant to hidden-neuron permutations",
+}
+
+
+def _register() -> None:
+    from probegen_jax.methods.contract import Method, register
+
+    for name, (spec_type, make, prepare, hetero) in GRAPH_METHODS.items():
+        register(Method(
+            name, DESCRIPTIONS[name], spec_type,
+            learner=lambda spec, zoo, task, constants, make=make: make(spec, zoo, task.num_outputs, constants),
+            prepare=lambda spec, zoo, train_indices, train_targets, task, prepare=prepare: prepare(zoo, train_indices),
+            heterogeneous=hetero))
+
+
+_register()
 
 __all__ = ["GRAPH_METHODS", "METHOD_NAMES", "GraphLayout", "GraphSpace", "Graphs", "NFNHNPSpec", "NGGNNSpec",
-           "NGTSpec", "ScaleGMNSpec", "graph_space", "layout_of", "ng_gnn", "ng_transformer", "nfn_hnp", "scalegmn",
+           "NGTSpec", "ScaleGMNSpec", "graph_constants", "graph_space", "layout_of", "ng_gnn", "ng_transformer", "nfn_hnp", "scalegmn",
            "zoo_graphs"]

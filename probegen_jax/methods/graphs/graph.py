@@ -236,20 +236,36 @@ def layer_scales(layout: GraphLayout, params: Params) -> tuple[tuple[float, ...]
             tuple(_rms(np.asarray(params[l.name]["bias"])) for l in layout.layers))
 
 
-def graph_space(zoo) -> GraphSpace:
-    """The graph space of a ``Zoo`` or ``HeteroZoo`` (scales from its training split)."""
+def bucket_params(zoo, indices: np.ndarray) -> list[Params]:
+    """Stacked params of members ``indices`` per architecture bucket (one entry for a ``Zoo``)."""
     from probegen_jax.zoo.hetero import HeteroZoo
 
-    if isinstance(zoo, HeteroZoo):
-        train = zoo.indices("train")
-        buckets = [(b.arch, jax.tree.map(lambda a, r=zoo.position[train[zoo.bucket[train] == i]]: np.asarray(a)[r],
-                                         b.params)) for i, b in enumerate(zoo.buckets)]
-    else:
-        buckets = [(zoo.arch, jax.tree.map(lambda a: np.asarray(a)[zoo.indices("train")], zoo.params))]
-    layouts = tuple(layout_of(arch) for arch, _ in buckets)
-    scales = [layer_scales(g, p) if len(jax.tree.leaves(p)[0]) else ((1.0,) * len(g.layers),) * 2
-              for g, (_, p) in zip(layouts, buckets, strict=True)]
-    return GraphSpace(layouts, tuple(s[0] for s in scales), tuple(s[1] for s in scales))
+    indices = np.asarray(indices)
+    if not isinstance(zoo, HeteroZoo):
+        return [zoo.inputs(indices)]
+    return [jax.tree.map(lambda a, r=zoo.position[indices[zoo.bucket[indices] == b]]: np.asarray(a)[r], bucket.params)
+            for b, bucket in enumerate(zoo.buckets)]
+
+
+def graph_constants(zoo, train_indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"weight_scale", "bias_scale"}: [buckets, max_layers]`` root mean squares of each layer over the
+    training members (1 where a bucket has no training member or fewer layers)."""
+    layouts = [layout_of(a) for a in zoo.archs]
+    depth = max(len(g.layers) for g in layouts)
+    out = {k: np.ones((len(layouts), depth), np.float32) for k in ("weight_scale", "bias_scale")}
+    for b, (g, params) in enumerate(zip(layouts, bucket_params(zoo, train_indices), strict=True)):
+        if len(jax.tree.leaves(params)[0]):
+            w, s = layer_scales(g, params)
+            out["weight_scale"][b, :len(w)], out["bias_scale"][b, :len(s)] = w, s
+    return out
+
+
+def graph_space(archs: Sequence[Arch], constants: dict[str, np.ndarray]) -> GraphSpace:
+    """The graph space of a zoo's architectures with its ``graph_constants``."""
+    layouts = tuple(layout_of(a) for a in archs)
+    scale = lambda k: tuple(tuple(float(x) for x in np.asarray(constants[k])[b, :len(g.layers)])  # noqa: E731
+                            for b, g in enumerate(layouts))
+    return GraphSpace(layouts, scale("weight_scale"), scale("bias_scale"))
 
 
 def _unravel(arch: Arch):
@@ -299,11 +315,13 @@ def graph_builder(space: GraphSpace, archs: Sequence[Arch] | None = None):
     return build_packed
 
 
-def zoo_graphs(zoo):
-    """``(space, build)`` for a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows)."""
+def zoo_graphs(zoo, constants: dict[str, np.ndarray] | None = None):
+    """``(space, build)`` for a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
+    ``constants`` default to ``graph_constants`` of the zoo's training split."""
     from probegen_jax.zoo.hetero import HeteroZoo
 
-    space = graph_space(zoo)
+    constants = graph_constants(zoo, zoo.indices("train")) if constants is None else constants
+    space = graph_space(zoo.archs, constants)
     return space, graph_builder(space, zoo.archs if isinstance(zoo, HeteroZoo) else None)
 
 
@@ -352,6 +370,6 @@ def dense_edges(g: Graphs, edges: Array, num_nodes: int) -> Array:
     return out[:, :num_nodes, :num_nodes]
 
 
-__all__ = ["Graphs", "GraphLayout", "GraphSpace", "LayerInfo", "dense_edges", "gather_nodes", "graph_builder",
-           "graph_features", "graph_space", "in_degree", "layer_scales", "layout_of", "mean_log_degree", "segment",
+__all__ = ["Graphs", "GraphLayout", "GraphSpace", "LayerInfo", "bucket_params", "dense_edges", "gather_nodes",
+           "graph_builder", "graph_constants", "graph_features", "graph_space", "in_degree", "layer_scales", "layout_of", "mean_log_degree", "segment",
            "zoo_graphs"]

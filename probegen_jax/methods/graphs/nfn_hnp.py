@@ -18,11 +18,12 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from probegen_jax.archs.base import layer_order
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.methods.baselines.nfn import (
-    NFNConfig, WeightSpace, _standardize, fit_layer_scales, fourier_encode, fourier_projection, map_weight_space, np_layer_apply,
+    LayerScales, NFNConfig, WeightSpace, _standardize, fit_layer_scales, fourier_encode, fourier_projection, map_weight_space, np_layer_apply,
     np_layer_init, np_pool, weight_space)
 from probegen_jax.methods.graphs.layers import keys, linear, linear_init
 from probegen_jax.methods.probing.probegen import mlp_head
@@ -90,16 +91,23 @@ def hnp_pool(ws: WeightSpace) -> Array:
     return jnp.concatenate([np_pool(ws), per_input, per_output, ws.biases[-1].reshape(b, -1)], -1)
 
 
-def learner(spec: NFNHNPSpec, zoo, num_outputs: int) -> Learner:
-    """An invariant NFN-HNP over a ``Zoo`` of dense or convolutional ``(kernel, bias)`` layers."""
-    from probegen_jax.zoo.hetero import HeteroZoo
+def hnp_constants(zoo, train_indices) -> dict[str, np.ndarray]:
+    """NFN's per-tensor standardisation (``LayerScales``) of the training members, as arrays."""
+    train = zoo.inputs(train_indices)
+    scales = fit_layer_scales(weight_space(train, layer_order(train)))
+    return {k: np.asarray(v, np.float32) for k, v in scales._asdict().items()}
 
-    if isinstance(zoo, HeteroZoo):
+
+def learner(spec: NFNHNPSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
+    """An invariant NFN-HNP over a ``Zoo`` of dense or convolutional ``(kernel, bias)`` layers;
+    ``constants``: ``hnp_constants`` (default: of the zoo's training split)."""
+    if len(zoo.archs) > 1:
         raise ShapeMismatchError("NFN-HNP needs a zoo of one architecture; graph methods take heterogeneous zoos")
-    train = jax.tree.map(lambda a: a[zoo.indices("train")], zoo.params)
-    layers = layer_order(train)
-    ws0 = weight_space(train, layers)
-    scales = fit_layer_scales(ws0)
+    constants = hnp_constants(zoo, zoo.indices("train")) if constants is None else constants
+    scales = LayerScales(**{k: tuple(float(v) for v in np.asarray(constants[k])) for k in LayerScales._fields})
+    example = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), zoo.archs[0].param_shapes())
+    layers = layer_order(example)
+    ws0 = weight_space(example, layers)
     cfg = spec.nfn
     filters = [w.shape[3] for w in ws0.weights]
     n_in, n_out = ws0.weights[0].shape[2], ws0.weights[-1].shape[1]

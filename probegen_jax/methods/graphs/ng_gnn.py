@@ -105,8 +105,9 @@ def forward(spec: NGGNNSpec, space: GraphSpace, params: Params, g: Graphs) -> Ar
     return readout_apply(params["readout"], g, nodes)
 
 
-def learner(spec: NGGNNSpec, zoo, num_outputs: int) -> Learner:
-    """NG-GNN on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows)."""
-    space, build = zoo_graphs(zoo)
+def learner(spec: NGGNNSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
+    """NG-GNN on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
+    ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
+    space, build = zoo_graphs(zoo, constants)
     return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
                    lambda params, inputs: forward(spec, space, params, build(inputs)))

@@ -108,10 +108,11 @@ def forward(spec: NGTSpec, space: GraphSpace, params: Params, g: Graphs) -> Arra
     return readout_apply(params["readout"], g, nodes)
 
 
-def learner(spec: NGTSpec, zoo, num_outputs: int) -> Learner:
-    """NG-T on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows)."""
+def learner(spec: NGTSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
+    """NG-T on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
+    ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
     if spec.d_attn % spec.heads:
         raise ValueError(f"NG-T: d_attn {spec.d_attn} must be a multiple of heads {spec.heads}")
-    space, build = zoo_graphs(zoo)
+    space, build = zoo_graphs(zoo, constants)
     return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
                    lambda params, inputs: forward(spec, space, params, build(inputs)))

@@ -116,10 +116,11 @@ def forward(spec: ScaleGMNSpec, space: GraphSpace, params: Params, g: Graphs) ->
     return mlp_apply(params["head"], jnp.concatenate([pooled, outputs], -1))
 
 
-def learner(spec: ScaleGMNSpec, zoo, num_outputs: int) -> Learner:
-    """Invariant ScaleGMN on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows)."""
+def learner(spec: ScaleGMNSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
+    """Invariant ScaleGMN on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
+    ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
     if spec.symmetry not in SYMMETRIES:
         raise ValueError(f"ScaleGMN: symmetry must be one of {SYMMETRIES}, got {spec.symmetry!r}")
-    space, build = zoo_graphs(zoo)
+    space, build = zoo_graphs(zoo, constants)
     return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
                    lambda params, inputs: forward(spec, space, params, build(inputs)))
