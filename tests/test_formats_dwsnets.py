@@ -198,8 +198,12 @@ def test_writer_round_trip_and_reference_loader(tmp_path, w0, offset):
             model.load_state_dict({k: v for k, v in state.items() if "weight" in k or "bias" in k})
             np.testing.assert_allclose(torch_outputs(model), jax_outputs(zoo, i), atol=1e-4)
             assert int(label) == int(zoo.targets["label"][i]) == state["label"]
-    # the folder layout alone (no splits.json) also reads, by DWSNets' name rules
+    # an export of this library without its splits.json is incomplete: refused
     (out / "splits.json").unlink()
+    with pytest.raises(ZooFormatError, match="without its splits.json"):
+        import_zoo("dwsnets", out, progress=False)
+    # the folder layout alone (no splits.json, no export record) reads by DWSNets' name rules
+    (out / "zoo_meta.json").unlink()
     assert len(import_zoo("dwsnets", out, progress=False)) == len(zoo)
     with pytest.raises(FileExistsError):
         export_zoo("dwsnets", zoo, out, progress=False)

@@ -118,3 +118,20 @@ def test_errors(tmp_path):
     (d / "params.json").write_text(json.dumps({"model::type": "ResNet18"}))
     with pytest.raises(ZooFormatError, match="no readable checkpoint.*ResNet18.*not supported"):
         import_zoo("model-zoos", tmp_path, progress=False)
+
+
+def test_models_and_epochs_without_params_or_results_are_skipped_and_counted(tmp_path):
+    make_zoo(tmp_path, models=(("CNN", 1, "relu"), ("CNN", 1, "tanh"), ("CNN", 1, "gelu")), epochs=2)
+    first, second, third = sorted(tmp_path.iterdir())
+    (first / "params.json").unlink()  # a model without its config: 3 checkpoints
+    lines = (second / "result.json").read_text().splitlines()
+    (second / "result.json").write_text("\n".join(lines[:1] + ["{damaged"] + lines[2:]) + "\n")  # epoch 1 lost
+    (third / "result.json").unlink()  # no metrics at all: 3 checkpoints
+    (zoo,) = import_zoo("model-zoos", tmp_path, progress=False)
+    assert len(zoo) == 2 and np.isfinite(zoo.targets["test_accuracy"]).all()
+    assert zoo.meta["skipped"]["count"] == 7
+    assert zoo.meta["skipped"]["reasons"] == {"checkpoints of models without a readable params.json": 3,
+                                              "checkpoints without a result.json line": 4}
+    from probegen_jax.zoo.formats import describe
+
+    assert "skipped 7: 3 checkpoints of models without a readable params.json" in describe(zoo)

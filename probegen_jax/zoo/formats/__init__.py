@@ -82,13 +82,39 @@ def get_format(name: str, *, need: str = "read") -> ZooFormat:
 
 
 def import_zoo(format: str, path: str | os.PathLike, **options: Any) -> Zoo | list[Zoo]:
-    """Read a zoo stored in a public ``format`` (see ``FORMATS``)."""
-    return get_format(format, need="read").read(path, **options)
+    """Read a zoo stored in a public ``format`` (see ``FORMATS``). The temporary folder of an
+    export that did not complete is refused."""
+    from probegen_jax.errors import ZooFormatError
+    from probegen_jax.io import is_temp_path
+
+    reader = get_format(format, need="read").read
+    for part in (Path(path).absolute(), *Path(path).absolute().parents):
+        if is_temp_path(part):
+            raise ZooFormatError(f"{path}: inside {part.name}, the temporary folder of a write that did not complete "
+                                 "(killed, or the disk filled); export the zoo again")
+    return reader(path, **options)
 
 
-def export_zoo(format: str, zoo: Zoo | list[Zoo], path: str | os.PathLike, **options: Any) -> Path:
-    """Write ``zoo`` in a public ``format`` that the reference implementations read unchanged."""
-    return get_format(format, need="write").write(zoo, path, **options)
+def export_zoo(format: str, zoo: Zoo | list[Zoo], path: str | os.PathLike, *, overwrite: bool = False,
+               **options: Any) -> Path:
+    """Write ``zoo`` in a public ``format`` that the reference implementations read unchanged.
+
+    The files are written into a temporary folder beside ``path``, renamed to ``path`` once
+    complete: a killed or failed export leaves no ``path`` (its temporary folder is removed by
+    the next export there, and refused by ``import_zoo``)."""
+    import inspect
+
+    from probegen_jax.io import staged_dir
+
+    writer = get_format(format, need="write").write
+    path = Path(path).absolute()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+        raise FileExistsError(f"{path}: already exists and is not empty; pass overwrite=True (--overwrite)")
+    if "final_dir" in inspect.signature(writer).parameters:
+        options["final_dir"] = path
+    with staged_dir(path) as tmp:
+        writer(zoo, tmp, **options)
+    return path
 
 
 def reader_options(format: str) -> list[str]:
@@ -130,7 +156,7 @@ def save_imported(result: Zoo | list[Zoo], out: str | os.PathLike, *, overwrite:
     when they share input and output shapes, else as ``out/bucket_000``... with an index
     ``out/buckets.json`` (written last); ``load_imported`` reads either."""
     from probegen_jax.errors import ShapeMismatchError
-    from probegen_jax.io import write_json
+    from probegen_jax.io import staged_dir, write_json
     from probegen_jax.zoo.store import save_zoo
     from probegen_jax.zoo.zoo import Zoo
 
@@ -143,16 +169,18 @@ def save_imported(result: Zoo | list[Zoo], out: str | os.PathLike, *, overwrite:
         return [save_hetero_zoo(to_hetero(result), out, overwrite=overwrite)]
     except (ImportError, ShapeMismatchError, ValueError):
         pass
-    if (out / BUCKETS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out}: already holds imported buckets; pass overwrite=True (--overwrite)")
-    paths = [save_zoo(z, out / f"bucket_{i:03d}", overwrite=overwrite) for i, z in enumerate(result)]
-    write_json(out / BUCKETS_FILE, {"buckets": [p.name for p in paths], "sizes": [len(z) for z in result],
-                                    "archs": [z.arch.spec() for z in result]})
-    return paths
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
+    with staged_dir(out) as tmp:
+        names = [save_zoo(z, tmp / f"bucket_{i:03d}").name for i, z in enumerate(result)]
+        write_json(tmp / BUCKETS_FILE, {"buckets": names, "sizes": [len(z) for z in result],
+                                        "archs": [z.arch.spec() for z in result]})
+    return [out / name for name in names]
 
 
 def load_imported(path: str | os.PathLike) -> Any:
     """What ``save_imported`` (or ``save_zoo``) wrote: a zoo, a heterogeneous zoo, or buckets."""
+    from probegen_jax.errors import ZooFormatError
     from probegen_jax.zoo.formats.common import read_json
     from probegen_jax.zoo.store import load_zoo
 
@@ -163,13 +191,17 @@ def load_imported(path: str | os.PathLike) -> Any:
         return load_hetero_zoo(path)
     if (path / BUCKETS_FILE).is_file():
         index = read_json(path / BUCKETS_FILE)
-        return [load_zoo(path / name) for name in index.get("buckets", [])]
+        names = index.get("buckets") if isinstance(index, dict) else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and "/" not in n for n in names):
+            raise ZooFormatError(f"{path / BUCKETS_FILE}: no list of bucket folders ('buckets'); the index is damaged")
+        return [load_zoo(path / name) for name in names]
     return load_zoo(path)
 
 
 def describe(result: Any) -> str:
     """Size, architecture(s), targets, splits (and what a reader skipped) of a zoo, a
     heterogeneous zoo or a list of buckets."""
+    from probegen_jax.zoo.formats.common import describe_skipped
     from probegen_jax.zoo.zoo import Zoo
 
     zoos = [result] if isinstance(result, Zoo) else list(getattr(result, "buckets", result))
@@ -186,9 +218,9 @@ def describe(result: Any) -> str:
     meta = zoos[0].meta if zoos else {}
     if meta.get("format"):
         lines.append(f"imported from {meta['format']}: {meta.get('source', '?')}")
-    skipped = meta.get("skipped")
-    if isinstance(skipped, dict) and skipped.get("count"):
-        lines.append(f"skipped {skipped['count']} by the format's protocol, e.g. {skipped['examples'][0]}")
+    skipped = describe_skipped(meta.get("skipped"))
+    if skipped:
+        lines.append(skipped)
     return "\n".join(lines)
 
 

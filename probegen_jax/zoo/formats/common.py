@@ -67,7 +67,7 @@ def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False, data: byt
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
         hint = ""
-        if not trust_pickle and "weights_only" in str(e):
+        if not trust_pickle and "Unsupported global" in str(e):  # an intact file naming a class, not damage
             hint = ("; the file holds Python objects beyond tensors: if it comes from a source you trust, "
                     "pass trust_pickle=True (--trust-pickle)")
         raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)}){hint}") from e
@@ -142,18 +142,35 @@ def require_dir(path: Path, what: str) -> Path:
 
 @dataclasses.dataclass
 class SkipLog:
-    """Models a format's protocol leaves out, counted with a few example reasons."""
+    """What a reader left out, counted by reason, with a few examples (file names and details)."""
 
-    count: int = 0
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
     examples: list[str] = dataclasses.field(default_factory=list)
 
-    def add(self, reason: str) -> None:
-        self.count += 1
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, reason: str, example: str | None = None, *, n: int = 1) -> None:
+        """Count ``n`` members skipped for ``reason`` (a short phrase shared by like skips)."""
+        self.counts[reason] = self.counts.get(reason, 0) + n
         if len(self.examples) < 10:
-            self.examples.append(reason)
+            self.examples.append(example or reason)
 
     def as_meta(self) -> dict[str, Any]:
-        return {"count": self.count, "examples": list(self.examples)}
+        """What ``meta["skipped"]`` holds: ``count``, ``reasons`` (reason -> count), ``examples``."""
+        return {"count": self.count, "reasons": dict(self.counts), "examples": list(self.examples)}
+
+
+def describe_skipped(skipped: Any) -> str | None:
+    """One line for ``meta["skipped"]`` (None when nothing was skipped)."""
+    if not isinstance(skipped, Mapping) or not skipped.get("count"):
+        return None
+    reasons = skipped.get("reasons")
+    if isinstance(reasons, Mapping) and reasons:
+        return f"skipped {skipped['count']}: " + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+    examples = skipped.get("examples") or ["?"]
+    return f"skipped {skipped['count']}, e.g. {examples[0]}"
 
 
 class FlatStack:

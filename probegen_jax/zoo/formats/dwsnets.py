@@ -54,6 +54,7 @@ from probegen_jax.zoo.zoo import Zoo
 DWSNETS_W0 = 30.0
 DWSNETS_OFFSET = 0.5
 SPLIT_ORDER = ("train", "val", "test")
+EXPORT_RECORD = "zoo_meta.json"  # written by ``write_dwsnets``: how many INRs it wrote and listed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +232,24 @@ def read_inr_listing(listing: Listing, *, output_offset: float, meta: Mapping[st
                      "files": len(listing.paths)})
 
 
+def check_export_record(root: Path, listing: Listing) -> None:
+    """Refuse a folder written by ``write_dwsnets`` whose files are not all there (an export that
+    did not complete, or lost files): its ``zoo_meta.json`` says how many INRs it listed."""
+    record_file = root / EXPORT_RECORD
+    if not record_file.exists():
+        return
+    record = read_json(record_file)
+    listed = record.get("listed", record.get("size")) if isinstance(record, dict) else None
+    if not isinstance(listed, int):
+        raise ZooFormatError(f"{record_file}: no count of the INRs written; the export record is damaged")
+    if listing.source == root:
+        raise ZooFormatError(f"{root}: an export by probegen_jax without its splits.json: the export did not "
+                             "complete; export the zoo again")
+    if len(listing.paths) != listed:
+        raise ZooFormatError(f"{listing.source}: lists {len(listing.paths)} INRs, but {record_file} records "
+                             f"{listed}: the export is incomplete or damaged; export the zoo again")
+
+
 def read_dwsnets(path: str | os.PathLike, *, val_size: int = 5000, seed: int = 0, progress: bool = True,
                  trust_pickle: bool = False, workers: int = 1) -> Zoo:
     """A DWSNets INR zoo from a splits JSON, a folder holding one (``splits.json`` first), or the
@@ -245,6 +264,7 @@ def read_dwsnets(path: str | os.PathLike, *, val_size: int = 5000, seed: int = 0
             listing = list_splits_json(jsons[0])
         else:
             listing = list_mnist_folder(path, val_size=val_size, seed=seed)
+        check_export_record(path, listing)
     meta = {"format": "dwsnets", "coordinates": "xy (column, row)"}
     return read_inr_listing(listing, output_offset=DWSNETS_OFFSET, meta=meta, progress=progress,
                             trust_pickle=trust_pickle, workers=workers)
@@ -296,16 +316,20 @@ def _split_of(zoo: Zoo) -> np.ndarray:
     return names
 
 
-def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True) -> Path:
+def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,
+                  final_dir: str | os.PathLike | None = None) -> Path:
     """Write ``zoo`` as DWSNets INRs: the MNIST-INR folder layout plus ``splits.json``.
 
     Files: ``<out>/mnist_png_{training,testing}_<label>_<i>/checkpoints/model_final.pth`` (train
     and val INRs under ``training``, test under ``testing``), each a state dict
     ``seq.{i}.{weight,bias}`` plus its integer ``label``; ``splits.json`` lists absolute paths and
-    labels per split (written last, so it never names a file that is not there).
+    labels per split (under ``final_dir`` when ``out`` is a temporary folder to be renamed to it,
+    as ``export_zoo`` does); ``zoo_meta.json`` records how many INRs were written and listed, which
+    the reader checks.
     """
     torch = require_torch("writing DWSNets INRs")
     out = Path(out).absolute()
+    final = Path(final_dir).absolute() if final_dir is not None else out
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: already exists and is not empty; pass overwrite=True (--overwrite)")
     labels = np.asarray(zoo.target("label")).astype(np.int64)
@@ -315,14 +339,15 @@ def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, 
     digits = max(5, len(str(len(zoo))))
     for i in progress_iter(range(len(zoo)), total=len(zoo), desc="writing INRs", progress=progress):
         kind = "testing" if split_of[i] == "test" else "training"
-        path = out / f"mnist_png_{kind}_{labels[i]}_{i:0{digits}d}" / "checkpoints" / "model_final.pth"
+        name = Path(f"mnist_png_{kind}_{labels[i]}_{i:0{digits}d}") / "checkpoints" / "model_final.pth"
         state = {k: torch.from_numpy(np.array(v[i])) for k, v in tensors.items()}
         state["label"] = int(labels[i])
-        save_torch(state, path)
+        save_torch(state, out / name)
         if split_of[i]:
-            listing[split_of[i]]["path"].append(str(path))
+            listing[split_of[i]]["path"].append(str(final / name))
             listing[split_of[i]]["label"].append(int(labels[i]))
     write_json(out / "splits.json", listing)
-    write_json(out / "zoo_meta.json", {"meta": json.loads(json.dumps(dict(zoo.meta), default=str)),
-                                       "arch": zoo.arch.spec(), "size": len(zoo)})
+    write_json(out / EXPORT_RECORD, {"meta": json.loads(json.dumps(dict(zoo.meta), default=str)),
+                                     "arch": zoo.arch.spec(), "size": len(zoo),
+                                     "listed": sum(len(v["path"]) for v in listing.values())})
     return out

@@ -6,8 +6,9 @@ Folder: ``params.json`` (the training config: ``model::type``, ``model::nlin``,
 ``checkpoint_<N>/checkpoints`` (N plain or six digits; a torch state dict
 ``module_list.{i}.{weight,bias}``). Every readable checkpoint is one zoo member; following the
 reference loader, a checkpoint that cannot be read or holds NaN is skipped and counted
-(``meta["skipped"]``). Metrics come from the result line whose ``training_iteration`` equals N
-(NaN when there is none).
+(``meta["skipped"]``, by reason), as is one whose metrics are missing: they come from the result
+line whose ``training_iteration`` equals N, and a checkpoint without one (or with a NaN metric) is
+skipped, never given NaN targets.
 
 Architectures (``def_net.py``): ``CNN``/``CNN2`` (28x28 inputs: conv5-pool-act, conv5-pool-act,
 conv2-act, flatten, linear-act, linear), ``CNN3`` (32x32: three conv3-pool-act, flatten,
@@ -102,12 +103,22 @@ def _checkpoints(model_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _model_dirs(root: Path) -> list[Path]:
+    """Model folders: those with a ``params.json`` or ``checkpoint_<N>`` folders (a folder whose
+    ``params.json`` is missing is listed, to be skipped and counted)."""
     if (root / "params.json").is_file():
         return [root]
-    dirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / "params.json").is_file())
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and ((d / "params.json").exists() or _checkpoints(d)))
     if not dirs:
         raise DataFileError(f"{root}: no Model Zoos models here (expected folders with params.json)")
     return dirs
+
+
+def _config(model_dir: Path) -> dict[str, Any]:
+    """The model's ``params.json`` as a JSON object (``ProbegenError`` when missing or damaged)."""
+    config = read_json(model_dir / "params.json")
+    if not isinstance(config, dict):
+        raise ZooFormatError(f"{model_dir / 'params.json'}: expected a JSON object")
+    return config
 
 
 def _metric(record: Mapping[str, Any], key: str) -> float:
@@ -120,21 +131,28 @@ def _metric(record: Mapping[str, Any], key: str) -> float:
 def read_model_zoos(path: str | os.PathLike, *, trust_pickle: bool = False, progress: bool = True) -> list[Zoo]:
     """Every epoch of every model as homogeneous zoos (one per architecture). Targets:
     ``test_accuracy``, ``train_accuracy``, ``test_loss``, ``train_loss``, ``epoch``, ``model``
-    (folder index), ``lr``, ``wd``, ``dropout``, ``seed`` and the integer-coded categories
-    ``activation``, ``init_type``, ``optimizer`` (vocabularies in ``meta["categories"]``)."""
+    (folder index), ``lr``, ``wd``, ``dropout``, ``seed`` (those some ``params.json`` records) and
+    the integer-coded categories ``activation``, ``init_type``, ``optimizer`` (vocabularies in
+    ``meta["categories"]``). Every checkpoint left out is counted by reason in ``meta["skipped"]``:
+    unreadable or NaN checkpoints, models without a readable ``params.json``, checkpoints without a
+    ``result.json`` line or with a missing or non-finite target."""
     root = require_dir(Path(path), "Model Zoos folder")
     models = _model_dirs(root)
     split_of = split_by_group(models, (0.7, 0.15, 0.15), seed=42)
     jobs = []
+    skipped, buckets = SkipLog(), Buckets()
+    configs: dict[Path, dict[str, Any]] = {}
     for m, model_dir in enumerate(models):
-        config = read_json(model_dir / "params.json")
-        if not isinstance(config, dict):
-            raise ZooFormatError(f"{model_dir / 'params.json'}: expected a JSON object")
         checkpoints = _checkpoints(model_dir)
+        try:
+            configs[model_dir] = _config(model_dir)
+        except ProbegenError as e:
+            skipped.add("checkpoints of models without a readable params.json", str(e), n=max(1, len(checkpoints)))
+            continue
         if not checkpoints:
             raise DataFileError(f"{model_dir}: no checkpoint_<N>/checkpoints folders")
-        jobs += [(m, model_dir, config, epoch, file) for epoch, file in checkpoints]
-    skipped, buckets = SkipLog(), Buckets()
+        jobs += [(m, model_dir, configs[model_dir], epoch, file) for epoch, file in checkpoints]
+    numeric = {key: name for key, name in NUMERIC_CONFIG.items() if any(key in c for c in configs.values())}
     results_cache: dict[Path, dict[int, dict[str, Any]]] = {}
     for order, (m, model_dir, config, epoch, file) in enumerate(progress_iter(
             jobs, total=len(jobs), desc="reading Model Zoos", progress=progress)):
@@ -145,17 +163,26 @@ def read_model_zoos(path: str | os.PathLike, *, trust_pickle: bool = False, prog
             arch = model_zoos_arch(config, state, where=str(file))
             flat = torch_layers_to_flat(state, arch, where=str(file))
         except ProbegenError as e:
-            skipped.add(str(e))
+            skipped.add("unreadable checkpoints", str(e))
             continue
         if not all_finite(flat):
-            skipped.add(f"{file}: NaN or inf weights")
+            skipped.add("checkpoints with NaN or inf weights", f"{file}: NaN or inf weights")
             continue
         if model_dir not in results_cache:
             results_cache = {model_dir: _results(model_dir)}
-        record = results_cache[model_dir].get(epoch, {})
+        record = results_cache[model_dir].get(epoch)
+        if record is None:
+            skipped.add("checkpoints without a result.json line", f"{model_dir / 'result.json'}: no line for "
+                        f"training_iteration {epoch} (missing, damaged or cut short)")
+            continue
         targets: dict[str, Any] = {name: _metric(record, key) for key, name in RESULT_KEYS.items()}
+        targets.update({name: _metric(config, key) for key, name in numeric.items()})
+        missing = sorted(name for name, v in targets.items() if not math.isfinite(v))
+        if missing:
+            skipped.add("checkpoints with a missing or non-finite target", f"{file}: no finite {missing} in "
+                        "result.json or params.json")
+            continue
         targets.update(epoch=epoch, model=m)
-        targets.update({name: _metric(config, key) for key, name in NUMERIC_CONFIG.items()})
         targets.update({name: str(config.get(key, "")) for key, name in CATEGORICAL_CONFIG.items()})
         buckets.add(arch, flat, targets, split_of[model_dir], order)
     if not len(buckets):

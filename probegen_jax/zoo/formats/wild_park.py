@@ -8,7 +8,8 @@ Files: ``<root>/cifar10_zooV2/<trial>/<checkpoint_dir>/checkpoint.pt``, each a t
 Splits come from a splits JSON ``{split: {"path": [...], "score": [...], "step": [...]}}`` with
 paths relative to its folder (as the reference split script writes it); without one, networks
 (trials) are split 80/10/10 by a seeded shuffle, all checkpoints of a network in one split, and
-the score is the checkpoint's ``last_result["test/acc"]``.
+the score is the checkpoint's ``last_result["test/acc"]``. A checkpoint with no finite score or
+step is skipped and counted by reason (``meta["skipped"]``), never given a NaN target.
 
 The published checkpoints pickle their config as an OmegaConf object, which ``weights_only``
 loading refuses: read such files with ``trust_pickle=True`` (and omegaconf installed) if you trust
@@ -29,6 +30,7 @@ from probegen_jax.archs import Arch, make_arch
 from probegen_jax.errors import DataFileError, ShapeMismatchError, ZooFormatError
 from probegen_jax.zoo.formats.common import (
     Buckets,
+    SkipLog,
     as_float,
     as_int,
     check_shape,
@@ -154,7 +156,7 @@ def read_wild_park(path: str | os.PathLike, *, splits_file: str | os.PathLike | 
     rows = _listing(root, Path(splits_file) if splits_file else None)
     trial_ids = {t: i for i, t in enumerate(sorted({r[0].parent.parent for r in rows}, key=str))}
     network_ids = {f: trial_ids[f.parent.parent] for f, *_ in rows}
-    loaded = []
+    loaded, skipped = [], SkipLog()
     for order, (file, split, score, step) in enumerate(progress_iter(rows, total=len(rows), desc="reading Wild Park",
                                                                      progress=progress)):
         ckpt = load_torch(file, trust_pickle=trust_pickle)
@@ -169,6 +171,10 @@ def read_wild_park(path: str | os.PathLike, *, splits_file: str | os.PathLike | 
                 else math.nan
         if math.isnan(step) and isinstance(ckpt, Mapping):
             step = as_float(ckpt.get("iteration"), where=f"{where}: iteration")
+        if not (math.isfinite(score) and math.isfinite(step)):
+            skipped.add("checkpoints without a finite test accuracy or step",
+                        f"{where}: test accuracy {score}, step {step} (neither in the splits file nor the checkpoint)")
+            continue
         loaded.append((arch, flat, {"test_accuracy": score, "step": step, "network": network_ids[file]}, split,
                        order))
     if final_only:
@@ -179,5 +185,7 @@ def read_wild_park(path: str | os.PathLike, *, splits_file: str | os.PathLike | 
     buckets = Buckets()
     for arch, flat, targets, split, order in loaded:
         buckets.add(arch, flat, targets, split, order)
+    if not len(buckets):
+        raise ZooFormatError(f"{root}: no usable checkpoint; skipped {skipped.count}, e.g. {skipped.examples[:3]}")
     return buckets.zoos({"format": "wild-park", "source": str(root), "final_only": final_only,
-                         "total": len(loaded)})
+                         "total": len(loaded), "skipped": skipped.as_meta()})
