@@ -51,3 +51,25 @@ class MissingDependencyError(ProbegenError, ImportError):
 
 class NoMatchingTreeError(ProbegenError, ValueError):
     """A model is farther from every model tree's centroid than that tree's radius."""
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's files, disk or input (the library's
+    own errors, refused overwrites, bad values, a full disk, missing permissions), or None for
+    an error that is a bug and deserves its traceback."""
+    import errno
+
+    if isinstance(error, (ProbegenError, FileExistsError)):
+        return str(error)
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        hints = {errno.ENOSPC: "no space left on the device: free some space or write elsewhere",
+                 errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
+                 errno.EACCES: "permission denied: check the permissions or use another path",
+                 errno.EPERM: "operation not permitted: check the permissions or use another path",
+                 errno.EROFS: "read-only file system: write elsewhere",
+                 errno.ENOENT: "no such file or directory: check the path"}
+        return where + hints.get(error.errno, error.strerror or str(error))
+    if isinstance(error, ValueError):
+        return str(error)
+    return None

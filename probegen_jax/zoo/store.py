@@ -102,8 +102,20 @@ def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool 
         raise ZooFormatError(f"{path}: the saved arrays are not a zoo's (params, targets, splits)")
     flat = {k: np.asarray(v) for k, v in flatten_params(restored.get("params", {})).items()}
     params = arch.unflatten(flat, where=f"{path}/params")
+    _check_dtypes(arch, params, path)
     return Zoo(arch=arch, params=params, targets=restored.get("targets", {}) or {},
                splits=restored.get("splits", {}) or {}, meta=meta.get("meta", {}))
+
+
+def _check_dtypes(arch: Arch, params: Any, path: Path) -> None:
+    """Refuse params of another kind or narrower than the architecture's (arrays rewritten as
+    int32 or float16, say); wider floats (float64 for float32) are kept."""
+    for (keys, want), got in zip(jax.tree_util.tree_leaves_with_path(arch.param_shapes()), jax.tree.leaves(params),
+                                 strict=True):
+        want_dtype, got_dtype = np.dtype(want.dtype), np.asarray(got).dtype
+        if got_dtype.kind != want_dtype.kind or got_dtype.itemsize < want_dtype.itemsize:
+            raise ZooFormatError(f"{path}: params{jax.tree_util.keystr(keys)} are {np.asarray(got).dtype}, the "
+                                 f"architecture's are {want.dtype}; the zoo's arrays were rewritten or damaged")
 
 
 def _load_v1_arrays(path: Path) -> dict[str, Any]:
