@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 import zlib
@@ -70,6 +71,8 @@ def _fsync_dir(path: Path) -> None:
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files and folders that killed processes left while writing ``path``
     (named ``.<name>.tmp-<pid>-*`` beside it, ``pid`` no longer running); returns them."""
+    if not _writes_here():  # another host's pids are not running here
+        return []
     path = Path(path).absolute()
     removed = []
     with contextlib.suppress(OSError):
@@ -103,9 +106,51 @@ def is_temp_path(path: str | os.PathLike) -> bool:
     return _TEMP.match(Path(path).absolute().name) is not None
 
 
+_nested_writes = [0]
+
+
+def _writes_here() -> bool:
+    """Whether this process writes files: the only one, or the main one of a multi-process JAX run."""
+    if "jax" not in sys.modules:  # no JAX, no multi-process run
+        return True
+    from probegen_jax.parallel import is_main_process
+
+    return is_main_process()
+
+
+def _barrier(name: str) -> None:
+    if "jax" in sys.modules:  # no JAX, no multi-process run
+        from probegen_jax.parallel import barrier
+
+        barrier(name)
+
+
+@contextlib.contextmanager
+def _one_writer() -> Iterator[bool]:
+    """Around every write: yields whether this process writes it. In a multi-process JAX run only
+    the main process writes, and every process waits at the start of the outermost write (all
+    have looked at what was there before) and at its end (the file is there to read)."""
+    outermost = _nested_writes[0] == 0
+    if outermost:
+        _barrier("probegen_jax.io write starts")
+    _nested_writes[0] += 1
+    try:
+        yield _writes_here()
+    finally:
+        _nested_writes[0] -= 1
+    if outermost:
+        _barrier("probegen_jax.io write ends")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place (mode as
-    for any new file: 0666 less the umask)."""
+    for any new file: 0666 less the umask); in a multi-process run, from the main process only."""
+    with _one_writer() as writes:
+        if writes:
+            _atomic_write(path, write)
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
@@ -116,16 +161,46 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        raise _with_filename(e, path)
+
+
+def _with_filename(error: BaseException, path: Path) -> BaseException:
+    """``error``, or for an ``OSError`` that names no file (a failed write or fsync), one naming ``path``."""
+    if isinstance(error, OSError) and not error.filename:
+        named = OSError(error.errno, error.strerror or str(error), str(path))
+        named.__cause__ = error
+        return named
+    return error
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an ``OSError`` that names no file as one naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise _with_filename(e, path) from e
 
 
 @contextlib.contextmanager
 def staged_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """A fresh temporary folder beside ``path``, renamed to ``path`` when the block completes
     (replacing a folder there when ``overwrite``) and removed if it fails. Temporary folders
-    of killed writes to ``path`` are removed first."""
+    of killed writes to ``path`` are removed first. In a multi-process run the other processes
+    get a private folder that is dropped (the main process writes ``path``)."""
+    with _one_writer() as writes:
+        if writes:
+            with _staged_dir(path, overwrite=overwrite) as tmp:
+                yield tmp
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _staged_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
@@ -258,14 +333,22 @@ def _leaf_bytes(leaf: Any) -> tuple[np.ndarray, memoryview]:
 
 def save_pytree(path: str | os.PathLike, tree: Any, *, record: Any = None) -> Path:
     """Save a pytree of arrays (and an optional JSON ``record``) to the folder ``path``, replacing
-    one already there; every leaf's CRC-32 goes into the checksummed manifest. Returns the path."""
+    one already there; every leaf's CRC-32 goes into the checksummed manifest (in a multi-process
+    run, from the main process only). Returns the path."""
+    with _one_writer() as writes:
+        if writes:
+            _save_pytree(path, tree, record)
+    return Path(path).absolute()
+
+
+def _save_pytree(path: str | os.PathLike, tree: Any, record: Any) -> Path:
     import jax
 
     path = Path(path).absolute()
     flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))
     leaves, offset = [], 0
     with staged_dir(path) as tmp:
-        with open(tmp / DATA, "wb") as f:
+        with open(tmp / DATA, "wb") as f, _naming(path / DATA):
             os.fchmod(f.fileno(), 0o666 & ~_umask())
             for keys, leaf in flat:
                 array, data = _leaf_bytes(leaf)

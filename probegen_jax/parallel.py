@@ -1,7 +1,10 @@
-"""Meshes and sharding along the zoo axis.
+"""Meshes, sharding along the zoo axis, and multi-process helpers.
 
-Single host, several devices and TPU pods (after ``jax.distributed.initialize()``) differ only in
-the mesh: every zoo-axis computation shards its leading axis over the mesh axis ``"zoo"``.
+Single host, several devices and several processes (TPU pods, GPU clusters, or processes on one
+machine after ``initialize_distributed``) differ only in the mesh: every zoo-axis computation
+shards its leading axis over the mesh axis ``"zoo"``. On a multi-process mesh every process runs
+the same program on the same host data and owns its local devices' shards; ``to_host`` gathers a
+result into every process, and console output and plain-file writes come from the main process.
 """
 
 from __future__ import annotations
@@ -18,12 +21,89 @@ from probegen_jax.types import PyTree
 ZOO_AXIS = "zoo"
 
 
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, *, cpu_devices: int | None = None) -> int:
+    """Join this process to a multi-process run (``jax.distributed.initialize``); returns the
+    process count. Call it before any other JAX call.
+
+    Without arguments the cluster is detected from the environment (SLURM, Open MPI, TPU pods,
+    ...) as ``jax.distributed.initialize()`` does; where none is found, or ``num_processes`` is 1,
+    it does nothing (one process). ``cpu_devices`` sets the CPU devices of this process (for runs
+    of several processes on one machine's CPUs). Calling it again is a no-op.
+    """
+    if jax.distributed.is_initialized():
+        return jax.process_count()
+    if cpu_devices is not None:
+        jax.config.update("jax_num_cpu_devices", cpu_devices)
+    if num_processes == 1:
+        return 1
+    if coordinator is None and num_processes is None and process_id is None:
+        try:
+            jax.distributed.initialize()
+        except ValueError as e:  # no cluster in the environment: a single process
+            if "coordinator_address" not in str(e):
+                raise
+            return 1
+    else:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    return jax.process_count()
+
+
+def is_main_process() -> bool:
+    """Whether this process prints progress and writes plain files (process 0, or the only one)."""
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches ``barrier(name)`` (nothing to wait for in one process)."""
+    if jax.distributed.is_initialized() and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def to_host(tree: PyTree) -> PyTree:
+    """Every leaf as a NumPy array holding its whole value, in every process (arrays spread over
+    other processes' devices are gathered)."""
+    def get(a):
+        if isinstance(a, jax.Array) and not (a.is_fully_addressable or a.is_fully_replicated):
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(get, tree)
+
+
+def agree_min(value: int) -> int:
+    """The least of ``value`` over all processes (every process gets it; itself in one process),
+    so that processes deciding from their own devices still run the same program."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(np.min(multihost_utils.process_allgather(np.asarray(value, np.int64))))
+
+
+def global_devices(n: int | None = None) -> list[jax.Device]:
+    """``n`` devices (default: all) taken evenly from every process, in process order."""
+    devices = jax.devices()
+    if n is None:
+        return devices
+    processes = sorted({d.process_index for d in devices})
+    per_process, rest = divmod(n, len(processes))
+    local = {p: [d for d in devices if d.process_index == p] for p in processes}
+    if n < 1 or rest or per_process > min(len(v) for v in local.values()):
+        raise ValueError(f"a mesh of {n} devices needs a multiple of the {len(processes)} processes, at most "
+                         f"{min(len(v) for v in local.values())} from each; {len(devices)} devices in all")
+    return [d for p in processes for d in local[p][:per_process]]
+
+
 def zoo_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
-    """A 1-D mesh named ``"zoo"`` over ``devices`` (default: all; an int takes the first n)."""
-    if devices is None:
-        devices = jax.devices()
-    elif isinstance(devices, int):
-        devices = jax.devices()[:devices]
+    """A 1-D mesh named ``"zoo"`` over ``devices`` (default: every process's devices; an int
+    takes that many, the same number from every process)."""
+    if devices is None or isinstance(devices, int):
+        devices = global_devices(devices)
     return Mesh(np.asarray(devices), (ZOO_AXIS,))
 
 
@@ -56,15 +136,20 @@ def pad_zoo_axis(tree: PyTree, multiple: int) -> tuple[PyTree, int]:
 
 
 def place_on_mesh(tree: PyTree, sharding: NamedSharding) -> PyTree:
-    """Place host arrays with ``sharding``; each device reads only its own slice.
+    """Place every leaf with ``sharding``; each device reads only its own slice.
 
-    Built with ``jax.make_array_from_callback``, so it also works on multi-host meshes (TPU pods)
-    where every process holds the same host copy and owns only its local devices' shards.
+    Host arrays and process-local ``jax.Array``s (e.g. restored from a checkpoint) are taken as
+    the same value in every process (``jax.make_array_from_callback``), so this also works on
+    multi-process meshes; arrays already spread over several processes are resharded in place.
     """
-
     def place(a):
-        if isinstance(a, jax.Array) and jax.process_count() == 1:
-            return jax.device_put(a, sharding)
+        if isinstance(a, jax.Array):
+            if not a.is_fully_addressable:
+                if a.sharding.is_equivalent_to(sharding, a.ndim):
+                    return a
+                return jax.jit(lambda x: x, out_shardings=sharding)(a)
+            if jax.process_count() == 1:
+                return jax.device_put(a, sharding)
         a = np.asarray(a)
         return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 

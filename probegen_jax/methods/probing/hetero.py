@@ -25,16 +25,20 @@ from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.methods.probing.probe import probe, probe_zoo
 from probegen_jax.methods.probing.probegen import responses_learner
 from probegen_jax.methods.probing.sources import ProbeSource
+from probegen_jax.parallel import to_host
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PyTree
 from probegen_jax.zoo.hetero import HeteroZoo
 
 
-def probe_hetero(zoo: HeteroZoo, probes: Array, *, mesh: Mesh | None = None, batch_size: int | None = None) -> np.ndarray:
-    """Responses ``[N, K, out]`` of every member, in the zoo's order: one ``probe_zoo`` call per bucket."""
+def probe_hetero(zoo: HeteroZoo, probes: Array, *, mesh: Mesh | None = None, batch_size: int | None = None,
+                 memory_budget_bytes: int | None = None) -> np.ndarray:
+    """Responses ``[N, K, out]`` of every member, in the zoo's order: one ``probe_zoo`` call per
+    bucket (the same arguments), gathered into every process of a multi-process mesh."""
     out = None
     for b, bucket in enumerate(zoo.buckets):
-        responses = np.asarray(probe_zoo(bucket.arch, bucket.params, probes, mesh=mesh, batch_size=batch_size))
+        responses = to_host(probe_zoo(bucket.arch, bucket.params, probes, mesh=mesh, batch_size=batch_size,
+                                      memory_budget_bytes=memory_budget_bytes))
         if out is None:
             out = np.empty((len(zoo), *responses.shape[1:]), responses.dtype)
         rows = zoo.bucket == b

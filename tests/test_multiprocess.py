@@ -1,0 +1,207 @@
+"""Multi-process meshes: 2 processes on localhost (1 CPU device each, gloo collectives) give the
+results of 1 process with 2 devices, for probing, training, resumption and zoo storage.
+
+Run as a script, this file is the worker: every scenario runs in one launch of each process and
+writes its results to ``<out>/result_<process>.npz``; the test compares them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TIMEOUT_S = 240
+NUM_NETWORKS = 64
+SCALES = np.asarray([0.5, 1.0, 1.5, 2.0], np.float32)
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def tiny_zoo(hidden: int = 8, seed: int = 0, n: int = NUM_NETWORKS):
+    """SIRENs whose weights are scaled by one of four factors; the label is the factor's index."""
+    import jax
+
+    from probegen_jax.archs import make_arch
+    from probegen_jax.zoo import Zoo
+
+    arch = make_arch("siren", in_dim=2, hidden=hidden, depth=2, out_dim=1)
+    label = np.random.default_rng(seed).integers(0, len(SCALES), n)
+    params = jax.vmap(arch.init)(jax.random.split(jax.random.key(seed), n))
+    params = jax.tree.map(lambda a: np.asarray(a) * SCALES[label].reshape(-1, *[1] * (a.ndim - 1)), params)
+    order = np.random.default_rng(seed + 1).permutation(n)
+    splits = {"train": order[: n // 2], "val": order[n // 2: 3 * n // 4], "test": order[3 * n // 4:]}
+    return Zoo(arch=arch, params=params, targets={"label": label}, splits=splits)
+
+
+def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
+    """Every scenario on a mesh of all processes' devices; flat ``{name: array}`` results."""
+    import jax
+
+    import probegen_jax.training.loop as loop
+    from probegen_jax.archs import flatten_params
+    from probegen_jax.methods.probing.hetero import probe_hetero
+    from probegen_jax.methods.probing.probe import probe_zoo
+    from probegen_jax.methods.probing.probegen import probing_learner
+    from probegen_jax.methods.probing.sources import coordinate_probe_source
+    from probegen_jax.parallel import barrier, to_host, zoo_mesh
+    from probegen_jax.training.tasks import classification
+    from probegen_jax.zoo import load_zoo, save_zoo
+    from probegen_jax.zoo.hetero import HeteroZoo
+
+    mesh = zoo_mesh()
+    assert mesh.size == 2, mesh
+    zoo = tiny_zoo()
+    probes = np.random.default_rng(3).uniform(-1, 1, (16, 2)).astype(np.float32)
+    results = {"responses": to_host(probe_zoo(zoo.arch, zoo.params, probes, mesh=mesh, batch_size=8))}
+
+    hetero = HeteroZoo.concat([tiny_zoo(8, seed=1, n=24), tiny_zoo(12, seed=2, n=20)])
+    results["hetero_responses"] = probe_hetero(hetero, probes, mesh=mesh, batch_size=4)
+
+    learner = probing_learner(zoo.arch, coordinate_probe_source("probegen", 8), len(SCALES), head_hidden=16,
+                              head_layers=2)
+    task = classification(len(SCALES))
+    splits = zoo.split_arrays("label")
+    cfg = loop.TrainConfig(epochs=3, batch_size=8, learning_rate=1e-2, eval_batch_size=8, seed=0)
+
+    def record(name: str, result: loop.TrainResult) -> None:
+        results.update({f"{name}/params/{k}": v for k, v in flatten_params(result.params).items()})
+        metrics = {**{f"val_{k}": v for k, v in result.val.items()}, **{f"test_{k}": v for k, v in result.test.items()}}
+        results[f"{name}/metrics"] = np.asarray([metrics[k] for k in sorted(metrics)] + [result.best_epoch])
+        results[f"{name}/history"] = np.asarray([[h[k] for k in sorted(h)] for h in result.history])
+
+    record("fit", loop.fit(learner, task, splits, cfg, mesh=mesh, checkpoint_dir=workdir / "full",
+                           desc="multiprocess fit"))
+
+    real_order = loop.batch_order
+
+    def interrupted(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_order(seed, epoch, n, batch_size)
+
+    loop.batch_order = interrupted
+    try:
+        loop.fit(learner, task, splits, cfg, mesh=mesh, checkpoint_dir=workdir / "resumed", progress=False)
+        raise AssertionError("the interrupted run went on")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.batch_order = real_order
+    record("resumed", loop.fit(learner, task, splits, cfg, mesh=mesh, checkpoint_dir=workdir / "resumed",
+                               progress=False))
+
+    save_zoo(zoo, workdir / "zoo")
+    barrier("zoo saved")
+    loaded = load_zoo(workdir / "zoo")
+    results.update({f"loaded/params/{k}": v for k, v in flatten_params(loaded.params).items()})
+    results["loaded/label"] = loaded.targets["label"]
+    results["loaded/train"] = loaded.splits["train"]
+    return results
+
+
+def worker(out: Path, workdir: Path, num_processes: int, process_id: int, port: int, devices: int) -> None:
+    from probegen_jax.parallel import initialize_distributed
+
+    got = initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, cpu_devices=devices)
+    assert got == num_processes
+    results = run_scenarios(out, workdir)
+    np.savez(out / f"result_{process_id}.npz", **results)
+
+
+# ----------------------------------------------------------------------------- test
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(out: Path, num_processes: int, devices: int) -> list[subprocess.Popen]:
+    """Start ``num_processes`` workers of ``devices`` CPU devices each, logging to ``out``."""
+    out.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(Path(__file__).parents[1]))
+    port = free_port()
+    procs = []
+    for i in range(num_processes):
+        cmd = [sys.executable, __file__, str(out), str(out / "work"), str(num_processes), str(i), str(port),
+               str(devices)]
+        with open(out / f"log_{i}.txt", "w") as log:
+            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    return procs
+
+
+def wait_all(procs: list[subprocess.Popen], deadline: float) -> list[int]:
+    return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+
+
+def load_result(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Results of 1 process with 2 devices and of each of 2 processes with 1 device, run at once."""
+    root = tmp_path_factory.mktemp("multiprocess")
+    procs = launch(root / "single", 1, 2) + launch(root / "multi", 2, 1)
+    try:
+        codes = wait_all(procs, time.monotonic() + TIMEOUT_S)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    logs = "\n".join(f.read_text()[-3000:] for f in sorted(root.glob("*/log_*.txt")))
+    assert codes == [0, 0, 0], logs
+    return (load_result(root / "single" / "result_0.npz"),
+            [load_result(root / "multi" / f"result_{i}.npz") for i in range(2)],
+            [(root / "multi" / f"log_{i}.txt").read_text() for i in range(2)])
+
+
+def test_every_process_gets_the_single_process_results(runs):
+    single, multi, _ = runs
+    for got in multi:
+        assert sorted(got) == sorted(single)
+        for name, want in single.items():
+            if name.endswith("/history") or name.endswith("/metrics") or "/params/" in name and "loaded" not in name:
+                np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
+            else:  # probing and storage move no data between devices: bit for bit
+                np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_scenarios_are_not_trivial(runs):
+    single, _, _ = runs
+    zoo = tiny_zoo()
+    assert single["responses"].shape == (NUM_NETWORKS, 16, 1)
+    assert single["hetero_responses"].shape == (44, 16, 1)
+    assert np.ptp(single["responses"][:, 0, 0]) > 0  # networks differ
+    np.testing.assert_array_equal(single["loaded/label"], zoo.targets["label"])
+    assert single["fit/history"].shape[0] == 3
+    np.testing.assert_allclose(single["resumed/history"], single["fit/history"], rtol=1e-6)
+    for name in single:
+        if name.startswith("fit/params/"):
+            np.testing.assert_allclose(single[name.replace("fit/", "resumed/")], single[name], rtol=1e-6,
+                                       atol=1e-6)
+
+
+def test_only_the_main_process_prints_progress(runs):
+    _, _, (main, other) = runs
+    assert "multiprocess fit" in main
+    assert "multiprocess fit" not in other
+
+
+if __name__ == "__main__":
+    out_dir, work_dir, n_proc, pid, port_, n_dev = sys.argv[1:]
+    worker(Path(out_dir), Path(work_dir), int(n_proc), int(pid), int(port_), int(n_dev))
