@@ -25,7 +25,17 @@ from tqdm.auto import tqdm
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError
 from probegen_jax.training.checkpoints import CheckpointManager
 from probegen_jax.training.learner import Learner
-from probegen_jax.parallel import map_in_blocks, place_blocks, platform_of, replicated, shard_zoo, zoo_sharding
+from probegen_jax.parallel import (
+    is_main_process,
+    map_in_blocks,
+    place_blocks,
+    place_on_mesh,
+    platform_of,
+    replicated,
+    shard_zoo,
+    to_host,
+    zoo_sharding,
+)
 from probegen_jax.training.tasks import Task
 from probegen_jax.tracing import contains_convolution
 from probegen_jax.types import Array, Params, PyTree
@@ -96,11 +106,12 @@ def _size(split: Split, name: str) -> int:
 
 
 def predict(apply, params: Params, inputs: PyTree, *, batch_size: int = 256, mesh: Mesh | None = None) -> np.ndarray:
-    """``apply(params, inputs)`` over a whole split, ``batch_size`` rows per device at a time."""
+    """``apply(params, inputs)`` over a whole split, ``batch_size`` rows per device at a time (on a
+    multi-process mesh every process gets the whole result)."""
     padded, n, devices, block = place_blocks(inputs, mesh, batch_size)
     if mesh is not None:
-        params = jax.device_put(params, replicated(mesh))
-    return np.asarray(_predict_blocks(apply, params, padded, devices, block))[:n]
+        params = place_on_mesh(params, replicated(mesh))
+    return to_host(_predict_blocks(apply, params, padded, devices, block))[:n]
 
 
 @partial(jax.jit, static_argnums=(0, 3, 4))
@@ -284,17 +295,18 @@ def fit_objective(
     if manager is not None and manager.latest() is not None:
         state, best, history, start_epoch, elapsed = manager.restore(state)
 
-    train_data = jax.tree.map(jnp.asarray, train_data)
-    if mesh is not None:
+    if mesh is None:
+        train_data = jax.tree.map(jnp.asarray, train_data)
+    else:  # restored arrays sit on one local device: placed as the same value in every process
         train_data, _ = shard_zoo(train_data, mesh)
-        state = jax.device_put(state, replicated(mesh))
+        state = place_on_mesh(state, replicated(mesh))
     epoch_fn = _epoch_fn(objective, optimizer, mesh, cfg.seed, scan=None)
     started = time.perf_counter() - elapsed
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not progress, unit="epoch",
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not (progress and is_main_process()), unit="epoch",
                initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
         order = (order_fn or batch_order)(cfg.seed, epoch, n_train, batch_size)
-        state, loss = epoch_fn(state, train_data, jnp.asarray(order), jnp.asarray(epoch))
+        state, loss = epoch_fn(state, train_data, np.asarray(order), np.asarray(epoch))
         if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
             continue
         val = validate(state.params)
@@ -305,5 +317,5 @@ def fit_objective(
         bar.set_postfix(loss=f"{float(loss):.4f}", **{select: f"{val[select]:.4f}"})
         if manager is not None:
             manager.save(epoch, state, best, history, time.perf_counter() - started)
-    return TrainResult(jax.device_get(best["params"]), best["epoch"], best["val"], {}, history,
+    return TrainResult(to_host(best["params"]), best["epoch"], best["val"], {}, history,
                        round(time.perf_counter() - started, 3))
