@@ -3,6 +3,8 @@ reference computations, haloed windows, training on a small CNN zoo, property pr
 sampling, and the errors for bad input."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ from sklearn.linear_model import Ridge
 from probegen_jax.archs import make_arch
 from probegen_jax.archs.cnn import ACTIVATION_LEAF
 from probegen_jax.data import load_digits
+from probegen_jax.io import write_json
 from probegen_jax.errors import CheckpointError, DataFileError, ShapeMismatchError
 from probegen_jax.methods.sane.augment import multiplicative_noise, permute_hidden
 from probegen_jax.methods.sane.embed import in_windows, window_starts, zoo_embeddings, zoo_latents
@@ -22,16 +25,19 @@ from probegen_jax.methods.sane.properties import ridge_fit, ridge_probe
 from probegen_jax.methods.sane.sample import kde_sample, sample_sub, top_fraction
 from probegen_jax.methods.sane.tokens import (
     STANDARDIZATION_FILE,
+    TokenLayout,
     destandardize,
     detokenize,
     fit_standardization,
+    layer_params,
     load_standardization,
     save_standardization,
     standardize,
     token_layout,
     tokenize,
 )
-from probegen_jax.methods.sane.train import MODEL_FILE, load_sane, train_sane
+from probegen_jax.methods.sane.model import make_sane
+from probegen_jax.methods.sane.train import MODEL_FILE, TrainedSANE, load_sane, save_sane, train_sane
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, finetune_networks, make_small_cnn_zoo, training_data
 
@@ -98,7 +104,8 @@ def test_layout_rows_positions_and_mask():
     pos = layout.positions()
     assert (pos[:, 0] == np.arange(layout.num_tokens)).all()
     assert np.bincount(pos[:, 1]).tolist() == [16, 48, 48, 10]
-    assert pos[16:64, 2].tolist() == list(range(48))
+    assert pos[16:64, 2].tolist() == [k for k in range(16) for _ in range(3)]  # the row, for each of its pieces
+    assert layout.position_table_sizes() == (122, 4, 16)
     tokens = np.asarray(tokenize(params, layout))
     assert (tokens[layout.mask() == 0] == 0).all()
 
@@ -112,12 +119,19 @@ def test_layout_mismatch_names_the_layer():
         layout.check(MLP.init(jax.random.key(0)))
     with pytest.raises(ShapeMismatchError, match=r"expected \[122, 64\]"):
         detokenize(jnp.zeros((10, 64)), layout)
+    with pytest.raises(ValueError, match="token size must be positive"):
+        token_layout(cnn_params(), -1)
 
 
-def test_token_size_or_window_larger_than_the_sequence_is_refused():
+def test_automatic_and_oversized_token_sizes_and_window_larger_than_the_sequence():
     params = cnn_params()
-    with pytest.raises(ValueError, match="token size 5000 is larger than the whole network"):
-        token_layout(params, 5000)
+    auto = token_layout(params, 0)
+    assert auto.token_size == 145 and auto.num_tokens == 16 + 16 + 16 + 10  # one token per row
+    big = token_layout(params, 5000)  # larger than the network: every row is one padded token
+    assert big.num_tokens == auto.num_tokens and big.mask().sum() == 4970
+    np.testing.assert_array_equal(np.asarray(tokenize(params, big))[:, :145], np.asarray(tokenize(params, auto)))
+    cfg = dataclasses.replace(TINY_SANE, token_size=0).for_layout(auto)
+    assert cfg.token_size == 145 and cfg.max_layer_tokens == 16
     layout = token_layout(params, 64)
     with pytest.raises(ValueError, match="window 500 is larger than the sequence"):
         dataclasses.replace(TINY_SANE, token_size=64, window=500).for_layout(layout)
@@ -125,13 +139,17 @@ def test_token_size_or_window_larger_than_the_sequence_is_refused():
 
 def test_standardization_per_layer_inverse_and_file(tmp_path):
     zoo = stacked(MLP, 20)
-    zoo = jax.tree.map(lambda a: a * 3.0 + 1.0, zoo)
+    zoo = jax.tree.map(lambda a: a * jnp.linspace(1.0, 3.0, 20).reshape(-1, *[1] * (a.ndim - 1)) + 1.0, zoo)
     layout = token_layout(jax.tree.map(lambda a: a[0], zoo), 16)
     stats = fit_standardization(zoo, layout)
+    for i, s in enumerate(layout.layers):  # mean of per-network means, sqrt of the mean unbiased variance
+        per_net = [np.concatenate([np.ravel(zoo[s.name]["kernel"][n]), np.ravel(zoo[s.name]["bias"][n])])
+                   for n in range(20)]
+        assert stats.mean[i] == pytest.approx(np.mean([v.mean() for v in per_net]), rel=1e-5)
+        assert stats.std[i] == pytest.approx(np.sqrt(np.mean([v.var(ddof=1) for v in per_net])), rel=1e-5)
+        pooled = np.concatenate(per_net).std()
+        assert abs(stats.std[i] - pooled) > 1e-3 * pooled  # not the pooled std: the spread of means is left out
     std = standardize(zoo, stats, layout)
-    for s in layout.layers:
-        values = np.concatenate([np.ravel(std[s.name]["kernel"]), np.ravel(std[s.name]["bias"])])
-        assert abs(values.mean()) < 1e-5 and abs(values.std() - 1) < 1e-4
     back = destandardize(std, stats, layout)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(zoo), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -147,6 +165,121 @@ def test_standardization_per_layer_inverse_and_file(tmp_path):
         load_standardization(tmp_path)
 
 
+# ----------------------------------------------------------------------------- the SANE reference code's tokens
+
+OFFICIAL = np.load(Path(__file__).parent / "fixtures" / "sane_official" / "sane_official.npz")
+BN_LEAVES = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+
+
+def torch_state(kind: str, seed: int) -> dict[str, np.ndarray]:
+    """A fixture network's state dict (torch layout, in the module's order)."""
+    prefix = f"{kind}/net{seed}/"
+    return {k[len(prefix):]: OFFICIAL[k] for k in OFFICIAL.files if k.startswith(prefix)}
+
+
+def library_params(state: dict[str, np.ndarray]) -> dict:
+    """Torch layout to this library's: kernels ``[in, out]`` / HWIO, BatchNorm ``scale, bias, mean, var``."""
+    params = {}
+    for key, value in state.items():
+        name, leaf = key.split(".")
+        layer = params.setdefault(name, {})
+        if name.startswith("bn"):
+            layer[BN_LEAVES[leaf]] = jnp.asarray(value)
+        else:
+            layer["kernel" if leaf == "weight" else "bias"] = jnp.asarray(
+                value.T if leaf == "weight" and value.ndim == 2 else
+                value.transpose(2, 3, 1, 0) if leaf == "weight" else value)
+    return params
+
+
+def spec_tokens(state: dict[str, np.ndarray], size: int, ignore_bn: bool):
+    """SANE's tokeniser written from its description, on a torch state dict: every weight and running
+    statistic in order, rows ``reshape(out, -1)`` with the bias as a last column, pieces of ``size``."""
+    tensors = []
+    for key, w in state.items():
+        name, leaf = key.split(".")
+        if (ignore_bn and name.startswith("bn")) or leaf == "bias":
+            continue
+        rows = w.reshape(len(w), -1)
+        if leaf == "weight" and f"{name}.bias" in state:
+            rows = np.concatenate([rows, state[f"{name}.bias"][:, None]], axis=1)
+        tensors.append(rows)
+    if size == 0:
+        size = max(r.shape[1] for r in tensors)
+    tokens, mask, pos = [], [], []
+    for l, rows in enumerate(tensors):
+        pieces = -(-rows.shape[1] // size)
+        padded = np.zeros((len(rows), pieces * size), np.float32)
+        padded[:, : rows.shape[1]] = rows
+        tokens.append(padded.reshape(-1, size))
+        mask.append((np.arange(pieces * size) < rows.shape[1])[None].repeat(len(rows), 0).reshape(-1, size))
+        pos += [(l, k) for k in range(len(rows)) for _ in range(pieces)]
+    pos = np.asarray([(n, l, k) for n, (l, k) in enumerate(pos)])
+    return np.concatenate(tokens), np.concatenate(mask), pos
+
+
+CASES = [("mlp", False), ("cnn", False), ("cnn_bn", False), ("cnn_bn", True)]
+
+
+@pytest.mark.parametrize("kind,ignore_bn", CASES)
+@pytest.mark.parametrize("size", [0, 4, 10_000])
+def test_tokens_match_the_sane_reference_code_and_the_description(kind, ignore_bn, size):
+    state = torch_state(kind, 0)
+    params = library_params(state)
+    layout = token_layout(params, size, ignore_norm=ignore_bn)
+    tokens, mask, pos = np.asarray(tokenize(params, layout)), layout.mask().astype(bool), layout.positions()
+    tag = f"{kind}/ignore_bn{int(ignore_bn)}/size{size}"
+    np.testing.assert_array_equal(tokens, OFFICIAL[f"{tag}/tokens"])
+    np.testing.assert_array_equal(mask, OFFICIAL[f"{tag}/mask"])
+    np.testing.assert_array_equal(pos, OFFICIAL[f"{tag}/pos"])
+    if size:  # the description has no automatic size quirks to follow
+        ref_tokens, ref_mask, ref_pos = spec_tokens(state, size, ignore_bn)
+        np.testing.assert_array_equal(tokens, ref_tokens)
+        np.testing.assert_array_equal(mask, ref_mask)
+        np.testing.assert_array_equal(pos, ref_pos)
+    # the reference's tokens decode to the networks' own tensors
+    back = detokenize(jnp.asarray(OFFICIAL[f"{tag}/tokens"]), layout)
+    for name, layer in layer_params(params, layout).items():
+        for leaf, value in layer.items():
+            np.testing.assert_array_equal(np.asarray(back[name][leaf]), np.asarray(value), err_msg=f"{name}/{leaf}")
+
+
+@pytest.mark.parametrize("kind,ignore_bn", CASES)
+def test_standardisation_matches_the_sane_reference_code(kind, ignore_bn):
+    nets = [library_params(torch_state(kind, s)) for s in range(3)]
+    zoo = jax.tree.map(lambda *a: jnp.stack(a), *nets)
+    layout = token_layout(nets[0], 4, ignore_norm=ignore_bn)
+    stats = fit_standardization(layer_params(zoo, layout), layout)
+    tag = f"{kind}/ignore_bn{int(ignore_bn)}/std"
+    assert len(OFFICIAL[f"{tag}/keys"]) == len(layout.layers)
+    np.testing.assert_allclose(stats.mean, OFFICIAL[f"{tag}/mean"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats.std, OFFICIAL[f"{tag}/std"], rtol=1e-5)
+    standardized = standardize(layer_params(zoo, layout), stats, layout)
+    for s in range(3):
+        tokens = tokenize(jax.tree.map(lambda a: a[s], standardized), layout)
+        np.testing.assert_allclose(np.asarray(tokens), OFFICIAL[f"{tag}/net{s}/tokens"], rtol=1e-5, atol=1e-5)
+    back = destandardize(standardized, stats, layout)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(layer_params(zoo, layout)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_legacy_layout_of_older_models_reads_as_before():
+    params = cnn_params()
+    old = {"token_size": 64, "layers": [{"name": n, "kernel_shape": list(params[n]["kernel"].shape)}
+                                        for n in ("conv0", "conv1", "conv2", "dense0")]}
+    layout = TokenLayout.from_json(old)
+    assert layout.convention == "legacy" and TokenLayout.from_json(layout.to_json()) == layout
+    assert layout == token_layout(params, 64, convention="legacy")
+    # rows ordered (kh, kw, in) and positions k counting the tokens of a layer
+    rows = np.concatenate([np.asarray(params["conv1"]["kernel"]).reshape(-1, 16).T,
+                           np.asarray(params["conv1"]["bias"])[:, None]], axis=1)
+    padded = np.pad(rows, ((0, 0), (0, 3 * 64 - 145))).reshape(-1, 64)
+    np.testing.assert_array_equal(np.asarray(tokenize(params, layout))[16:64], padded)
+    assert layout.positions()[16:64, 2].tolist() == list(range(48))
+    rebuilt = detokenize(tokenize(params, layout), layout)
+    np.testing.assert_array_equal(np.asarray(rebuilt["conv1"]["kernel"]), np.asarray(params["conv1"]["kernel"]))
+
+
 # ----------------------------------------------------------------------------- augmentations
 
 
@@ -159,6 +292,28 @@ def test_permuting_hidden_units_preserves_the_function(arch):
     np.testing.assert_allclose(arch.apply(permuted, x), arch.apply(params, x), rtol=1e-5, atol=1e-5)
     assert not np.allclose(permuted[names[0]]["kernel"], params[names[0]]["kernel"])
     np.testing.assert_array_equal(permuted[names[-1]]["bias"], params[names[-1]]["bias"])  # outputs stay put
+
+
+def test_permutations_carry_batchnorm_layers_along():
+    k = jax.random.split(jax.random.key(7), 6)
+    params = {"dense0": {"kernel": jax.random.normal(k[0], (5, 6)), "bias": jax.random.normal(k[1], (6,))},
+              "bn0": {"scale": jax.random.uniform(k[2], (6,)) + 0.5, "bias": jax.random.normal(k[3], (6,)),
+                      "mean": jax.random.normal(k[4], (6,)), "var": jnp.linspace(0.5, 2.0, 6)},
+              "dense1": {"kernel": jax.random.normal(k[5], (6, 3)), "bias": jnp.zeros(3)}}
+
+    def apply(p, x):  # dense -> BatchNorm (inference) -> relu -> dense
+        h = x @ p["dense0"]["kernel"] + p["dense0"]["bias"]
+        bn = p["bn0"]
+        h = (h - bn["mean"]) / jnp.sqrt(bn["var"] + 1e-5) * bn["scale"] + bn["bias"]
+        return jax.nn.relu(h) @ p["dense1"]["kernel"] + p["dense1"]["bias"]
+
+    layout = token_layout(params, 8)
+    assert layout.layer_names() == ["dense0", "bn0", "dense1"]
+    assert [(s.name, s.part) for s in layout.layers][1:4] == [("bn0", "scale"), ("bn0", "mean"), ("bn0", "var")]
+    permuted = permute_hidden(params, jax.random.key(3), layout.layer_names())
+    x = jax.random.normal(jax.random.key(4), (4, 5))
+    np.testing.assert_allclose(apply(permuted, x), apply(params, x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(permuted["bn0"]["mean"], params["bn0"]["mean"])
 
 
 def test_multiplicative_noise_scales_values_and_keeps_padding():
@@ -239,6 +394,29 @@ def test_saved_model_gives_the_same_embeddings_and_names_missing_parts(trained, 
     (tmp_path / MODEL_FILE).write_text((out / MODEL_FILE).read_text()[:-20])  # cut short
     with pytest.raises(CheckpointError, match=f"{MODEL_FILE}: not valid JSON"):
         load_sane(tmp_path)
+
+
+def test_models_saved_with_the_legacy_layout_load_and_embed_as_before(epoch_zoo, tmp_path):
+    template = jax.tree.map(lambda a: a[0], epoch_zoo.params)
+    layout = token_layout(template, 32, convention="legacy")
+    cfg = TINY_SANE.for_layout(layout)
+    model = make_sane(cfg)
+    nets = layer_params(epoch_zoo.params, layout)
+    old = TrainedSANE(model, model.init(jax.random.key(0)), layout, fit_standardization(nets, layout),
+                      {"config": dataclasses.asdict(cfg), "layout": layout.to_json()})
+    save_sane(tmp_path, old)
+    for file in (MODEL_FILE, STANDARDIZATION_FILE):  # as written before layouts recorded a convention
+        record = json.loads((tmp_path / file).read_text())
+        record["layout"] = {"token_size": 32, "layers": [{"name": d["name"], "kernel_shape": d["shape"]}
+                                                         for d in record["layout"]["layers"]]}
+        write_json(tmp_path / file, record)
+    loaded = load_sane(tmp_path)
+    assert loaded.layout == layout and loaded.layout.convention == "legacy"
+    assert cfg.max_layer_tokens == 16 * 5  # sized for the legacy positions (tokens within a layer)
+    np.testing.assert_allclose(zoo_embeddings(loaded, epoch_zoo.params), zoo_embeddings(old, epoch_zoo.params),
+                               rtol=1e-6, atol=1e-6)
+    official = token_layout(template, 32)
+    assert not np.array_equal(np.asarray(tokenize(template, official)), np.asarray(tokenize(template, layout)))
 
 
 def test_training_resumes_from_its_checkpoint_and_refuses_other_settings(epoch_zoo, tmp_path):

@@ -25,7 +25,7 @@ class SANEConfig:
     """Sizes of the autoencoder. The defaults are a small model for small zoos; the paper's is
     ``d_model=1024, heads=8, encoder_layers=8, decoder_layers=8, latent=128``."""
 
-    token_size: int = 64
+    token_size: int = 64  # 0: the longest row (SANE's automatic size)
     window: int = 32
     d_model: int = 64
     heads: int = 4
@@ -36,21 +36,22 @@ class SANEConfig:
     projection_dim: int = 32
     max_positions: int = 0  # sequence positions (n); 0: the layout's sequence length
     max_layers: int = 0  # layers (l); 0: from the layout
-    max_layer_tokens: int = 0  # tokens within a layer (k); 0: from the layout
+    max_layer_tokens: int = 0  # rows within a layer (k); 0: from the layout
 
     def for_layout(self, layout: TokenLayout) -> SANEConfig:
-        """Fill the position-table sizes from ``layout`` and check the window fits its sequence."""
-        if layout.token_size != self.token_size:
+        """Fill the position-table sizes (and token size 0: automatic) from ``layout`` and check the
+        window fits its sequence."""
+        if self.token_size not in (0, layout.token_size):
             raise ValueError(f"config token size {self.token_size} != layout token size {layout.token_size}")
         if self.window > layout.num_tokens:
             raise ValueError(f"window {self.window} is larger than the sequence ({layout.num_tokens} tokens at "
                              f"token size {layout.token_size}); use a window of at most {layout.num_tokens}")
         if self.window < 1:
             raise ValueError(f"window must be positive, got {self.window}")
+        n, l, k = layout.position_table_sizes()
         return dataclasses.replace(
-            self, max_positions=max(self.max_positions, layout.num_tokens),
-            max_layers=max(self.max_layers, len(layout.layers)),
-            max_layer_tokens=max(self.max_layer_tokens, layout.max_tokens_per_layer()))
+            self, token_size=layout.token_size, max_positions=max(self.max_positions, n),
+            max_layers=max(self.max_layers, l), max_layer_tokens=max(self.max_layer_tokens, k))
 
 
 class Block(nnx.Module):

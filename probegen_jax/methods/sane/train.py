@@ -76,7 +76,7 @@ def window_slices(arrays: tuple[Array, ...], starts: Array, window: int) -> tupl
 def sane_objective(model: SANE, layout: TokenLayout, objective: Objective = Objective()):
     """``loss(params, batch_of_standardised_networks, key) -> (loss, parts)`` for one step."""
     positions, mask = jnp.asarray(layout.positions()), jnp.asarray(layout.mask())
-    names = [s.name for s in layout.layers]
+    names = layout.layer_names()
     window, num_tokens = model.config.window, layout.num_tokens
 
     def view(net: Params, key: PRNGKey) -> tuple[Array, Array]:
@@ -134,14 +134,17 @@ def train_sane(
     *,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    ignore_norm: bool = False,
 ) -> tuple[TrainedSANE, TrainResult]:
     """Train SANE on ``zoo``'s train split (standardised with its statistics), select on val.
+
+    Tokens follow the SANE reference code (``tokens``); ``ignore_norm`` leaves BatchNorm layers out.
 
     With ``out``, training checkpoints go to ``out/checkpoints`` (resumable) and the model is saved
     to ``out`` (``load_sane(out)``).
     """
     template = jax.tree.map(lambda a: a[0], zoo.params)
-    layout = token_layout(template, cfg.token_size)
+    layout = token_layout(template, cfg.token_size, ignore_norm=ignore_norm)
     cfg = cfg.for_layout(layout)
     model = make_sane(cfg)
     nets = layer_params(zoo.params, layout)
@@ -177,7 +180,7 @@ def load_sane(directory: str | os.PathLike) -> TrainedSANE:
     record_file = directory / MODEL_FILE
     record = read_json(record_file, CheckpointError, missing=f"missing; {directory} is not a saved SANE model")
     stats, layout = load_standardization(directory)
-    if layout.to_json() != record["layout"]:
+    if layout != TokenLayout.from_json(record["layout"]):
         raise CheckpointError(f"{directory}: the standardisation file belongs to another token layout")
     model = make_sane(SANEConfig(**record["config"]))
     params = load_pytree(directory / "params", jax.eval_shape(model.init, jax.random.key(0)))
