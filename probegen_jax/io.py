@@ -156,32 +156,25 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f, _naming(path):
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        raise _with_filename(e, path)
-
-
-def _with_filename(error: BaseException, path: Path) -> BaseException:
-    """``error``, or for an ``OSError`` that names no file (a failed write or fsync), one naming ``path``."""
-    if isinstance(error, OSError) and not error.filename:
-        named = OSError(error.errno, error.strerror or str(error), str(path))
-        named.__cause__ = error
-        return named
-    return error
+        raise
 
 
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Re-raise an ``OSError`` that names no file as one naming ``path``."""
+    """Re-raise an ``OSError`` that names no file (a failed write or fsync) as one naming ``path``."""
     try:
         yield
     except OSError as e:
-        raise _with_filename(e, path) from e
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
 
 @contextlib.contextmanager
