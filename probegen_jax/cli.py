@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from probegen_jax.errors import ProbegenError
+from probegen_jax.errors import user_error_message
 from probegen_jax.timing import describe_generation
 
 EXAMPLES = __doc__.split("\n\n", 1)[1]
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probegen-jax", description="Weight-space learning on model zoos (ProbeGen and friends).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     zoo = commands.add_parser("zoo", help="make and inspect model zoos").add_subparsers(
@@ -421,8 +422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ProbegenError, FileExistsError, ValueError) as e:
-        print(f"probegen-jax: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("probegen-jax: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a user-caused error is one line (--debug: the traceback); a bug raises
+        message = user_error_message(e)
+        if message is None or args.debug:
+            raise
+        print(f"probegen-jax: error: {message}", file=sys.stderr)
         return 2
     return 0
 
