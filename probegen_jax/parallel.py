@@ -38,15 +38,20 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     if num_processes == 1:
         return 1
     if coordinator is None and num_processes is None and process_id is None:
-        try:
-            jax.distributed.initialize()
-        except ValueError as e:  # no cluster in the environment: a single process
-            if "coordinator_address" not in str(e):
-                raise
+        if not cluster_detected():
             return 1
+        jax.distributed.initialize()
     else:
         jax.distributed.initialize(coordinator, num_processes, process_id)
     return jax.process_count()
+
+
+def cluster_detected() -> bool:
+    """Whether ``jax.distributed.initialize()`` would find a cluster (SLURM, Open MPI, TPU pod,
+    Kubernetes, ...) in this process's environment."""
+    from jax._src import clusters  # the detection jax.distributed.initialize() runs
+
+    return any(env.is_env_present() for env in clusters.ClusterEnv._cluster_types if not env.opt_in_only_method)
 
 
 def is_main_process() -> bool:

@@ -202,6 +202,21 @@ def test_only_the_main_process_prints_progress(runs):
     assert "multiprocess fit" not in other
 
 
+def test_single_process_helpers(eight_devices):
+    from probegen_jax.parallel import global_devices, initialize_distributed, is_main_process, to_host, zoo_mesh
+
+    assert initialize_distributed() == 1 and initialize_distributed(num_processes=1) == 1  # no cluster here
+    assert is_main_process()
+    assert global_devices(3) == eight_devices[:3] and zoo_mesh(3).size == 3 and zoo_mesh().size == 8
+    with pytest.raises(ValueError, match="devices"):
+        global_devices(9)
+    mesh = zoo_mesh(8)
+    import jax
+
+    sharded = jax.device_put(np.arange(16.0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("zoo")))
+    np.testing.assert_array_equal(to_host({"a": sharded})["a"], np.arange(16.0))
+
+
 if __name__ == "__main__":
     out_dir, work_dir, n_proc, pid, port_, n_dev = sys.argv[1:]
     worker(Path(out_dir), Path(work_dir), int(n_proc), int(pid), int(port_), int(n_dev))

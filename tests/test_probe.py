@@ -88,6 +88,48 @@ def test_probe_zoo_default_blocks_equal_probe(siren_case, monkeypatch):
     np.testing.assert_allclose(np.asarray(probe_zoo(arch, zoo, probes)), want, rtol=1e-6, atol=1e-6)
 
 
+def test_memory_budget_sets_the_blocks_and_keeps_the_result(siren_case, monkeypatch):
+    arch, zoo, probes = siren_case
+    per_network = probe_module.ACTIVATIONS_PER_NETWORK * probe_module.largest_activation_bytes(arch.apply, zoo, probes)
+    budget = 3 * per_network + per_network // 2  # 3 networks fit, 4 do not
+    assert probe_module.block_size(arch, zoo, probes, memory_budget_bytes=budget) == 3
+    blocks = []
+    real = probe_module._probe_in_blocks
+    monkeypatch.setattr(probe_module, "_probe_in_blocks", lambda *a: (blocks.append(a[3:]), real(*a))[1])
+    got = probe_zoo(arch, zoo, probes, memory_budget_bytes=budget)
+    assert blocks == [(1, 3)]  # 13 networks in 5 blocks of 3 on one device
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(probe_zoo(arch, zoo, probes, batch_size=3)))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(probe(arch.apply, zoo, probes)), rtol=1e-6, atol=1e-6)
+    probe_zoo(arch, zoo, probes, memory_budget_bytes=1)  # below one network: blocks of one
+    assert blocks[-1] == (1, 1)
+
+
+def test_accelerator_blocks_take_a_share_of_the_free_memory(siren_case):
+    arch, zoo, probes = siren_case
+    per_network = probe_module.ACTIVATIONS_PER_NETWORK * probe_module.largest_activation_bytes(arch.apply, zoo, probes)
+    free = 1000 * per_network
+    by_free = int(probe_module.FREE_MEMORY_SHARE * free) // per_network
+    assert by_free == 500
+    assert probe_module.default_batch_size(arch.apply, zoo, probes, "gpu", free_bytes=free) == by_free
+    assert probe_module.default_batch_size(arch.apply, zoo, probes, "gpu", free_bytes=free,
+                                           memory_budget_bytes=20 * per_network) == 20
+    assert probe_module.default_batch_size(arch.apply, zoo, probes, "gpu") is None  # nothing known: one block
+
+
+def test_free_memory_is_the_least_over_the_devices():
+    class Device:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    gpus = [Device({"bytes_limit": 100, "bytes_in_use": 30}), Device({"bytes_limit": 100, "bytes_in_use": 60})]
+    assert probe_module.free_memory_bytes(gpus) == 40
+    assert probe_module.free_memory_bytes([*gpus, Device(None)]) is None
+    assert probe_module.free_memory_bytes(jax.local_devices()) is None  # CPU devices report nothing
+
+
 @pytest.mark.parametrize(("n", "batch_size", "devices", "block"), [(1000, 256, 1, 250), (13, 3, 1, 3), (13, None, 1, 13),
                                                                    (1000, 256, 8, 125), (1001, 100, 1, 91)])
 def test_blocks_are_evened_out_to_little_padding(eight_devices, n, batch_size, devices, block):
