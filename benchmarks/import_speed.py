@@ -66,7 +66,8 @@ def make_inr_set(root: Path, n: int, seed: int = 0) -> list[Path]:
 
 
 def make_small_cnn_set(root: Path, networks: int, seed: int = 0) -> list[Path]:
-    """Small CNN Zoo files: rows ordered by network then checkpoint, like the published matrices."""
+    """Small CNN Zoo files: rows ordered by network then checkpoint, like the published matrices;
+    columns in the published order (TF's name order: each layer's bias before its kernel)."""
     from probegen_jax.archs import make_arch
     from probegen_jax.zoo.formats.small_cnn_zoo import keras_layout
 

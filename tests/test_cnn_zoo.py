@@ -1,5 +1,5 @@
-"""Small CNN zoos: the architecture's layout, determinism, chunking, resumption, divergence, and
-ProbeGen predicting the networks' test accuracy."""
+"""Small CNN zoos: the architecture's layout and padding, determinism, chunking, resumption,
+divergence, and ProbeGen predicting the networks' test accuracy."""
 
 import dataclasses
 import os
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from probegen_jax.archs import make_arch
-from probegen_jax.data import load_digits
+from probegen_jax.data import ImageDataset, load_digits
 from probegen_jax.methods.probing.methods import ProbingSpec
 from probegen_jax.runs import train_probing
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.make import cnn
-from probegen_jax.zoo import load_zoo
+from probegen_jax.zoo import Zoo, load_zoo, save_zoo
 from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo, zoo_training_data
 from probegen_jax.zoo.zoo import at_epoch
 
@@ -66,25 +66,93 @@ def test_per_network_activation_leaf_selects_the_activation():
         np.testing.assert_allclose(got, plain.apply(weights, x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 3, 1), (28, 5, 2), (9, 7, 2), (10, 3, 3), (6, (3, 5), 2)])
-def test_convolution_by_kernel_taps_matches_xla_in_values_and_gradients(size, kernel, stride):
-    from probegen_jax.archs.cnn import conv2d_same
+def test_convolution_by_kernel_taps_matches_xla_in_values_and_gradients(size, kernel, stride, padding):
+    from probegen_jax.archs.cnn import conv2d
     from probegen_jax.errors import UnknownNameError
 
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 4))
     w = jax.random.normal(jax.random.key(1), (kh, kw, 4, 5))
-    conv = jax.jit(conv2d_same, static_argnums=2, static_argnames="impl")
-    taps, xla = (conv(x, w, stride, impl=impl) for impl in ("taps", "xla"))
-    assert taps.shape == xla.shape == (3, -(-size // stride), -(-(size + 1) // stride), 5)
+    conv = jax.jit(conv2d, static_argnums=2, static_argnames=("impl", "padding"))
+    taps, xla = (conv(x, w, stride, padding=padding, impl=impl) for impl in ("taps", "xla"))
+    out = ((-(-size // stride), -(-(size + 1) // stride)) if padding == "same"
+           else ((size - kh) // stride + 1, (size + 1 - kw) // stride + 1))  # TF's output sizes
+    assert taps.shape == xla.shape == (3, *out, 5)
     np.testing.assert_allclose(taps, xla, rtol=1e-4, atol=1e-4)
     probe = jax.random.normal(jax.random.key(2), xla.shape)
-    grads = [jax.jit(jax.grad(lambda x, w, i=impl: jnp.sum(conv2d_same(x, w, stride, impl=i) * probe), (0, 1)))(x, w)
+    grads = [jax.jit(jax.grad(lambda x, w, i=impl: jnp.sum(conv2d(x, w, stride, padding=padding, impl=i) * probe),
+                              (0, 1)))(x, w)
              for impl in ("taps", "xla")]
     for g_taps, g_xla in zip(*grads, strict=True):
         np.testing.assert_allclose(g_taps, g_xla, rtol=1e-4, atol=1e-4)
     with pytest.raises(UnknownNameError, match="unknown convolution implementation 'fft'"):
-        conv2d_same(x, w, stride, impl="fft")
+        conv2d(x, w, stride, impl="fft")
+    with pytest.raises(UnknownNameError, match="unknown convolution padding 'full'"):
+        conv2d(x, w, stride, padding="full")
+
+
+def test_small_cnn_padding_sets_the_feature_map_sizes():
+    """valid: 28 -> 13 -> 6 -> 2 and 32 -> 15 -> 7 -> 3 (the published zoo); same: 28 -> 14 -> 7 -> 4.
+    Global average pooling over the last map: a kernel that is zero off-centre on a constant input
+    shows how many positions (and so which padding) the network used."""
+    from probegen_jax.archs.cnn import conv_layers_of, conv_output_sizes
+    from probegen_jax.errors import ShapeMismatchError, UnknownNameError
+
+    for size, padding, sizes in ((28, "valid", [13, 6, 2]), (32, "valid", [15, 7, 3]), (28, "same", [14, 7, 4])):
+        arch = make_arch("small_cnn", input_shape=(size, size, 1), padding=padding)
+        assert conv_output_sizes(size, conv_layers_of(arch)) == sizes and arch.num_params() == 4970
+    # One input pixel at the bottom-right corner: a valid stack on 28x28 never reads row/column 27
+    # (13 windows of 3 at stride 2 cover 0..26), a same stack does.
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    x[0, 27, 27, 0] = 1.0
+    outputs = {}
+    for padding in ("valid", "same"):
+        arch = make_arch("small_cnn", input_shape=(28, 28, 1), padding=padding, activation="tanh")
+        params = arch.init(jax.random.key(0))
+        outputs[padding] = np.asarray(arch.apply(params, x) - arch.apply(params, np.zeros_like(x)))
+    assert np.abs(outputs["valid"]).max() == 0.0 and np.abs(outputs["same"]).max() > 0.0
+    with pytest.raises(ShapeMismatchError, match=r"small_cnn: input \(8, 8, 1\) is too small for three stride-2 3x3 "
+                                                 r"valid convolutions"):
+        make_arch("small_cnn", input_shape=(8, 8, 1), padding="valid")
+    with pytest.raises(UnknownNameError, match="unknown convolution padding 'full'"):
+        make_arch("small_cnn", padding="full")
+
+
+def test_zoos_saved_before_padding_was_recorded_load_as_same(tmp_path):
+    arch = make_arch("small_cnn", input_shape=(8, 8, 1), padding="same")
+    params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 3))
+    old = dataclasses.replace(arch, config={k: v for k, v in arch.config.items() if k != "padding"})
+    save_zoo(Zoo(arch=old, params=params, targets={}), tmp_path / "old")
+    loaded = load_zoo(tmp_path / "old")
+    assert loaded.arch.config["padding"] == "same"
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    np.testing.assert_array_equal(loaded.arch.apply(jax.tree.map(lambda a: a[1], loaded.params), x),
+                                  arch.apply(jax.tree.map(lambda a: a[1], params), x))
+
+
+def test_generator_pads_valid_where_the_input_allows_and_same_on_digits(tiny_zoo):
+    from probegen_jax.data.images import ImageDataset
+
+    assert tiny_zoo.arch.config["padding"] == "same"  # 8x8 digits: too small for valid
+    assert tiny_zoo.meta["padding"]["padding"] == "same" and "8x8 inputs are too small" in tiny_zoo.meta["padding"]["reason"]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (96, 16, 16, 1)).astype(np.float32)
+    data = ImageDataset("noise16", images[:64], rng.integers(0, 3, 64), images[64:], rng.integers(0, 3, 32),
+                        ("a", "b", "c"))
+    cfg = SmallCNNZooConfig(training=CNNTraining(dataset="noise16", train_size=64, test_size=32, train_eval_size=32,
+                                                 epochs=(0, 1), batch_size=16), num_networks=3, chunk_size=3, seed=1)
+    zoo = make_small_cnn_zoo(cfg, data=data, progress=False)
+    assert zoo.arch.config["padding"] == "valid" and zoo.meta["padding"]["padding"] == "valid"
+    # The accuracies training recorded are those of the saved arch (valid) on the test images.
+    tdata = cnn.training_data(data, cfg.training, cfg.seed)
+    logits = jax.vmap(zoo.arch.apply, in_axes=(0, None))(zoo.params, jnp.asarray(tdata.test_images))
+    accuracy = (np.argmax(np.asarray(logits), -1) == tdata.test_labels).mean(1)
+    np.testing.assert_allclose(accuracy, zoo.targets["test_accuracy"], atol=1e-6)
+    forced = make_small_cnn_zoo(dataclasses.replace(cfg, padding="same", num_networks=1, chunk_size=1), data=data,
+                                progress=False)
+    assert forced.arch.config["padding"] == "same" and forced.meta["padding"]["reason"] == "chosen in the zoo's config"
 
 
 def test_zoo_layout_checkpoints_and_splits(tiny_zoo):
