@@ -240,7 +240,9 @@ def test_make_arch_unknown_name_lists_registered():
     siren(),
     siren(hidden=16, depth=3, w0=20.0, output_offset=0.0),
     mlp(input_shape=(8, 8, 1), hidden=12, depth=1, out_dim=10),
-], ids=["siren", "siren-custom", "mlp-images"])
+    make_arch("small_cnn", input_shape=(28, 28, 1), activation=("relu", "tanh"), padding="valid"),
+    make_arch("small_cnn", input_shape=(8, 8, 1), padding="same"),
+], ids=["siren", "siren-custom", "mlp-images", "small-cnn-valid", "small-cnn-same"])
 def test_arch_from_spec_round_trips(arch):
     spec = json.loads(json.dumps(arch.spec()))  # survives JSON, as in a saved zoo
     back = arch_from_spec(spec)

@@ -133,8 +133,6 @@ def test_zoos_saved_before_padding_was_recorded_load_as_same(tmp_path):
 
 
 def test_generator_pads_valid_where_the_input_allows_and_same_on_digits(tiny_zoo):
-    from probegen_jax.data.images import ImageDataset
-
     assert tiny_zoo.arch.config["padding"] == "same"  # 8x8 digits: too small for valid
     assert tiny_zoo.meta["padding"]["padding"] == "same" and "8x8 inputs are too small" in tiny_zoo.meta["padding"]["reason"]
     rng = np.random.default_rng(0)
