@@ -13,7 +13,9 @@ best epoch is chosen on the mean validation metric over its experts.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,11 +23,13 @@ import numpy as np
 from probegen_jax.methods.baselines.common import Standardizer
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.training.learner import Learner
+from probegen_jax.archs import flatten_params
 from probegen_jax.methods.probex.layers import layer_matrix, layer_names, pad_matrix
 from probegen_jax.methods.probex.probex import ProbeXConfig, expert_learner, stack, unstack
 from probegen_jax.training.tasks import Task, multilabel
 from probegen_jax.training.loop import TrainConfig, TrainResult, evaluate, fit
 from probegen_jax.zoo import SPLITS, Zoo
+from probegen_jax.zoo.formats.model_j import probex_layer_names
 
 LayerSplits = dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (X[N, d_out, d_in], targets[N, ...])
 
@@ -38,12 +42,23 @@ def fit_layer_scaler(x_train: np.ndarray, *, center: bool = True) -> Standardize
     return Standardizer(mean, jnp.maximum((x_train - mean).std(), 1e-8))
 
 
+def weight_layout(zoo: Zoo) -> str:
+    """``"torch"`` for zoos whose tensors keep PyTorch's layout (Model-J), else ``"library"``."""
+    return "torch" if zoo.meta.get("weight_layout") == "torch" or zoo.meta.get("format") == "model-j" else "library"
+
+
 def layer_splits(zoo: Zoo, layer: str, target: str, *, splits: Sequence[str] = SPLITS, center: bool = True,
-                 scaler: Standardizer | None = None) -> tuple[LayerSplits, Standardizer]:
-    """``{split: (X, y)}`` of one layer, scaled by ``scaler`` (default: fitted on ``train``)."""
-    x = layer_matrix(zoo.params, layer)
+                 scaler: Standardizer | None = None,
+                 normalize: bool | None = None) -> tuple[LayerSplits, Standardizer]:
+    """``{split: (X, y)}`` of one layer, scaled by ``scaler`` (default: fitted on ``train`` when
+    ``normalize``; ``None``: off for PyTorch-layout zoos such as Model-J, which ProbeX's reference
+    code reads unnormalised, on otherwise)."""
+    layout = weight_layout(zoo)
+    x = layer_matrix(zoo.params, layer, layout=layout)
     y = zoo.target(target)
-    scaler = scaler or fit_layer_scaler(x[zoo.indices("train")], center=center)
+    if scaler is None:
+        normalize = layout != "torch" if normalize is None else normalize
+        scaler = fit_layer_scaler(x[zoo.indices("train")], center=center) if normalize else Standardizer(0.0, 1.0)
     return {s: (np.asarray(scaler(x[zoo.indices(s)])), y[zoo.indices(s)]) for s in splits}, scaler
 
 
@@ -143,7 +158,7 @@ def train_experts(kind: str, experts: Sequence[LayerSplits], task: Task, cfg: Tr
 
 def select_layer(zoo: Zoo, candidates: Sequence[str], target: str, task: Task, cfg: TrainConfig,
                  pcfg: ProbeXConfig = ProbeXConfig(), *, kind: str = "probex", center: bool = True,
-                 progress: bool = True) -> tuple[str, dict[str, float]]:
+                 progress: bool = True, normalize: bool | None = None) -> tuple[str, dict[str, float]]:
     """Train an expert on every candidate layer (those of one shape together) and pick the best on
     validation.
 
@@ -151,7 +166,8 @@ def select_layer(zoo: Zoo, candidates: Sequence[str], target: str, task: Task, c
     """
     if not candidates:
         raise ValueError("select_layer: no candidate layers")
-    experts = [layer_splits(zoo, layer, target, splits=("train", "val"), center=center)[0] for layer in candidates]
+    experts = [layer_splits(zoo, layer, target, splits=("train", "val"), center=center, normalize=normalize)[0]
+               for layer in candidates]
     res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"layer selection ({len(experts)})")
     val = {layer: res.per_expert[i]["val"][task.select] for i, layer in enumerate(candidates)}
     return max(val, key=val.get), val
@@ -182,34 +198,69 @@ def evaluate_splits(learner: Learner, task: Task, params, splits: LayerSplits,
 
 
 def all_layer_names(zoo: Zoo, exclude: Sequence[str] = ()) -> list[str]:
-    """Candidate layers of a zoo: its matrix layers except those under ``exclude`` (e.g. the head)."""
-    return [n for n in layer_names(zoo.params) if not any(n == x or n.startswith(x + "/") for x in exclude)]
+    """Candidate layers of a zoo: its matrix layers except those under ``exclude`` (e.g. the head).
+
+    For a PyTorch-layout zoo (Model-J): the layers ProbeX's reference code reads
+    (``probex_layer_names``, in its index order), or every tensor the zoo holds if it has none of them.
+    """
+    if weight_layout(zoo) == "torch":
+        names = list(flatten_params(zoo.params))
+        names = probex_layer_names(names) or names
+    else:
+        names = layer_names(zoo.params)
+    return [n for n in names if not any(n == x or n.startswith(x + "/") for x in exclude)]
+
+
+def num_labels(zoo: Zoo, target: str = "classes") -> int:
+    """The size of the multi-hot ``target`` (``meta["num_classes"]`` where the zoo records it)."""
+    return int(zoo.meta.get("num_classes") or np.shape(zoo.target(target))[-1])
+
+
+def probex_trees(path: str | os.PathLike, *, layers: Sequence[str] | str | None = "probex",
+                 classes: Sequence[str] | None = None, progress: bool = True) -> dict[str, Zoo]:
+    """The trees ProbeX trains on, by name: model trees made by ``make_trees`` (their children), a
+    zoo (or buckets) imported from Model-J, or a Model-J tree folder (or a folder of trees), read
+    with ``read_model_j(path, layers=layers, classes=classes)``."""
+    from probegen_jax.make.trees import load_trees
+    from probegen_jax.zoo.formats import load_imported
+    from probegen_jax.zoo.formats.model_j import read_model_j
+
+    path = Path(path)
+    if path.is_dir() and any((d / "children" / "meta").exists() for d in path.iterdir()):
+        return {n: c for n, (_, c) in load_trees(path).items() if "classes" in c.targets}
+    if (path / "meta").exists() or (path / "buckets.json").exists():
+        loaded = load_imported(path)
+        zoos = [loaded] if isinstance(loaded, Zoo) else list(loaded)
+    else:
+        zoos = read_model_j(path, layers=layers, classes=classes, progress=progress)
+    return {z.meta.get("tree", f"tree{i}"): z for i, z in enumerate(zoos)}
 
 
 def train_tree_experts(trees: Mapping[str, Zoo], cfg: TrainConfig, pcfg: ProbeXConfig = ProbeXConfig(), *,
                        kind: str = "probex", layers: Mapping[str, str] | None = None, target: str = "classes",
-                       task: Task | None = None, progress: bool = True) -> dict:
+                       task: Task | None = None, progress: bool = True, normalize: bool | None = None) -> dict:
     """One multi-label expert per tree, those of one layer shape trained in one stacked ``fit``.
 
     ``layers`` fixes a layer per tree; trees without one choose among their matrix layers (the
-    head excluded) on validation. Returns ``{"layers", "selection", "result" (ExpertsResult),
-    "per_tree" ({tree: {split: metrics}})}``.
+    head excluded; Model-J: the layers ProbeX's reference code reads) on validation. ``normalize``:
+    see ``layer_splits``. Returns ``{"layers", "selection", "result" (ExpertsResult), "per_tree"
+    ({tree: {split: metrics}})}``.
     """
     names = list(trees)
-    task = task or multilabel(trees[names[0]].meta["num_classes"])
+    task = task or multilabel(num_labels(trees[names[0]], target))
     chosen, selection = dict(layers or {}), {}
     for name in names:
         if name not in chosen:
             zoo = trees[name]
             candidates = all_layer_names(zoo, exclude=[zoo.meta["head"]] if "head" in zoo.meta else [])
             chosen[name], selection[name] = select_layer(zoo, candidates, target, task, cfg, pcfg, kind=kind,
-                                                         progress=progress)
-    experts = [layer_splits(trees[n], chosen[n], target)[0] for n in names]
+                                                         progress=progress, normalize=normalize)
+    experts = [layer_splits(trees[n], chosen[n], target, normalize=normalize)[0] for n in names]
     res = train_experts(kind, experts, task, cfg, pcfg, progress=progress, desc=f"{kind} experts ({len(names)} trees)")
     return {"layers": chosen, "selection": selection, "result": res,
             "per_tree": dict(zip(names, res.per_expert, strict=True))}
 
 
 __all__ = ["ExpertGroup", "ExpertsResult", "LayerSplits", "across_tree_splits", "all_layer_names", "common_shape",
-           "evaluate_splits", "fit_layer_scaler", "layer_shape", "layer_splits", "select_layer", "shape_groups",
-           "stack_splits", "train_experts", "train_tree_experts"]
+           "evaluate_splits", "fit_layer_scaler", "layer_shape", "layer_splits", "num_labels", "probex_trees",
+           "select_layer", "shape_groups", "stack_splits", "train_experts", "train_tree_experts", "weight_layout"]

@@ -4,9 +4,17 @@ Dense kernels here are stored ``[in, out]`` (``y = x @ kernel``); ProbeX, like P
 layer as ``X[d_out, d_in]`` (``y = X @ x``), so ``layer_matrix`` transposes. A LoRA layer
 (``{"lora_a": [in, r], "lora_b": [r, out]}``) is read as its dense update ``B @ A``
 (``(lora_a @ lora_b).T``) under the name ``"<layer>/lora"``.
+
+Tensors stored as PyTorch stores them (``layout="torch"``: Model-J's safetensors) are read as
+ProbeX's reference reader reads them: a matrix as it is (``[out, in]``); a 1-D tensor as a column
+``[d, 1]``; a tensor of higher rank squeezed (position embeddings ``[1, T, D]`` -> ``[T, D]``, a 1x1
+conv ``[out, in, 1, 1]`` -> ``[out, in]``), a 4-D conv weight ``[out, in, kh, kw]`` then reshaped in
+memory order to ``[in * kh * kw, out]`` (``weight.reshape(-1, out)``, not a transpose).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -28,15 +36,39 @@ def layer_names(params: Params, *, stacked: bool = True) -> list[str]:
     return sorted(names)
 
 
-def layer_matrix(params: Params, name: str, *, stacked: bool = True) -> Array:
+def torch_matrix(x: Array, name: str, *, stacked: bool = True) -> Array:
+    """``[N, rows, cols]`` of a tensor stored PyTorch's way, shaped as ProbeX's reference reader
+    shapes it (see the module docstring)."""
+    lead = tuple(x.shape[:1]) if stacked else ()
+    shape = tuple(x.shape[len(lead):])
+    if len(shape) == 1:
+        body = (shape[0], 1)
+    elif len(shape) == 2:
+        body = shape
+    else:
+        body = tuple(d for d in shape if d != 1)
+        if len(body) == 4:
+            body = tuple(d for d in (math.prod(body) // body[0], body[0]) if d != 1)
+    if len(body) != 2:
+        raise ShapeMismatchError(f"tensor {name!r} of shape {shape} does not read as a weight matrix (got {body}); "
+                                 "ProbeX reads 1-D, 2-D, squeezable and 4-D (conv) tensors")
+    return jnp.reshape(x, lead + body)
+
+
+def layer_matrix(params: Params, name: str, *, stacked: bool = True, layout: str = "library") -> Array:
     """``[N, d_out, d_in]`` (or ``[d_out, d_in]`` with ``stacked=False``) of the layer ``name``.
 
     ``name`` is a ``flatten_params`` path of a rank-2 tensor (``"block0/mlp1/kernel"``) or a
-    LoRA layer (``"dense0/lora"``). Unknown names raise ``UnknownNameError`` listing the
+    LoRA layer (``"dense0/lora"``); with ``layout="torch"`` any tensor, shaped by ``torch_matrix``
+    and not transposed. Unknown names raise ``UnknownNameError`` listing the
     available layers; tensors of another rank raise ``ShapeMismatchError``.
     """
     flat = flatten_params(params)
     lead = 1 if stacked else 0
+    if layout == "torch":
+        if name not in flat:
+            raise UnknownNameError(f"no tensor {name!r} in these params; available: {sorted(flat)[:20]}")
+        return torch_matrix(jnp.asarray(flat[name]), name, stacked=stacked)
     if name.endswith(LORA_SUFFIX) and f"{name[: -len(LORA_SUFFIX)]}/lora_a" in flat:
         base = name[: -len(LORA_SUFFIX)]
         a, b = jnp.asarray(flat[f"{base}/lora_a"]), jnp.asarray(flat[f"{base}/lora_b"])

@@ -10,10 +10,17 @@ fine-tuned on (a Python or JSON list of names).
 ``read_model_j`` returns one zoo per tree (``path`` is a tree, or a folder of trees). With
 ``layers=[name]`` it reads that one layer, which is what ProbeX learns from: the zoo's
 architecture is the layer as a linear map (``tensors`` arch), so probing it multiplies the weight
-matrix by probes. With several names, or ``layers=None`` (every tensor: the full model), the zoo
-holds the tensors without a forward pass. Only the chosen tensors are read from each file. Targets: ``classes`` (multi-hot over the class vocabulary:
-``classes=`` if given, else every class named in the files, sorted; in ``meta["classes"]``) and
-``tree`` (the tree's index; its name in ``meta["tree"]``).
+matrix by probes. With several names, ``layers="probex"`` (the layers ProbeX's reference code
+reads, ``probex_layer_names``, those each tree has) or ``layers=None`` (every tensor: the full
+model), the zoo holds the tensors without a forward pass. Only the chosen tensors are read from
+each file. Tensors keep PyTorch's layout (``meta["weight_layout"] = "torch"``: a linear weight is
+``[out, in]``).
+
+Targets: ``classes`` (multi-hot over the class vocabulary, as the reference code's label encoder
+fitted on all CIFAR-100 names: ``classes=`` if given (sorted), else the 100 CIFAR-100 names when
+every class in the files is one of them, else every class named in the files, sorted; in
+``meta["classes"]``, its size in ``meta["num_classes"]``) and ``tree`` (the tree's index; its name
+in ``meta["tree"]``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +40,35 @@ from probegen_jax.zoo.formats.common import FlatStack, progress_iter, require_di
 from probegen_jax.zoo.zoo import SPLITS, Zoo
 
 CLASSES_KEY = "dataset_chosen_targets"
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+    "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange",
+    "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
+    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk",
+    "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm")
+# The layers ProbeX's reference code trains on (its layer-name lists), as Hugging Face names them.
+PROBEX_LAYER = re.compile(
+    r"classifier(\.1)?\.weight|vit\.embeddings\.position_embeddings"
+    r"|vit\.encoder\.layer\.\d+\.(attention\.attention\.(key|query|value)|attention\.output\.dense|intermediate\.dense"
+    r"|output\.dense)\.weight|resnet\..*convolution\.weight")
+
+
+def probex_layer_names(names) -> list[str]:
+    """The tensors among ``names`` that ProbeX's reference code reads, in its index order (sorted as
+    strings: for a ViT the classifier, the position embeddings, then blocks 0, 1, 10, 11, 2, ... with
+    attention key, query, value, attention output, intermediate and output weights; for a ResNet
+    the classifier and every convolution)."""
+    return sorted(n for n in names if PROBEX_LAYER.fullmatch(n))
+
+
+def default_classes(named: set[str]) -> list[str]:
+    """All CIFAR-100 classes when every class named is one of them, else the names themselves; sorted."""
+    return list(CIFAR100_CLASSES) if named <= set(CIFAR100_CLASSES) else sorted(named)
 
 
 def _safe_open(path: Path):
@@ -113,9 +150,24 @@ def _read_tensors(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
             raise ZooFormatError(f"{path}: cannot read tensors {list(names)} ({type(e).__name__}: {e})") from e
 
 
-def read_model_j(path: str | os.PathLike, *, layers: Sequence[str] | None = None,
+def _chosen(layers: Sequence[str] | str | None, keys: list[str], file: Path) -> list[str]:
+    if layers is None:
+        return keys
+    if isinstance(layers, str):
+        if layers != "probex":
+            raise ValueError(f"layers must be a list of tensor names, 'probex' or None, got {layers!r}")
+        chosen = probex_layer_names(keys)
+        if not chosen:
+            raise ZooFormatError(f"{file}: none of its tensors is a layer ProbeX reads (Hugging Face ViT or ResNet "
+                                 f"names); tensors: {keys[:10]}{' ...' if len(keys) > 10 else ''}")
+        return chosen
+    return list(layers)
+
+
+def read_model_j(path: str | os.PathLike, *, layers: Sequence[str] | str | None = None,
                  classes: Sequence[str] | None = None, progress: bool = True) -> list[Zoo]:
-    """One zoo per Model-J tree under ``path``, of the named ``layers`` (``None``: every tensor)."""
+    """One zoo per Model-J tree under ``path``, of the named ``layers`` (``"probex"``: the layers
+    ProbeX reads; ``None``: every tensor)."""
     root = require_dir(Path(path), "Model-J tree")
     trees = _trees(root)
     listing: list[tuple[int, str, Path, list[str]]] = []
@@ -126,7 +178,7 @@ def read_model_j(path: str | os.PathLike, *, layers: Sequence[str] | None = None
                 continue
             for file in model_files(tree / split):
                 keys, file_shapes, meta = _header(file)
-                chosen = list(layers) if layers is not None else keys
+                chosen = list(shapes[t]) if t in shapes else _chosen(layers, keys, file)
                 missing = [n for n in chosen if n not in file_shapes]
                 if missing:
                     raise ZooFormatError(f"{file}: no tensor {missing[0]!r}; tensors: {keys[:10]}"
@@ -139,7 +191,7 @@ def read_model_j(path: str | os.PathLike, *, layers: Sequence[str] | None = None
                 listing.append((t, split, file, parse_classes(meta.get(CLASSES_KEY), where=str(file))))
     if not listing:
         raise DataFileError(f"{root}: no model files (*.safetensors) in the split folders")
-    vocab = sorted(classes) if classes is not None else sorted({c for *_, cs in listing for c in cs})
+    vocab = sorted(classes) if classes is not None else default_classes({c for *_, cs in listing for c in cs})
     index = {c: i for i, c in enumerate(vocab)}
     zoos = []
     for t, tree in enumerate(trees):
@@ -166,5 +218,6 @@ def read_model_j(path: str | os.PathLike, *, layers: Sequence[str] | None = None
             targets={"classes": multi_hot, "tree": np.full(len(members), t, np.int32)},
             splits={s: np.flatnonzero(split_names == s) for s in SPLITS if (split_names == s).any()},
             meta={"format": "model-j", "source": str(tree), "tree": tree.name, "classes": vocab,
-                  "layers": names, "files": [str(m[2]) for m in members]}))
+                  "num_classes": len(vocab), "weight_layout": "torch", "layers": names,
+                  "files": [str(m[2]) for m in members]}))
     return zoos
