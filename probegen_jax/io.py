@@ -250,6 +250,8 @@ def write_json(path: str | os.PathLike, obj: Any, *, checksum: bool = True) -> N
     """Write ``obj`` as JSON to ``path`` atomically, and (``checksum``) its SHA-256 beside it."""
     path = Path(path)
     data = json.dumps(obj, indent=2, sort_keys=True).encode()
+    for target in (path, checksum_file(path)):
+        remove_stale_temps(target)
     if checksum:
         atomic_write(checksum_file(path), lambda f: f.write(f"{_sha256(data)}  {path.name}\n".encode()))
     atomic_write(path, lambda f: f.write(data))

@@ -307,3 +307,12 @@ def test_temporary_folders_of_killed_writes_are_removed_by_the_next_write(tmp_pa
     live.mkdir()
     save_zoo(tiny_zoo(), tmp_path / "zoo", overwrite=True)
     assert live.exists()
+
+
+def test_temporary_files_of_killed_record_writes_are_removed_by_the_next_write(tmp_path):
+    stale = [tmp_path / ".run.json.tmp-999999999-x1", tmp_path / ".run.json.sha256.tmp-999999999-x2"]
+    for path in stale:
+        path.write_text("{partial")
+    with pytest.warns(UserWarning, match="killed"):
+        io.write_json(tmp_path / "run.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.json.sha256"]
