@@ -173,3 +173,42 @@ def test_dense_expert_is_one_linear_map():
                                x.reshape(5, 12) @ params["kernel"] + params["bias"], rtol=1e-5)
     with pytest.raises(ValueError, match="available"):
         expert_learner("sparse", 3, 4, 2)
+
+
+def reference_reader(w: np.ndarray) -> np.ndarray:
+    """ProbeX's reference reader, from its description: squeeze tensors of rank > 2, a 4-D result
+    reshaped in memory to ``[-1, out]``; a 1-D tensor as a column; a matrix as it is."""
+    if w.ndim == 1:
+        return w[:, None]
+    if w.ndim == 2:
+        return w
+    w = np.squeeze(w)
+    return np.squeeze(w.reshape(-1, w.shape[0])) if w.ndim == 4 else w
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (1, 7, 4), (6, 5, 3, 3), (6, 5, 1, 1), (9,), (1, 3, 2, 2, 2)])
+def test_torch_layout_tensors_read_as_the_reference_reader_reads_them(shape):
+    w = np.random.default_rng(0).normal(size=(3, *shape)).astype(np.float32)  # three networks
+    x = np.asarray(layer_matrix({"t": w}, "t", layout="torch"))
+    for n in range(3):
+        np.testing.assert_array_equal(x[n], reference_reader(w[n]))
+
+
+def test_torch_layout_tensor_that_is_no_matrix_is_named():
+    with pytest.raises(ShapeMismatchError, match=r"tensor 't' of shape \(2, 3, 4\)"):
+        layer_matrix({"t": np.zeros((5, 2, 3, 4))}, "t", layout="torch")
+    with pytest.raises(UnknownNameError, match="no tensor 'u'"):
+        layer_matrix({"t": np.zeros((5, 2, 3))}, "u", layout="torch")
+
+
+def test_probex_probes_act_along_the_second_axis_of_the_stored_matrix():
+    """A Model-J weight ``X[out, in]`` as stored: ProbeX's probes are ``[in, r_U]`` (``x @ probes``), its
+    shared projection reads ``out``, as in the reference forward pass written out here."""
+    x = np.random.default_rng(1).normal(size=(4, 6, 5)).astype(np.float32)  # [B, out=6, in=5]
+    matrices = np.asarray(layer_matrix({"w": x}, "w", layout="torch"))
+    params = probex_init(jax.random.key(0), *matrices.shape[1:], CFG)
+    assert params["probes"].shape == (5, CFG.rank_u) and params["projection"].shape == (6, CFG.rank_v)
+    responses = matrices @ np.asarray(params["probes"])  # [B, out, r_U]
+    projected = np.maximum(np.swapaxes(responses, 1, 2) @ np.asarray(params["projection"]), 0)  # [B, r_U, r_V]
+    want = projected.reshape(4, -1) @ np.asarray(params["encoder"]["kernel"]) + np.asarray(params["encoder"]["bias"])
+    np.testing.assert_allclose(np.asarray(probex_embed(params, jnp.asarray(matrices))), want, rtol=1e-4, atol=1e-5)
