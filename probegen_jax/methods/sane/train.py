@@ -8,7 +8,8 @@ the shared ``fit_objective`` (AdamW, one-cycle schedule, orbax checkpoints, resu
 selected epoch has the lowest validation loss.
 
 On disk (``out``): ``sane.json`` (model config, training settings, layout, results),
-``standardization.json`` and ``params/`` (orbax).
+``standardization.json`` and ``params/`` (orbax). The layout records its token convention; a model
+saved before layouts did reads with the legacy one it was trained with (``tokens``).
 """
 
 from __future__ import annotations
