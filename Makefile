@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-test.txt setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/python experiments/demo.py
+	$(BIN)/python -m experiments.demo
 
 test: venv
 	$(BIN)/python -m pytest -q -n 2 tests
@@ -31,7 +31,7 @@ fashion-mnist:
 	@test -d $(FMNIST_DIR) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }
 
 experiments: venv fashion-mnist
-	$(BIN)/python experiments/inr_classification.py
+	$(BIN)/python -m experiments.inr_classification
 
 benchmarks: venv
 	$(BIN)/python benchmarks/probe_throughput.py

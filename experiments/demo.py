@@ -2,23 +2,20 @@
 vanilla probing and synthetic probes classify the INRs from their behaviour alone.
 
 Runs in a few minutes on 2 CPU cores; prints the results table and writes results/demo/. The
-options shrink it (the test suite runs it on a few dozen INRs).
+options shrink it (the test suite runs it on a few dozen INRs). Run it from the repository root:
+``python -m experiments.demo``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from inr_classification import run  # noqa: E402
-
-from probegen_jax.training.loop import TrainConfig  # noqa: E402
-from probegen_jax.zoo import load_zoo  # noqa: E402
-from probegen_jax.make.inr import INRZooConfig, make_inr_zoo  # noqa: E402
+from experiments.inr_classification import run
+from probegen_jax.make.inr import INRZooConfig, make_inr_zoo
+from probegen_jax.training.loop import TrainConfig
+from probegen_jax.zoo import load_zoo
 
 
 def main(argv: list[str] | None = None) -> str:

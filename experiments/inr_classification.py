@@ -16,19 +16,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.methods.baselines import BASELINE_NAMES, train_baseline
 from probegen_jax.io import write_json
-from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.baselines import BASELINE_NAMES
 from probegen_jax.methods.probing.probe import probe_zoo
-from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings, run_key
-from probegen_jax.runs import train_probing
+from probegen_jax.methods.run import Run
+from probegen_jax.methods.sweep import Cell, grid, sweep
+from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo, load_zoo
 from probegen_jax.make.inr import INRZooConfig, coordinate_grid, make_inr_zoo
@@ -37,9 +36,9 @@ METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "vanilla": "Vanilla probin
                 "nonlinear": "Non-linear generator"}
 
 
-def result_row(source: str, k, seed: int, result, start: float) -> dict:
-    return {"source": source, "K": k, "seed": seed, "val": result.val["accuracy"], "test": result.test["accuracy"],
-            "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)}
+def result_row(cell: Cell, run: Run, seconds: float) -> dict:
+    return {"source": cell.method, "K": cell.label, "seed": cell.seed, "val": run.result.val["accuracy"],
+            "test": run.result.test["accuracy"], "best_epoch": run.result.best_epoch, "seconds": seconds}
 
 
 def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConfig, out: Path, title: str, baselines=(),
@@ -49,37 +48,21 @@ def run(zoo: Zoo, zoo_path: str, *, sources, probe_counts, seeds, cfg: TrainConf
     log = RunLog(out, {"train": config_settings(cfg, "seed"), "zoo": zoo_path, "zoo_size": len(zoo)})
     log.gather(runs_from)
     rows, probes, curves, reused_first = [], {}, {}, False
-    for source in sources:
-        for k in probe_counts:
-            for seed in seeds:
-                key = run_key(source, k, seed)
-                if (done := log.get(key)) is not None:
-                    rows.append(done)
-                    reused_first |= seed == seeds[0]
-                    continue
-                spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed)
-                start = time.perf_counter()
-                result, _, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed))
-                rows.append(result_row(source, k, seed, result, start))
-                log.record(key, rows[-1])
-                if seed == seeds[0]:
-                    src = spec.make_source(zoo.arch)
-                    probes[f"{METHOD_NAMES[source]}, K={k}"] = np.asarray(src.apply(result.params["source"]))
-                    curves[f"{source} K={k}"] = ([h["epoch"] for h in result.history],
-                                                 [h["val_accuracy"] for h in result.history])
-    for name in baselines:  # weight-space baselines (probegen_jax.methods.baselines), same loop and splits
-        for seed in seeds:
-            key = run_key(name, "—", seed)
-            if (done := log.get(key)) is not None:
-                rows.append(done)
-                reused_first |= seed == seeds[0]
-                continue
-            start = time.perf_counter()
-            result, _, _ = train_baseline(zoo, name, dataclasses.replace(cfg, seed=seed))
-            rows.append(result_row(name, "—", seed, result, start))
-            log.record(key, rows[-1])
-            if seed == seeds[0] and result.history:
-                curves[name] = ([h["epoch"] for h in result.history], [h["val_accuracy"] for h in result.history])
+    cells = grid(sources, seeds=seeds, probe_counts=probe_counts) + grid(baselines, seeds=seeds)
+    for cell, row, trained in sweep(zoo, cells, cfg, log, row=result_row):
+        rows.append(row)
+        if cell.seed != seeds[0]:
+            continue
+        reused_first |= trained is None
+        if trained is None:
+            continue
+        name = f"{cell.method} K={cell.label}" if cell.method in sources else cell.method
+        if cell.method in sources:
+            source = trained.spec.make_source(zoo.arch)
+            probes[f"{METHOD_NAMES[cell.method]}, K={cell.label}"] = np.asarray(source.apply(trained.params["source"]))
+        if trained.result.history:
+            curves[name] = ([h["epoch"] for h in trained.result.history],
+                            [h["val_accuracy"] for h in trained.result.history])
     table = summary_table(rows)
     body = (f"{zoo.describe()}\n\nTest accuracy (%) at the best validation epoch, mean ± std over "
             f"{len(seeds)} seed(s); {cfg.epochs} epochs, batch {cfg.batch_size}, Adam {cfg.learning_rate}.\n\n{table}")

@@ -172,37 +172,47 @@ def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> Non
     p.add_argument("--seed", type=int, default=0)
 
 
-def _train_probegen(args: argparse.Namespace) -> None:
-    from probegen_jax.parallel import zoo_mesh
-    from probegen_jax.methods.probing.methods import ProbingSpec
-    from probegen_jax.runs import default_response, default_target, save_run, train_probing
-    from probegen_jax.training.loop import TrainConfig
-    from probegen_jax.zoo.hetero import load_any_zoo
-    from probegen_jax.zoo.zoo import at_epoch
+def _train(args: argparse.Namespace) -> None:
+    import dataclasses
 
-    zoo = load_any_zoo(args.zoo)
-    epoch = args.epoch if "epoch" in zoo.targets else "all"
-    zoo = at_epoch(zoo, epoch)
-    target = args.target or default_target(zoo)
-    spec = ProbingSpec(source=args.source, num_probes=args.probes, response=args.response or default_response(zoo))
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
-    mesh = zoo_mesh(args.devices) if args.devices else None
-    result, _, _ = train_probing(zoo, spec, cfg, target=target, checkpoint_dir=f"{args.out}/checkpoints",
-                                 mesh=mesh)
-    save_run(args.out, zoo_path=args.zoo, target=target, spec=spec, cfg=cfg, result=result, epoch=epoch)
-    print(json.dumps({"best_epoch": result.best_epoch, "val": result.val, "test": result.test}, indent=2))
+    from probegen_jax.methods.contract import get_method, train
+    from probegen_jax.parallel import zoo_mesh
+    from probegen_jax.zoo.hetero import load_any_zoo
+
+    method = get_method(getattr(args, "source", None) or args.method)
+    spec = {name: getattr(args, name) for name in args.spec_fields if getattr(args, name) is not None}
+    given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    run = train(method, load_any_zoo(args.zoo), spec, dataclasses.replace(method.train_config, **given),
+                target=args.target, checkpoint=args.epoch, out=args.out, zoo_path=args.zoo,
+                mesh=zoo_mesh(args.devices) if args.devices else None)
+    print(json.dumps({"best_epoch": run.result.best_epoch, **run.metrics}, indent=2))
+
+
+def _run_and_zoo(args: argparse.Namespace):
+    from probegen_jax.methods.run import load_run, read_run_record
+    from probegen_jax.zoo.hetero import load_any_zoo
+
+    path = args.zoo or read_run_record(args.run)["zoo"].get("path")
+    if path is None:
+        raise ValueError(f"{args.run}: the run does not record where its zoo is; pass --zoo")
+    zoo = load_any_zoo(path)
+    return load_run(args.run, zoo), zoo
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from probegen_jax.runs import evaluate_run, read_run_record
-    from probegen_jax.zoo.hetero import load_any_zoo
-    from probegen_jax.zoo.zoo import at_epoch
+    from probegen_jax.methods.contract import evaluate
 
-    zoo = None
-    if args.zoo:
-        epoch = read_run_record(args.run).get("epoch", "all")
-        zoo = at_epoch(load_any_zoo(args.zoo), epoch)
-    print(json.dumps({args.split: evaluate_run(args.run, args.split, zoo)}, indent=2))
+    run, zoo = _run_and_zoo(args)
+    print(json.dumps({args.split: evaluate(run, zoo, args.split)}, indent=2))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from probegen_jax.methods.contract import predict
+    from probegen_jax.methods.run import write_predictions
+
+    run, zoo = _run_and_zoo(args)
+    path = write_predictions(args.out, predict(run, zoo), run.task)
+    print(f"{len(zoo)} predictions of {run.method} ({run.task.name}, target {run.target!r}) written to {path}")
 
 
 def _zoo_make_trees(args: argparse.Namespace) -> None:
@@ -219,18 +229,18 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
 
 
 def _train_probex(args: argparse.Namespace) -> None:
-    from probegen_jax.methods.probex.experts import train_tree_experts
+    from probegen_jax.methods.probex.experts import probex_trees, train_tree_experts
     from probegen_jax.methods.probex.probex import ProbeXConfig
     from probegen_jax.methods.probex.routing import fit_router, routing_accuracy
     from probegen_jax.training.loop import TrainConfig
-    from probegen_jax.make.trees import load_trees
 
-    trees = {n: c for n, (_, c) in load_trees(args.trees).items() if "classes" in c.targets}
+    trees = probex_trees(args.trees)
     layers = dict(item.split("=", 1) for item in args.layer)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=1e-5,
                       eval_every=args.eval_every, seed=args.seed)
     pcfg = ProbeXConfig(args.rank, args.rank, args.rank, relu=not args.no_relu)
-    out = train_tree_experts(trees, cfg, pcfg, kind=args.kind, layers=layers)
+    normalize = {"auto": None, "on": True, "off": False}[args.normalize]
+    out = train_tree_experts(trees, cfg, pcfg, kind=args.kind, layers=layers, normalize=normalize)
     router = fit_router({n: z.split("train").params for n, z in trees.items()})
     summary = {"layers": out["layers"], "selection_val": out["selection"],
                "test": {n: m["test"] for n, m in out["per_tree"].items()},
@@ -239,15 +249,78 @@ def _train_probex(args: argparse.Namespace) -> None:
     from probegen_jax.io import write_json
 
     write_json(f"{args.out}/run.json", {"method": args.kind, "trees": args.trees, "relu": not args.no_relu,
-                                        "rank": args.rank, **summary})
+                                        "rank": args.rank, "normalize": args.normalize, **summary})
     print(json.dumps(summary, indent=2))
+
+
+TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "weight_decay": "weight_decay",
+               "eval_every": "eval_every", "seed": "seed"}
+OWN_PARSERS = {"probex", "dense_expert", "sane"}  # methods trained from their own subcommands below
+
+
+def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Sequence[str] = ()) -> list[str]:
+    """A ``--flag`` per field of a method's spec (typed by its default); returns the field names."""
+    import dataclasses
+
+    names = []
+    group = p.add_argument_group("method settings")
+    for field in dataclasses.fields(spec_type):
+        if field.name in skip:
+            continue
+        default = field.default
+        flag = f"--{field.name.replace('_', '-')}"
+        flag = flag if flag not in p._option_string_actions else f"--spec-{flag[2:]}"  # e.g. a spec's own seed
+        flags = [flag] + (["--probes"] if field.name == "num_probes" else [])
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(default, bool) else \
+            {"type": type(default[0]), "nargs": "+"} if isinstance(default, tuple) and default else \
+            {"type": type(default) if default is not None else str}
+        shown = "the zoo's own" if default is None else default
+        group.add_argument(*flags, dest=field.name, default=None, help=f"(default: {shown})", **kind)
+        names.append(field.name)
+    return names
+
+
+def _add_method_parsers(train: argparse._SubParsersAction) -> None:
+    """``train METHOD`` for every registered method: the zoo, the run folder, training settings
+    (defaults: the method's) and one flag per spec field."""
+    from probegen_jax.methods.contract import methods
+    from probegen_jax.methods.probing.method import SOURCES
+
+    for name, method in methods().items():
+        if name in OWN_PARSERS:
+            continue
+        p = train.add_parser(name, help=method.description, description=method.description)
+        p.add_argument("--zoo", required=True, help="a saved zoo directory")
+        p.add_argument("--out", required=True, help="run directory (checkpoints, params, run.json); resumes, and a "
+                                                    "finished run with the same settings is reused")
+        p.add_argument("--target", help="zoo target to predict (default: the zoo's own)")
+        p.add_argument("--epoch", "--checkpoint", dest="epoch", default=None,
+                       help="one checkpoint per network: final, all, or an epoch (default: the zoo's own)")
+        cfg = method.train_config
+        for flag, field in TRAIN_FLAGS.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", type=type(getattr(cfg, field)), default=None,
+                           help=f"(default: {getattr(cfg, field)})")
+        p.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
+        if name == "probegen":
+            p.add_argument("--source", choices=sorted(SOURCES), help="train this probing method instead (as "
+                                                                     "`train SOURCE`)")
+        p.set_defaults(func=_train, spec_fields=_add_spec_arguments(p, method.spec_type, skip=("source",)))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probegen-jax", description="Weight-space learning on model zoos (ProbeGen and friends).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from probegen_jax import __version__
+
+    parser.add_argument("--version", action="version", version=f"probegen-jax {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    pods = parser.add_argument_group("several processes (pods, clusters)")
+    pods.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run, settings detected from the cluster (Slurm, TPU VMs, ...)")
+    pods.add_argument("--coordinator", help="host:port of process 0 (a manual start; implies --distributed)")
+    pods.add_argument("--num-processes", type=int, help="processes in the run (a manual start)")
+    pods.add_argument("--process-id", type=int, help="this process's index (a manual start)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     zoo = commands.add_parser("zoo", help="make and inspect model zoos").add_subparsers(
@@ -271,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     inr.add_argument("--overwrite", action="store_true", help="replace a finished zoo at --out")
     inr.set_defaults(func=_zoo_make_inr)
     small = make.add_parser("small-cnn", help="small CNNs with sampled hyper-parameters (Unterthiner et al.)",
+                            description="Small CNNs with sampled hyper-parameters (Unterthiner et al.). Convolutions "
+                                        "are valid, as in the published zoo, where the images allow three stride-2 "
+                                        "3x3 of them (15x15 and up: fashion_mnist); on smaller images (8x8 digits) "
+                                        "same. The zoo records which (meta 'padding').",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_cnn_zoo_arguments(small, [0, 1, 2, 3, 20, 40, 60, 80, 86])
     small.add_argument("--networks", type=int, default=1000, help="networks to train")
@@ -339,36 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a method on a zoo").add_subparsers(
         dest="method", required=True, metavar="METHOD")
-    pg = train.add_parser("probegen", help="ProbeGen or a probing baseline",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    pg.add_argument("--zoo", required=True, help="a saved zoo directory")
-    pg.add_argument("--out", required=True, help="run directory (checkpoints, params, run.json); resumes")
-    pg.add_argument("--source", default="probegen",
-                    choices=["probegen", "probegen5", "vanilla", "synthetic", "nonlinear"],
-                    help="probegen: deep linear generator; vanilla: free learned probes; synthetic: fixed "
-                         "random probes; nonlinear: generator with ReLUs (ablation)")
-    pg.add_argument("--probes", type=int, default=128, help="number of probes K")
-    pg.add_argument("--response", choices=["raw", "softmax"], default=None,
-                    help="what the head reads of each network's outputs (default: softmax for CNN zoos, else raw)")
-    pg.add_argument("--target", default=None,
-                    help="zoo target to predict (default: the zoo's own: test_accuracy for CNN zoos, else label)")
-    pg.add_argument("--epoch", default="final",
-                    help="for zoos with checkpoints per network: final, all, or an epoch number")
-    pg.add_argument("--epochs", type=int, default=30)
-    pg.add_argument("--batch-size", type=int, default=32, help="networks per step")
-    pg.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (cosine decay per step)")
-    pg.add_argument("--seed", type=int, default=0)
-    pg.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
-    pg.set_defaults(func=_train_probegen)
+    _add_method_parsers(train)
     px = train.add_parser("probex", help="ProbeX experts, one per model tree; trees of one layer shape train together",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    px.add_argument("--trees", required=True, help="trees directory written by `zoo make trees`")
+    px.add_argument("--trees", required=True,
+                    help="trees written by `zoo make trees`, a zoo imported from Model-J, or a Model-J tree folder")
     px.add_argument("--out", required=True, help="run directory (run.json)")
     px.add_argument("--kind", default="probex", choices=["probex", "dense"], help="dense: the dense expert baseline")
     px.add_argument("--layer", action="append", default=[], metavar="TREE=LAYER",
                     help="fix a tree's layer, e.g. vit=block0/mlp1/kernel (default: chosen on validation)")
     px.add_argument("--rank", type=int, default=128, help="r_U = r_V = r_T (the paper's 128)")
     px.add_argument("--no-relu", action="store_true", help="ablation: ProbeX without its ReLU")
+    px.add_argument("--normalize", default="auto", choices=["auto", "on", "off"],
+                    help="centre and scale each layer on the train split (auto: off for Model-J, as its reference code)")
     px.add_argument("--epochs", type=int, default=500)
     px.add_argument("--eval-every", type=int, default=25)
     px.add_argument("--batch-size", type=int, default=128)
@@ -415,11 +475,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="train, val or test")
     ev.add_argument("--zoo", help="evaluate on this zoo instead of the run's own")
     ev.set_defaults(func=_eval)
+    pr = commands.add_parser("predict", help="a saved run's predictions for every network of a zoo")
+    pr.add_argument("--run", required=True, help="run directory written by `train`")
+    pr.add_argument("--zoo", help="the networks to predict (default: the run's own zoo)")
+    pr.add_argument("--out", required=True, help="file to write: .csv (a row per network) or .npy")
+    pr.set_defaults(func=_predict)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.distributed or args.coordinator:
+        from probegen_jax.parallel import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import warnings
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -77,6 +78,7 @@ class Method(NamedTuple):
     inputs: Callable[[Any, Any, np.ndarray], PyTree] = member_params
     fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
     heterogeneous: bool = False  # reads zoos of several architectures
+    train_config: TrainConfig = TrainConfig()  # the method's default optimisation settings
 
     def __repr__(self) -> str:
         return f"Method({self.name!r}: {self.description})"
@@ -137,7 +139,7 @@ def make_spec(method: Method, spec: Any = None, **overrides: Any) -> Any:
         unknown = sorted(set(spec) - known)
         if unknown:
             raise UnknownNameError(f"method {method.name!r}: unknown settings {unknown}; available: {sorted(known)}")
-        spec = method.spec_type(**spec)
+        spec = method.spec_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
     elif not isinstance(spec, method.spec_type):
         raise TypeError(f"method {method.name!r} takes a {method.spec_type.__name__}, got {type(spec).__name__}")
     return dataclasses.replace(spec, **overrides) if overrides else spec
@@ -181,27 +183,38 @@ def _train_with_loop(request: FitRequest) -> TrainResult:
 
 
 def train(
-    method: str | Method, zoo: Any, spec: Any = None, cfg: TrainConfig = TrainConfig(), *,
+    method: str | Method, zoo: Any, spec: Any = None, cfg: TrainConfig | None = None, *,
     target: str | None = None, checkpoint: str | int | None = None, optimizer: Optimizer | None = None,
-    checkpoint_dir: str | None = None, mesh: Any = None, progress: bool = True, zoo_path: str | None = None,
+    out: str | None = None, checkpoint_dir: str | None = None, mesh: Any = None, progress: bool = True,
+    zoo_path: str | None = None, desc: str | None = None,
 ) -> Run:
     """Train ``method`` on ``zoo``'s train split, select on val, report test; returns the ``Run``.
 
     ``target``, ``checkpoint`` (one per network: ``final``, ``all`` or an epoch) and settings the
     spec leaves ``None`` (probing's ``response``) default to the zoo's ``task_defaults``, the same
-    for the Python API and the command line. ``optimizer`` is any optax ``GradientTransformation``
-    (default: the one ``cfg`` names).
+    for the Python API and the command line; ``cfg`` to the method's ``train_config``.
+    ``optimizer`` is any optax ``GradientTransformation`` (default: the one ``cfg`` names).
+    With ``out`` the run is saved there (checkpoints in ``out/checkpoints``, so an interrupted run
+    resumes); a run already finished there with the same settings is loaded, not trained again,
+    and one with other settings is refused.
     """
     from probegen_jax.methods.probing.hetero import bucket_batch_order
-    from probegen_jax.methods.run import Run, zoo_fingerprint
+    from probegen_jax.methods.run import Run, finished_run, save_run, zoo_fingerprint
 
     method = get_method(method)
+    cfg = method.train_config if cfg is None else cfg
     if len(zoo.archs) > 1 and not method.heterogeneous:
         raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
                                f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
     zoo, checkpoint = select_checkpoint(zoo, checkpoint)
     target = target or task_defaults(zoo).target
     spec = spec_with_zoo_defaults(make_spec(method, spec), zoo)
+    if out is not None:
+        fingerprint = zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None)
+        done = finished_run(out, method.name, spec, cfg, target, checkpoint, fingerprint, zoo)
+        if done is not None:
+            return done
+        checkpoint_dir = checkpoint_dir or str(Path(out) / "checkpoints")
     warn_small_splits(zoo)
     task = task_for(zoo, target)
     y = zoo.target(target)
@@ -209,16 +222,19 @@ def train(
     constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
     learner = method.learner(spec, zoo, task, constants)
     splits = {s: (method.inputs(spec, zoo, idx), y[idx]) for s, idx in members.items()}
-    options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=method.name,
+    options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc or method.name,
                                    optimizer=optimizer)
     buckets = zoo.buckets_of(members["train"])
     if len(np.unique(buckets)) > 1:  # bucket-homogeneous batches; small eval blocks touch few buckets
         options["order_fn"] = bucket_batch_order(buckets)
         cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
     result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, cfg, options))
-    return Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
-               constants=constants, result=result, train_config=cfg,
-               zoo=zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None))
+    run = Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
+              constants=constants, result=result, train_config=cfg,
+              zoo=zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None))
+    if out is not None:
+        save_run(run, out)
+    return run
 
 
 # ----------------------------------------------------------------------------- any run, any zoo

@@ -110,7 +110,8 @@ def save_run(run: Run, run_dir: str | os.PathLike) -> Path:
     """Write ``run`` to ``run_dir`` (params, constants, then ``run.json`` last: a directory with a
     ``run.json`` is a complete run)."""
     run_dir = Path(run_dir).absolute()
-    save_pytree(run_dir / "params", run.params if run.params is not None else {})
+    if jax.tree.leaves(run.params):
+        save_pytree(run_dir / "params", run.params)
     if run.constants:
         save_pytree(run_dir / "constants", jax.tree.map(np.asarray, dict(run.constants)))
     write_json(run_dir / RECORD, run.record())
@@ -173,8 +174,57 @@ def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
     archs = zoo if zoo is not None else recorded_archs(record, run_dir)
     constants = load_pytree(run_dir / "constants", None) if record.get("constants") else {}
     learner = method.learner(spec, archs, task, constants)
-    params = load_pytree(run_dir / "params", jax.eval_shape(learner.init, jax.random.key(0)))
+    abstract = jax.eval_shape(learner.init, jax.random.key(0))
+    params = load_pytree(run_dir / "params", abstract) if jax.tree.leaves(abstract) else abstract
     result = dataclasses.replace(result, params=params)
     return Run(method=method.name, spec=spec, task=task, target=record["target"],
                checkpoint=record.get("checkpoint", "all"), params=params, constants=constants, result=result,
                train_config=train_config, zoo=record["zoo"])
+
+
+def finished_run(run_dir: str | os.PathLike, method: str, spec: Any, cfg: TrainConfig, target: str,
+                 checkpoint: str | int, fingerprint: dict[str, Any], zoo: Any) -> Run | None:
+    """The run already finished in ``run_dir`` with exactly these settings (said on stderr), None
+    where there is none; a run made there with other settings is refused naming what differs."""
+    import sys
+
+    run_dir = Path(run_dir).absolute()
+    if not (run_dir / RECORD).is_file():
+        return None
+    record = read_run_record(run_dir)
+    wanted = {"method": method, "spec": dataclasses.asdict(spec), "train": dataclasses.asdict(cfg), "target": target,
+              "checkpoint": checkpoint, "zoo digest": fingerprint["digest"]}
+    found = {**{k: record.get(k) for k in wanted}, "zoo digest": record.get("zoo", {}).get("digest")}
+    wanted, found = json.loads(json.dumps(wanted)), json.loads(json.dumps(found))
+    differ = sorted(k for k in wanted if wanted[k] != found[k])
+    if differ:
+        raise CheckpointError(f"{run_dir}: a run with other settings is saved here ("
+                              + "; ".join(f"{k}: {found[k]!r} there, {wanted[k]!r} now" for k in differ)
+                              + "); use another --out or delete it to retrain")
+    print(f"reusing the finished run in {run_dir} (same settings; delete it to train again)", file=sys.stderr)
+    return load_run(run_dir, zoo)
+
+
+def write_predictions(path: str | os.PathLike, predictions: np.ndarray, task: Task) -> Path:
+    """Predictions ``[N, outputs]`` to ``path``: ``.csv`` (a row per member: its index, the
+    predicted class for classification, then every output) or ``.npy`` (the array)."""
+    from probegen_jax.io import atomic_write
+
+    path = Path(path)
+    predictions = np.asarray(predictions)
+    if path.suffix == ".csv":
+        columns = [np.arange(len(predictions))[:, None]]
+        header = ["member"]
+        if task.name in ("classification", "zero_shot"):
+            columns.append(predictions.argmax(-1)[:, None])
+            header.append("class")
+        columns.append(predictions)
+        header += [f"output_{i}" for i in range(predictions.shape[1])]
+        rows = np.concatenate(columns, axis=1)
+        fmt = ["%d"] * (len(header) - predictions.shape[1]) + ["%.7g"] * predictions.shape[1]
+        atomic_write(path, lambda f: np.savetxt(f, rows, fmt=fmt, delimiter=",", header=",".join(header),
+                                                comments=""))
+    else:
+        path = path if path.suffix == ".npy" else path.with_suffix(path.suffix + ".npy")
+        atomic_write(path, lambda f: np.save(f, predictions))
+    return path

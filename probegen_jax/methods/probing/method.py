@@ -42,3 +42,12 @@ def probing_spec_type(source: str) -> type:
 for _source, _description in SOURCES.items():
     register(Method(_source, _description, probing_spec_type(_source),
                     lambda spec, zoo, task, constants: probing_learner_for(spec, zoo, task), heterogeneous=True))
+
+
+def learned_probes(run, zoo=None):
+    """The probes a trained probing run passes through every network ``[K, *input_shape]`` (for
+    plots: ``report.plot_image_probes`` or ``report.plot_coordinate_probes``)."""
+    from probegen_jax.methods.run import recorded_archs
+
+    archs = zoo.archs if zoo is not None else recorded_archs({"zoo": run.zoo}, "run").archs
+    return run.spec.make_source(archs[0]).apply(run.params["source"])

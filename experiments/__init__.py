@@ -1,0 +1,1 @@
+"""One thin script per result table; run each from the repository root as ``python -m experiments.NAME``."""
