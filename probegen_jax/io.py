@@ -72,7 +72,7 @@ def _fsync_dir(path: Path) -> None:
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files and folders that killed processes left while writing ``path``
     (named ``.<name>.tmp-<pid>-*`` beside it, ``pid`` no longer running); returns them."""
-    if not _writes_here():  # another host's pids are not running here
+    if not (_local_writes[0] or _writes_here()):  # another host's pids are not running here
         return []
     path = Path(path).absolute()
     removed = []
@@ -108,6 +108,7 @@ def is_temp_path(path: str | os.PathLike) -> bool:
 
 
 _nested_writes = [0]
+_local_writes = [0]
 
 
 def _writes_here() -> bool:
@@ -131,6 +132,9 @@ def _one_writer() -> Iterator[bool]:
     """Around every write: yields whether this process writes it. In a multi-process JAX run only
     the main process writes, and every process waits at the start of the outermost write (all
     have looked at what was there before) and at its end (the file is there to read)."""
+    if _local_writes[0]:
+        yield True
+        return
     outermost = _nested_writes[0] == 0
     if outermost:
         _barrier("probegen_jax.io write starts")
@@ -141,6 +145,17 @@ def _one_writer() -> Iterator[bool]:
         _nested_writes[0] -= 1
     if outermost:
         _barrier("probegen_jax.io write ends")
+
+
+@contextlib.contextmanager
+def process_local_writes() -> Iterator[None]:
+    """Within this block every process writes its own files, without waiting for the others (work
+    split across processes, each writing its share to its own paths)."""
+    _local_writes[0] += 1
+    try:
+        yield
+    finally:
+        _local_writes[0] -= 1
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -402,8 +417,9 @@ def read_manifest(path: str | os.PathLike, error: type[Exception] = CheckpointEr
     if not path.is_dir():
         raise error(f"{path}: not found (expected a folder saved by this library)")
     file = path / MANIFEST
-    manifest = read_json(file, error, missing=f"missing; {path} is an incomplete or damaged save",
-                         require_checksum=True)
+    if not file.exists():
+        raise IntegrityError(f"{file}: missing; {path} is an incomplete or damaged save")
+    manifest = read_json(file, error, require_checksum=True)
     if not isinstance(manifest, dict) or manifest.get("format") != PYTREE_FORMAT:
         raise error(f"{file}: not a manifest of this library's saved arrays")
     if manifest.get("version") != PYTREE_VERSION:
@@ -451,6 +467,8 @@ def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[E
                                      "is truncated or damaged")
             return [(tuple(map(str, leaf.get("path", []))), _read_leaf(f, leaf, file, error, verify))
                     for leaf in manifest["leaves"]]
+    except FileNotFoundError as e:
+        raise IntegrityError(f"{file}: missing; {file.parent} is an incomplete or damaged save") from e
     except OSError as e:
         raise error(f"{file}: cannot read it ({e.strerror or e})") from e
 

@@ -26,6 +26,12 @@ SCALES = np.asarray([0.5, 1.0, 1.5, 2.0], np.float32)
 # ----------------------------------------------------------------------------- worker
 
 
+def inr_config():
+    from probegen_jax.make.inr import INRZooConfig
+
+    return INRZooConfig(dataset="digits", num_train=12, num_val=4, num_test=4, hidden=8, steps=10, chunk_size=5)
+
+
 def tiny_zoo(hidden: int = 8, seed: int = 0, n: int = NUM_NETWORKS):
     """SIRENs of normal weights (drawn in NumPy: no compiling) scaled by one of four factors; the
     label is the factor's index."""
@@ -55,7 +61,7 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
     from probegen_jax.methods.probing.probe import probe_zoo
     from probegen_jax.methods.probing.probegen import probing_learner
     from probegen_jax.methods.probing.sources import coordinate_probe_source
-    from probegen_jax.parallel import barrier, to_host, zoo_mesh
+    from probegen_jax.parallel import to_host, zoo_mesh
     from probegen_jax.training.tasks import classification
     from probegen_jax.zoo import load_zoo, save_zoo
     from probegen_jax.zoo.hetero import HeteroZoo
@@ -103,11 +109,24 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
                                progress=False))
 
     save_zoo(zoo, workdir / "zoo")
-    barrier("zoo saved")
     loaded = load_zoo(workdir / "zoo")
     results.update({f"loaded/params/{k}": v for k, v in flatten_params(loaded.params).items()})
     results["loaded/label"] = loaded.targets["label"]
     results["loaded/train"] = loaded.splits["train"]
+
+    import probegen_jax.make.inr as inr
+
+    fitted = []
+    real_fit = inr.fit_inrs
+    inr.fit_inrs = lambda *a, **k: (fitted.append(1), real_fit(*a, **k))[1]
+    try:
+        generated = inr.make_inr_zoo(inr_config(), workdir / "inr_zoo", progress=False)  # 4 chunks
+    finally:
+        inr.fit_inrs = real_fit
+    results["local/chunks_fitted"] = np.asarray(len(fitted))
+    assert load_zoo(workdir / "inr_zoo").targets["psnr"].tolist() == generated.targets["psnr"].tolist()
+    results.update({f"generated/params/{k}": v for k, v in flatten_params(generated.params).items()})
+    results["generated/psnr"] = generated.targets["psnr"]
     return results
 
 
@@ -183,10 +202,19 @@ def test_every_process_gets_the_single_process_results(runs):
     for got in multi:
         assert sorted(got) == sorted(single)
         for name, want in single.items():
+            if name.startswith("local/"):
+                continue
             if name.endswith("/history") or name.endswith("/metrics") or "/params/" in name and "loaded" not in name:
                 np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
             else:  # probing and storage move no data between devices: bit for bit
                 np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_zoo_generation_splits_its_chunks_across_processes(runs):
+    single, multi, _ = runs
+    assert int(single["local/chunks_fitted"]) == 4
+    assert [int(m["local/chunks_fitted"]) for m in multi] == [2, 2]
+    assert len(single["generated/psnr"]) == 20
 
 
 def test_scenarios_are_not_trivial(runs):

@@ -66,9 +66,10 @@ from probegen_jax.types import Array, Params, PRNGKey
 from probegen_jax.make.chunks import (
     concat_chunks,
     remove_work_dir,
-    run_chunks,
     work_dir_for,
 )
+from probegen_jax.make.processes import run_chunks_on_processes
+from probegen_jax.parallel import is_main_process
 from probegen_jax.zoo.store import save_zoo
 from probegen_jax.zoo.zoo import Zoo, at_epoch  # noqa: F401  (at_epoch: the CNN zoos' checkpoint filter)
 
@@ -339,7 +340,8 @@ def train_network_chunk(
     ckpts, metrics = [], {m: [] for m in METRICS}
     finite = jnp.ones((n,), bool)
     epoch = 0
-    bar = tqdm(total=cfg.epochs[-1], desc=f"epochs of {n} CNNs", unit="epoch", leave=False, disable=not progress)
+    bar = tqdm(total=cfg.epochs[-1], desc=f"epochs of {n} CNNs", unit="epoch", leave=False,
+               disable=not (progress and is_main_process()))
     for target in cfg.epochs:
         while epoch < target:
             params, opt_state, ce = train_steps(
@@ -428,7 +430,8 @@ def _generate(
     plan = {"generator": kind, "config": dataclasses.asdict(cfg)}
     work_dir = work_dir_for(out) if out is not None else None
     stopwatch = Stopwatch()
-    chunks = run_chunks(work_dir, plan, num_chunks, chunk, desc=f"training {kind} CNNs", progress=progress)
+    chunks = run_chunks_on_processes(work_dir, plan, num_chunks, chunk, desc=f"training {kind} CNNs",
+                                     progress=progress)
     return chunks, stopwatch.elapsed()
 
 
