@@ -175,11 +175,13 @@ def _flip_last_byte(path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_resume_falls_back_past_a_damaged_checkpoint_and_never_uses_one(tmp_path):
+@pytest.mark.parametrize("victim, damage", [("arrays.bin", _flip_last_byte), ("manifest.json", os.unlink),
+                                            ("arrays.bin", os.unlink)])
+def test_resume_falls_back_past_a_damaged_checkpoint_and_never_uses_one(tmp_path, victim, damage):
     _save_checkpoints(tmp_path / "ckpt")
-    _flip_last_byte(tmp_path / "ckpt" / "1" / "arrays.bin")
+    damage(tmp_path / "ckpt" / "1" / victim)
     manager = CheckpointManager(tmp_path / "ckpt", TrainConfig(epochs=3))
-    with pytest.warns(UserWarning, match=r"ckpt/1/arrays.bin.*resuming from the checkpoint of epoch 0"):
+    with pytest.warns(UserWarning, match=rf"ckpt/1/{victim}.*resuming from the checkpoint of epoch 0"):
         state, _, history, next_epoch, seconds = manager.restore(tiny_state())
     assert next_epoch == 1 and seconds == 1.0 and trees_equal(state, tiny_state(0))
     _flip_last_byte(tmp_path / "ckpt" / "0" / "manifest.json")
