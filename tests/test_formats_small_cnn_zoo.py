@@ -201,6 +201,9 @@ def test_layout_refusals_name_the_variable(tmp_path):
     with pytest.raises(ShapeMismatchError, match=r"layout.csv: sequential/dense/bias:0 has shape \(16,\), "
                                                  r"expected \(10,\) for its kernel sequential/dense/kernel:0"):
         import_zoo("small-cnn-zoo", root, progress=False)
+    write_published(tmp_path, tensors, order[2:], metrics)  # no first conv layer
+    with pytest.raises(ZooFormatError, match=r"layout.csv: expected 3 conv layers \(4-D kernels\) and one dense layer"):
+        import_zoo("small-cnn-zoo", root, progress=False)
     twice = {**tensors, "sequential/dense/kernel_1:0": tensors["sequential/dense/kernel:0"]}
     write_published(tmp_path, twice, order + ["sequential/dense/kernel_1:0"], metrics)
     with pytest.raises(ZooFormatError, match=r"layout.csv: layer 'sequential/dense' has two kernels"):

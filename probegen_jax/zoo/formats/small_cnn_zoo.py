@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from probegen_jax.archs import Arch, flatten_params, make_arch
-from probegen_jax.archs.cnn import ACTIVATION_LEAF, ACTIVATIONS, PADDINGS
+from probegen_jax.archs.cnn import ACTIVATION_LEAF, ACTIVATIONS, PADDINGS, SMALL_CNN_LAYERS
 from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError
 from probegen_jax.io import atomic_write, write_text
 from probegen_jax.zoo.formats.common import SkipLog, progress_iter, require_dir
@@ -156,8 +156,9 @@ def layout_to_params(layout: Sequence[tuple[str, int, int, tuple[int, ...]]], *,
             raise ShapeMismatchError(f"{where}: {bias} has shape {bshape}, expected {kshape[-1:]} for its kernel "
                                      f"{kernel} {kshape}")
         (convs if len(kshape) == 4 else dense).append(prefix)
-    if len(dense) != 1:
-        raise ZooFormatError(f"{where}: expected one dense layer (a 2-D kernel), found {len(dense)}: {dense}")
+    if len(convs) != SMALL_CNN_LAYERS or len(dense) != 1:
+        raise ZooFormatError(f"{where}: expected {SMALL_CNN_LAYERS} conv layers (4-D kernels) and one dense layer "
+                             f"(a 2-D kernel), found {convs} and {dense}")
     param_layer = {prefix: f"conv{i}" for i, prefix in enumerate(convs)} | {dense[0]: "dense0"}
     return {varname: f"{param_layer[prefix]}/{kind}"
             for prefix, variables in layers.items() for kind, (varname, _) in variables.items()}
