@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from probegen_jax.errors import user_error_message
+from probegen_jax.make import finished_zoo
 from probegen_jax.timing import describe_generation
 
 EXAMPLES = __doc__.split("\n\n", 1)[1]
@@ -34,7 +35,9 @@ def _zoo_make_inr(args: argparse.Namespace) -> None:
     cfg = INRZooConfig(dataset=args.dataset, num_train=args.train, num_val=args.val, num_test=args.test,
                        steps=args.steps, learning_rate=args.lr, target_psnr=args.target_psnr,
                        chunk_size=args.chunk_size, seed=args.seed)
-    zoo = make_inr_zoo(cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
+    zoo = None if args.overwrite else finished_zoo(args.out, cfg)
+    if zoo is None:
+        zoo = make_inr_zoo(cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
     print(zoo.describe())
     print(f"mean PSNR {zoo.meta['psnr_mean']:.2f} dB; {describe_generation(zoo.meta)}; saved to {args.out}")
 
@@ -100,7 +103,9 @@ def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
 
     cfg = SmallCNNZooConfig(training=_cnn_training(args), num_networks=args.networks, chunk_size=args.chunk_size,
                             seed=args.seed)
-    zoo = make_small_cnn_zoo(cfg, args.out, data_dir=args.data_dir)
+    zoo = finished_zoo(args.out, cfg)
+    if zoo is None:
+        zoo = make_small_cnn_zoo(cfg, args.out, data_dir=args.data_dir)
     print(zoo.describe())
     print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
           f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
@@ -114,7 +119,9 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
     training = dataclasses.replace(_cnn_training(args), init_std=WildZooConfig.training.init_std)
     cfg = WildZooConfig(training=training, num_architectures=args.architectures,
                         networks_per_architecture=args.per_arch, seed=args.seed)
-    zoo = make_wild_zoo(cfg, args.out, data_dir=args.data_dir)
+    zoo = finished_zoo(args.out, cfg)
+    if zoo is None:
+        zoo = make_wild_zoo(cfg, args.out, data_dir=args.data_dir)
     print(zoo.describe())
     print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
           f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")

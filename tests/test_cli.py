@@ -25,6 +25,12 @@ def test_make_info_train_eval(tmp_path, capsys):
     assert zoo_dir.is_dir() and not (tmp_path / "zoo.partial").exists()
     assert main(["zoo", "info", str(zoo_dir)]) == 0
     assert "zoo of 160 networks" in capsys.readouterr().out
+    make = ["zoo", "make", "inr", "--dataset", "digits", "--out", str(zoo_dir), "--train", "96", "--val", "32",
+            "--test", "32", "--steps", "20", "--chunk-size", "64"]
+    assert main(make) == 0  # made already with these settings: found, not made again
+    assert "already made with these settings" in capsys.readouterr().err
+    assert main([*make[:-2], "--chunk-size", "32"]) == 2  # other settings: refused, naming them
+    assert "chunk_size: 64 there, 32 now" in capsys.readouterr().err
 
     assert main(["train", "probegen", "--zoo", str(zoo_dir), "--out", str(run_dir), "--probes", "8",
                  "--epochs", "2", "--batch-size", "16"]) == 0
