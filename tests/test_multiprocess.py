@@ -53,18 +53,17 @@ def tiny_zoo(hidden: int = 8, seed: int = 0, n: int = NUM_NETWORKS):
 
 def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
     """Every scenario on a mesh of all processes' devices; flat ``{name: array}`` results."""
-    import jax
 
-    import probegen_jax.training.loop as loop
     from probegen_jax.archs import flatten_params
     from probegen_jax.methods.probing.hetero import probe_hetero
     from probegen_jax.methods.probing.probe import probe_zoo
     from probegen_jax.methods.probing.probegen import probing_learner
     from probegen_jax.methods.probing.sources import coordinate_probe_source
     from probegen_jax.parallel import to_host, zoo_mesh
+    from probegen_jax.training import loop
     from probegen_jax.training.tasks import classification
     from probegen_jax.zoo import load_zoo, save_zoo
-    from probegen_jax.zoo.hetero import HeteroZoo
+    from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo, save_hetero_zoo
 
     mesh = zoo_mesh()
     assert mesh.size == 2, mesh
@@ -74,6 +73,8 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
 
     hetero = HeteroZoo.concat([tiny_zoo(8, seed=1, n=24), tiny_zoo(12, seed=2, n=20)])
     results["hetero_responses"] = probe_hetero(hetero, probes, mesh=mesh, batch_size=4)
+    save_hetero_zoo(hetero, workdir / "hetero_zoo")
+    results["hetero_loaded"] = probe_hetero(load_any_zoo(workdir / "hetero_zoo"), probes, mesh=mesh, batch_size=4)
 
     learner = probing_learner(zoo.arch, coordinate_probe_source("probegen", 8), len(SCALES), head_hidden=16,
                               head_layers=2)
@@ -114,7 +115,7 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
     results["loaded/label"] = loaded.targets["label"]
     results["loaded/train"] = loaded.splits["train"]
 
-    import probegen_jax.make.inr as inr
+    from probegen_jax.make import inr
 
     fitted = []
     real_fit = inr.fit_inrs
@@ -131,9 +132,9 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
 
 
 def worker(out: Path, workdir: Path, num_processes: int, process_id: int, port: int, devices: int) -> None:
-    from probegen_jax.parallel import initialize_distributed
-
     import jax
+
+    from probegen_jax.parallel import initialize_distributed
 
     got = initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id, cpu_devices=devices)
     assert got == num_processes
@@ -204,7 +205,7 @@ def test_every_process_gets_the_single_process_results(runs):
         for name, want in single.items():
             if name.startswith("local/"):
                 continue
-            if name.endswith("/history") or name.endswith("/metrics") or "/params/" in name and "loaded" not in name:
+            if name.endswith(("/history", "/metrics")) or "/params/" in name and "loaded" not in name:
                 np.testing.assert_allclose(got[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
             else:  # probing and storage move no data between devices: bit for bit
                 np.testing.assert_array_equal(got[name], want, err_msg=name)
@@ -222,6 +223,7 @@ def test_scenarios_are_not_trivial(runs):
     zoo = tiny_zoo()
     assert single["responses"].shape == (NUM_NETWORKS, 16, 1)
     assert single["hetero_responses"].shape == (44, 16, 1)
+    np.testing.assert_array_equal(single["hetero_loaded"], single["hetero_responses"])
     assert np.ptp(single["responses"][:, 0, 0]) > 0  # networks differ
     np.testing.assert_array_equal(single["loaded/label"], zoo.targets["label"])
     assert single["fit/history"].shape[0] == 3
@@ -239,7 +241,13 @@ def test_only_the_main_process_prints_progress(runs):
 
 
 def test_single_process_helpers(eight_devices):
-    from probegen_jax.parallel import global_devices, initialize_distributed, is_main_process, to_host, zoo_mesh
+    from probegen_jax.parallel import (
+        global_devices,
+        initialize_distributed,
+        is_main_process,
+        to_host,
+        zoo_mesh,
+    )
 
     assert initialize_distributed() == 1 and initialize_distributed(num_processes=1) == 1  # no cluster here
     assert is_main_process()

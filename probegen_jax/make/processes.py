@@ -37,7 +37,7 @@ def run_chunks_on_processes(
 ) -> list[dict[str, np.ndarray]]:
     """``run_chunks`` with the chunks shared out among the processes (each process gets all of
     them back, in order). Without a work folder, or in one process, every chunk is computed here."""
-    processes = jax.process_count()
+    processes, progress = jax.process_count(), progress and is_main_process()
     if work_dir is None or processes == 1:
         return run_chunks(work_dir, plan, num_chunks, make_chunk, desc=desc, progress=progress)
     shares = chunk_shares(num_chunks, processes)
@@ -47,8 +47,7 @@ def run_chunks_on_processes(
 
     me = jax.process_index()
     with process_local_writes():
-        run_chunks(*share(me), len(shares[me]), lambda j: make_chunk(shares[me][j]), desc=desc,
-                   progress=progress and is_main_process())
+        run_chunks(*share(me), len(shares[me]), lambda j: make_chunk(shares[me][j]), desc=desc, progress=progress)
     barrier(f"{desc}: every share computed")
 
     def missing(p: int) -> ChunkFn:
