@@ -30,6 +30,9 @@ class Arch:
       input_shape: shape of one input (``(2,)`` for coordinates, ``(H, W, C)`` for images).
       output_dim: size of one output.
       config: keyword arguments of the registered factory; empty for unregistered archs.
+      factory: ``"module:function"``, an importable function that returns this arch when called
+        with ``config``: a user's own architecture that saved zoos and runs (and the command
+        line) can rebuild without a registry entry.
     """
 
     name: str
@@ -38,14 +41,20 @@ class Arch:
     input_shape: tuple[int, ...]
     output_dim: int
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    factory: str | None = None
 
     @property
     def registered(self) -> bool:
-        return self.name in _REGISTRY
+        """Whether ``arch_from_spec(self.spec())`` rebuilds it (by registry name or factory)."""
+        return self.factory is not None or self.name in _REGISTRY
 
     def spec(self) -> dict[str, Any]:
         """JSON-serialisable description that ``arch_from_spec`` turns back into this arch."""
-        return {"name": self.name, "config": dict(self.config)}
+        spec = {"name": self.name, "config": dict(self.config)}
+        return spec | {"factory": self.factory} if self.factory else spec
+
+    def __repr__(self) -> str:
+        return f"Arch({self.name!r}, input {tuple(self.input_shape)}, output {self.output_dim})"
 
     def param_shapes(self) -> Params:
         """``jax.ShapeDtypeStruct`` pytree of one network's params."""
@@ -187,8 +196,22 @@ def make_arch(name: str, **config: Any) -> Arch:
 
 
 def arch_from_spec(spec: Mapping[str, Any]) -> Arch:
-    """Inverse of ``Arch.spec``."""
+    """Inverse of ``Arch.spec``: the registered arch of that name, or the ``factory`` called."""
+    if spec.get("factory"):
+        return dataclasses.replace(arch_factory(spec["factory"])(**spec.get("config", {})), factory=spec["factory"])
     return make_arch(spec["name"], **spec.get("config", {}))
+
+
+def arch_factory(path: str) -> Callable[..., Arch]:
+    """The function ``"package.module:function"`` names; ``UnknownNameError`` if it cannot be imported."""
+    import importlib
+
+    module, _, function = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise UnknownNameError(f"architecture factory {path!r} cannot be imported ({e}); give it as "
+                               "'package.module:function' importable here") from e
 
 
 def registered_archs() -> list[str]:
@@ -211,20 +234,30 @@ def arch_from_function(
     *,
     name: str = "function",
 ) -> Arch:
-    """Wrap a user's own pure ``apply``/``init`` pair."""
+    """Wrap a user's own pure ``apply``/``init`` pair. To save zoos of it that load anywhere (and
+    use them from the command line), build it in an importable function and record that:
+    ``dataclasses.replace(arch, factory="mypackage.nets:my_arch", config={...})``."""
     input_shape = tuple(input_shape)
     return Arch(name, init, apply, input_shape, _infer_output_dim(init, apply, input_shape))
 
 
-def arch_from_linen(module: Any, input_shape: tuple[int, ...], *, name: str | None = None) -> Arch:
-    """Wrap a ``flax.linen`` module; params are its ``"params"`` collection."""
+def arch_from_linen(module: Any, input_shape: tuple[int, ...], *, name: str | None = None,
+                    apply_kwargs: Mapping[str, Any] | None = None) -> Arch:
+    """Wrap a ``flax.linen`` module. Params are its ``"params"`` collection, or, for modules with
+    other state (``batch_stats`` of BatchNorm), every collection ``{"params": ..., "batch_stats":
+    ...}``; ``apply_kwargs`` go to ``module.apply`` (e.g. ``{"train": False}`` so BatchNorm uses
+    its running averages)."""
     input_shape = tuple(input_shape)
+    apply_kwargs = dict(apply_kwargs or {})
+    collections = tuple(jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *input_shape)), **apply_kwargs))
+    only_params = collections == ("params",)
 
     def init(key: PRNGKey) -> Params:
-        return module.init(key, jnp.zeros((1, *input_shape)))["params"]
+        variables = module.init(key, jnp.zeros((1, *input_shape)), **apply_kwargs)
+        return variables["params"] if only_params else dict(variables)
 
     def apply(params: Params, x: Array) -> Array:
-        return module.apply({"params": params}, x)
+        return module.apply({"params": params} if only_params else params, x, **apply_kwargs)
 
     return arch_from_function(apply, init, input_shape, name=name or type(module).__name__)
 
