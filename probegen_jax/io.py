@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -288,17 +288,34 @@ def verify_checksum(path: Path, data: bytes, error: type[Exception], *, required
 
 
 def read_json(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found",
-              require_checksum: bool = False) -> Any:
+              require_checksum: bool = False, fields: Mapping[str, type | tuple[type, ...]] | None = None) -> Any:
     """The JSON in ``path``, checked against its checksum file when there is one (``IntegrityError``
-    on a mismatch). A missing file raises ``error("<path>: <missing>")``, an unreadable or damaged
-    one ``error`` saying why."""
+    on a mismatch) and, given ``fields``, to be an object with those keys of those types. A missing
+    file raises ``error("<path>: <missing>")``, an unreadable, damaged or malformed one ``error``
+    saying why."""
     path = Path(path)
     data = read_bytes(path, error, missing=missing)
     verify_checksum(path, data, error, required=require_checksum)
     try:
-        return json.loads(data)
+        obj = json.loads(data)
     except (UnicodeDecodeError, ValueError) as e:
         raise error(f"{path}: not valid JSON ({e})") from e
+    if fields is not None:
+        check_fields(obj, fields, path, error)
+    return obj
+
+
+def check_fields(obj: Any, fields: Mapping[str, type | tuple[type, ...]], where: str | os.PathLike,
+                 error: type[Exception]) -> None:
+    """Raise ``error`` naming ``where`` unless ``obj`` is a JSON object whose ``fields`` have their types
+    (``int`` fields refuse booleans)."""
+    if not isinstance(obj, dict):
+        raise error(f"{where}: expected a JSON object, got {type(obj).__name__}; the record is damaged")
+    for key, kind in fields.items():
+        value, kinds = obj.get(key), kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = "/".join(k.__name__ for k in kinds)
+            raise error(f"{where}: field {key!r} is missing or not {names} (got {value!r:.60}); the record is damaged")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

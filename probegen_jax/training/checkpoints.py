@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from probegen_jax.errors import CheckpointError, IntegrityError
-from probegen_jax.io import load_pytree, read_manifest, remove_stale_temps, save_pytree
+from probegen_jax.io import check_fields, load_pytree, read_manifest, remove_stale_temps, save_pytree
 
 KEEP = 2  # checkpoints kept: the newest, and one to fall back to if it is damaged
 NUMBER = (int, float)
@@ -85,12 +85,7 @@ class CheckpointManager:
         """The progress record of checkpoint ``path``, checked for its fields and the run's settings."""
         file = path / "manifest.json"
         progress = read_manifest(path).get("record")
-        if not isinstance(progress, dict):
-            raise CheckpointError(f"{file}: no progress record; the checkpoint is damaged")
-        for key, kind in PROGRESS_KEYS.items():
-            if not isinstance(progress.get(key), kind) or isinstance(progress.get(key), bool):
-                raise CheckpointError(f"{file}: progress field {key!r} is missing or of the wrong type; the checkpoint "
-                                      "is damaged: use a fresh checkpoint directory")
+        check_fields(progress, PROGRESS_KEYS, file, CheckpointError)
         if progress["config"] != self.config:
             raise CheckpointError(
                 f"{self.directory}: checkpoint was written with settings {progress['config']}, not "

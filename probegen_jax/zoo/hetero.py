@@ -20,7 +20,15 @@ from jax.flatten_util import ravel_pytree
 
 from probegen_jax.archs import Arch
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooFormatError
-from probegen_jax.io import checksum_file, load_pytree, read_json, save_pytree, staged_dir, write_json
+from probegen_jax.io import (
+    check_fields,
+    checksum_file,
+    load_pytree,
+    read_json,
+    save_pytree,
+    staged_dir,
+    write_json,
+)
 from probegen_jax.types import PyTree
 from probegen_jax.zoo.store import load_zoo, save_zoo
 from probegen_jax.zoo.zoo import SPLITS, Zoo
@@ -218,8 +226,7 @@ def _hetero_record(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("format") != HETERO_FORMAT \
             or record.get("format_version") not in (1, HETERO_FORMAT_VERSION):
         raise ZooFormatError(f"{file}: not a heterogeneous zoo of format version 1 or {HETERO_FORMAT_VERSION}")
-    if not isinstance(record.get("num_buckets"), int) or not isinstance(record.get("meta", {}), dict):
-        raise ZooFormatError(f"{file}: 'num_buckets' or 'meta' is missing or malformed; the record is damaged")
+    check_fields(record, {"num_buckets": int, "meta": dict}, file, ZooFormatError)
     if record["format_version"] >= 2 and not checksum_file(file).exists():
         raise ZooFormatError(f"{file}: its checksum file is missing; the zoo is incomplete or damaged")
     return record
