@@ -318,3 +318,14 @@ def test_temporary_files_of_killed_record_writes_are_removed_by_the_next_write(t
     with pytest.warns(UserWarning, match="killed"):
         io.write_json(tmp_path / "run.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.json.sha256"]
+
+
+def test_params_saved_by_orbax_before_still_load_with_a_warning(tmp_path):
+    import orbax.checkpoint as ocp
+
+    params = tiny_state().params
+    ocp.Checkpointer(ocp.StandardCheckpointHandler()).save((tmp_path / "params").absolute(),
+                                                          args=ocp.args.StandardSave(params))
+    with pytest.warns(UserWarning, match="without checksums"):
+        assert trees_equal(jax.device_get(io.load_pytree(tmp_path / "params", jax.eval_shape(lambda: params))),
+                           jax.device_get(params))
