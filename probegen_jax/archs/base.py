@@ -5,6 +5,7 @@ rebuilds it by name (so a saved zoo knows what its networks are)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -249,7 +250,8 @@ def arch_from_linen(module: Any, input_shape: tuple[int, ...], *, name: str | No
     its running averages)."""
     input_shape = tuple(input_shape)
     apply_kwargs = dict(apply_kwargs or {})
-    collections = tuple(jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, *input_shape)), **apply_kwargs))
+    collections = tuple(jax.eval_shape(functools.partial(module.init, **apply_kwargs), jax.random.key(0),
+                                       jnp.zeros((1, *input_shape))))
     only_params = collections == ("params",)
 
     def init(key: PRNGKey) -> Params:
