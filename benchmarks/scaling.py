@@ -1,8 +1,12 @@
 """Scaling over simulated devices: probing throughput and ProbeGen training step time on 1, 2, 4
 and 8 devices, each count in its own subprocess (``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
+``--processes`` instead compares 1 process with 2 devices against 2 processes with 1 device each
+(localhost, ``initialize_distributed``; the same 2-device mesh): probing, a training step, and
+INR zoo generation (1 process against 2, chunks split between them).
 
     python benchmarks/scaling.py
     python benchmarks/scaling.py --devices 1 2 4 8 --nets 4096 --steps 8
+    python benchmarks/scaling.py --processes --nets 2048 --repeats 3
 
 On CPU the "devices" share the same cores, so this measures the cost of sharding rather than a
 speed-up; real scaling needs several accelerators. The memory-bandwidth fraction row is computed
@@ -27,16 +31,23 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
     """Run inside the child: times on all visible devices."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
     from common import median_seconds
 
     from probegen_jax.archs import make_arch
-    from probegen_jax.parallel import replicated, shard_zoo, zoo_mesh
     from probegen_jax.methods.probing import probe, probe_zoo
     from probegen_jax.methods.probing.methods import ProbingSpec
+    from probegen_jax.parallel import place_on_mesh, replicated, shard_zoo, zoo_mesh
+    from probegen_jax.training.loop import (
+        TrainConfig,
+        TrainState,
+        batch_order,
+        epoch_function,
+        make_optimizer,
+    )
     from probegen_jax.training.tasks import classification
-    from probegen_jax.training.loop import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer
 
-    n_dev = len(jax.devices())
+    n_dev = len(jax.devices())  # every process's
     mesh = zoo_mesh() if n_dev > 1 else None
     arch = make_arch("siren")
     params = jax.jit(jax.vmap(arch.init))(jax.random.split(jax.random.key(0), nets))
@@ -52,12 +63,12 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
     data = (jax.tree.map(lambda a: a[:n_train], params), jnp.zeros(n_train, jnp.int32))
     if mesh is not None:
         data, _ = shard_zoo(data, mesh)
-        init = jax.device_put(init, replicated(mesh))
+        init = place_on_mesh(init, replicated(mesh))
     holder = {"s": TrainState(init, optimizer.init(init))}
-    order = jnp.asarray(batch_order(0, 0, n_train, batch))
+    order = batch_order(0, 0, n_train, batch)
 
     def run():
-        holder["s"], loss = epoch(holder["s"], data, order, jnp.asarray(0))
+        holder["s"], loss = epoch(holder["s"], data, order, np.asarray(0))
         return loss
 
     t_epoch = median_seconds(run, repeats=repeats)
@@ -73,6 +84,63 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
             "step_s": t_epoch / steps, "bandwidth_fraction": bandwidth}
 
 
+def generate_seconds(out: str, num_networks: int) -> float:
+    """Wall time of an INR zoo of ``num_networks`` digits (chunks of 64) written to ``out``."""
+    import time
+
+    from probegen_jax.make.inr import INRZooConfig, make_inr_zoo
+    from probegen_jax.parallel import barrier
+
+    cfg = INRZooConfig(dataset="digits", num_train=num_networks, num_val=0, num_test=0, steps=200, chunk_size=64)
+    barrier("generation starts")
+    start = time.perf_counter()
+    make_inr_zoo(cfg, out, progress=False, overwrite=True)
+    return time.perf_counter() - start
+
+
+def run_layout(processes: int, devices: int, child_args: list[str]) -> dict:
+    """Run the child on ``processes`` local processes of ``devices`` CPU devices each; process 0's result."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", *child_args, "--layout", str(processes),
+                               str(devices), str(i), str(port)], env=env, stdout=subprocess.PIPE, text=True)
+             for i in range(processes)]
+    try:
+        outs = [p.communicate(timeout=1800)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"layout {processes} x {devices}: a process failed")
+    return json.loads(outs[0].strip().splitlines()[-1])
+
+
+def process_table(args) -> None:
+    """1 process x 2 devices against 2 processes x 1 device: probing, a training step, generation."""
+    import tempfile
+
+    from probegen_jax.report import markdown_table
+
+    common = ["--nets", str(args.nets), "--probes", str(args.probes), "--steps", str(args.steps),
+              "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
+    one, two = run_layout(1, 2, common), run_layout(2, 1, common)
+    rows = [[f"probe {args.nets} SIRENs, {args.probes} probes (ms)", f"{one['probe_s'] * 1e3:.1f}",
+             f"{two['probe_s'] * 1e3:.1f}", f"{two['probe_s'] / one['probe_s']:.2f}"],
+            [f"ProbeGen train step, batch {args.batch_size} (ms)", f"{one['step_s'] * 1e3:.2f}",
+             f"{two['step_s'] * 1e3:.2f}", f"{two['step_s'] / one['step_s']:.2f}"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = ["--generate", str(Path(tmp) / "zoo"), "--gen-networks", str(args.gen_networks)]
+        g1, g2 = run_layout(1, 1, gen)["generate_s"], run_layout(2, 1, gen)["generate_s"]
+    rows.append([f"INR zoo of {args.gen_networks} digits, 200 steps (s; 1 process x 1 device)", f"{g1:.1f}",
+                 f"{g2:.1f}", f"{g2 / g1:.2f}"])
+    print(markdown_table(["", "1 process x 2 devices", "2 processes x 1 device", "time ratio (2 proc / 1)"], rows))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4, 8])
@@ -81,16 +149,32 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=8, help="training steps timed per epoch")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--processes", action="store_true",
+                   help="compare 1 process x 2 devices with 2 processes x 1 device (and zoo generation)")
+    p.add_argument("--gen-networks", type=int, default=256, help="INRs generated in the --processes comparison")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--layout", nargs=4, type=int, help=argparse.SUPPRESS)  # processes, devices, id, port
+    p.add_argument("--generate", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.nets, args.probes, args.steps, args.batch_size, args.repeats)))
+        if args.layout:
+            from probegen_jax.parallel import initialize_distributed, is_main_process
+
+            processes, devices, process_id, port = args.layout
+            initialize_distributed(f"127.0.0.1:{port}", processes, process_id, cpu_devices=devices)
+        result = ({"generate_s": generate_seconds(args.generate, args.gen_networks)} if args.generate else
+                  measure(args.nets, args.probes, args.steps, args.batch_size, args.repeats))
+        if not args.layout or is_main_process():
+            print(json.dumps(result))
         return
     from common import machine_description
 
     from probegen_jax.report import markdown_table
 
     print(f"machine: {machine_description()}")
+    if args.processes:
+        process_table(args)
+        return
     results = []
     for n in args.devices:
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
