@@ -100,7 +100,7 @@ def test_same_padding_zoos_round_trip_through_their_padding_column(tmp_path):
 # ----------------------------------------------------------------------------- the published layout
 
 
-def write_published(root, tensors, order, metrics):
+def write_published(root, tensors, order, metrics, quoting=csv.QUOTE_MINIMAL):
     """Small CNN Zoo files written without the library: ``tensors`` {varname: [rows, *shape]}, the
     variables' columns in ``order``, ``metrics`` a list of row dicts (``config.*``, ``modeldir``,
     ``step``, ``test_accuracy``)."""
@@ -114,7 +114,7 @@ def write_published(root, tensors, order, metrics):
         position += size
     (root / "layout.csv").write_text("\n".join(lines) + "\n")
     with gzip.open(root / "metrics.csv.gz", "wt", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
+        writer = csv.DictWriter(f, fieldnames=list(metrics[0]), quoting=quoting)
         writer.writeheader()
         writer.writerows(metrics)
     return root
@@ -242,6 +242,9 @@ def test_runs_that_stopped_early_by_either_rule(tmp_path):
     np.testing.assert_allclose(colab.targets["test_accuracy"], [metrics[i]["test_accuracy"] for i in rows], rtol=1e-6)
     np.testing.assert_array_equal(colab.params["conv1"]["kernel"], tensors["sequential/conv2d_1/kernel:0"][rows])
     assert colab.meta["skipped"]["count"] == 0 and colab.meta["skipped"]["runs_below_final_step"] == 2
+    write_published(tmp_path, tensors, [v for v, _ in PUBLISHED], metrics, quoting=csv.QUOTE_NONNUMERIC)
+    quoted = import_zoo("small-cnn-zoo", root, last_checkpoint="run", progress=False)  # runs told apart by csv
+    np.testing.assert_array_equal(quoted.targets["network"], rows)
     with pytest.raises(UnknownNameError, match="unknown last_checkpoint rule 'latest'"):
         import_zoo("small-cnn-zoo", root, last_checkpoint="latest", progress=False)
     no_runs = [{k: v for k, v in m.items() if k != "modeldir"} for m in metrics]

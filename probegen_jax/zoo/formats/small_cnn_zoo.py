@@ -558,12 +558,30 @@ def read_run_column(metrics: MetricsFile) -> tuple[np.ndarray, np.ndarray] | Non
     header = next(csv.reader(metrics.text()), [])
     if "modeldir" not in header:
         return None
+    column = header.index("modeldir")
+    coded = _column_codes(metrics.data, column, len(header))
+    if coded is not None:
+        return coded
     try:
-        names = _loadtxt(metrics, [header.index("modeldir")], str)[:, 0]
+        names = _loadtxt(metrics, [column], str)[:, 0]
     except ValueError:  # a line of another length: the row-by-row parser names it
         names = _read_columns_by_rows(metrics, {"modeldir"})["modeldir"].strings().astype(str)
     vocab, codes = np.unique(names, return_inverse=True)
     return codes.reshape(-1), vocab
+
+
+def _column_codes(data: bytes, column: int, columns: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``read_run_column``'s result from the CSV bytes split at commas (a few times quicker than a
+    text parse of 270,000 names), where no cell is quoted and every line has the field; else None."""
+    if b'"' in data:
+        return None
+    codes: dict[bytes, int] = {}
+    try:
+        cells = [line.split(b",", column + 1)[column] for line in data.splitlines()[1:]]
+    except IndexError:  # a short or blank line
+        return None
+    rows = np.fromiter((codes.setdefault(cell, len(codes)) for cell in cells), np.int64, len(cells))
+    return rows, np.asarray([name.decode("utf-8") for name in codes], dtype=str)
 
 
 def run_last_steps(steps: np.ndarray, runs: np.ndarray) -> np.ndarray:
