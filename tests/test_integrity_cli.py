@@ -78,10 +78,19 @@ def test_damaged_torch_file_is_not_answered_with_trust_pickle(tmp_path, capsys):
     assert "trust" not in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_says_permission_denied(tmp_path, capsys):
+def test_unreadable_file_says_permission_denied(tmp_path, capsys, monkeypatch):
     save_zoo(tiny_zoo(), tmp_path / "zoo")
-    (tmp_path / "zoo" / "manifest.json").chmod(0)
+    if os.geteuid() == 0:  # root reads files whatever their mode: refuse as the kernel would for others
+        real = Path.read_bytes
+
+        def read_bytes(path):
+            if path.name == "manifest.json":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    else:
+        (tmp_path / "zoo" / "manifest.json").chmod(0)
     code, err = run_cli(capsys, "zoo", "info", str(tmp_path / "zoo"))
     assert code == 2
     assert_one_clean_line(err, "manifest.json", "permission denied")
