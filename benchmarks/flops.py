@@ -7,9 +7,11 @@ accuracy-vs-FLOPs plot (log x).
 
 FLOPs are XLA's cost analysis of each method's inference function (loop-free, unsharded),
 cross-checked by analytic counts. ProbeGen's generator runs once after training (its probes are
-cached), so it is a separate column. Rows marked "cited" are published costs of methods not
-implemented here. Accuracy columns are read from the experiments' ``results.json`` files
-where they exist ("—" otherwise).
+cached), so it is a separate column. Every competitor is measured: NFN-NP, NFN-HNP, NG-GNN, NG-T
+and ScaleGMN at the configuration their papers' code uses for INR classification (and at the small
+preset trained in experiments/graph_metanetworks.py), the published cost per MNIST INR beside the
+measured one; only NFT, not implemented here, remains a cited row. Accuracy columns are read from
+the experiments' ``results.json`` files where they exist ("—" otherwise).
 """
 
 from __future__ import annotations
@@ -30,17 +32,49 @@ from probegen_jax.methods.baselines import NFN_PAPER_CONFIG, NFNConfig, baseline
 from probegen_jax.methods.baselines.nfn import layer_order, weight_space  # noqa: E402
 from probegen_jax.flops import (  # noqa: E402
     CITED_INR_GFLOPS,
+    PUBLISHED_INR_GFLOPS,
     learner_cost,
+    method_cost,
     nfn_np_flops,
     num_params,
     probegen_inr_flops,
     probing_flops,
 )
+from probegen_jax.methods.graphs import METHOD_NAMES, NFNHNPSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec  # noqa: E402
 from probegen_jax.methods.probing.methods import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table, save_markdown  # noqa: E402
 
 NAMES = {"probegen": "ProbeGen", "vanilla": "Vanilla probing", "synthetic": "Synthetic probes",
-         "statnn": "StatNN (MLP head)", "statnn_gbt": "StatNN (GBT)", "flat": "Flat-weights MLP", "nfn": "NFN-NP"}
+         "statnn": "StatNN (MLP head)", "statnn_gbt": "StatNN (GBT)", "flat": "Flat-weights MLP", "nfn": "NFN-NP",
+         **METHOD_NAMES}
+# Methods measured here whose published cost is one of CITED_INR_GFLOPS' rows (that row is then not cited alone).
+MEASURED_CITED = {"NFN (published)", "NG-GNN", "NG-T"}
+
+
+def graph_configs(symmetry: str) -> dict[str, list[tuple[str, object]]]:
+    """The graph and equivariant metanetworks measured: paper size (the reference code's INR
+    classification configs) and the small presets trained here."""
+    return {
+        "ng_gnn": [("paper size: d_hid 32, 4 layers", NGGNNSpec()),
+                   ("d_hid 128, 4 layers", NGGNNSpec(d_hid=128)), ("small preset", NGGNNSpec.small())],
+        "ng_t": [("paper size: d_node 64, d_edge 32, 4 layers, 8 heads", NGTSpec()), ("small preset", NGTSpec.small())],
+        "scalegmn": [("paper size: d_hid 128, 2 layers", ScaleGMNSpec(symmetry=symmetry)),
+                     ("small preset", ScaleGMNSpec.small(symmetry))],
+        "nfn_hnp": [("paper size: channels 512 x3, Fourier 128", NFNHNPSpec()), ("small preset", NFNHNPSpec.small())],
+    }
+
+
+def graph_rows(arch, num_outputs: int, symmetry: str, published: dict[str, float] | None = None) -> list[dict]:
+    """One row per graph/equivariant metanetwork configuration, the published cost beside paper-size ones."""
+    rows = []
+    for name, configs in graph_configs(symmetry).items():
+        for label, spec in configs:
+            cost, params = method_cost(name, spec, arch, num_outputs)
+            paper = label.startswith("paper size")
+            rows.append({"key": name if paper else f"{name}:{label}", "method": f"{NAMES[name]} ({label})",
+                         "params": params, "flops": cost.total, "generator": 0.0, "analytic": None,
+                         "published": (published or {}).get(name) if paper else None})
+    return rows
 
 
 def _load_runs(path: str | None) -> list[dict]:
@@ -76,6 +110,7 @@ def method_rows(arch, num_outputs: int, probing: list[tuple[str, int]], nfn_cfgs
     for label, cfg in nfn_cfgs.items():
         learner = nfn_learner(zoo, num_outputs, cfg)
         rows.append({"key": "nfn" if label == "trained" else "nfn_paper",
+                     "published": PUBLISHED_INR_GFLOPS["nfn"] if label == "paper size" and num_outputs == 10 else None,
                      "method": f"NFN-NP ({label}: channels {list(cfg.channels)}, Fourier {cfg.fourier_features})",
                      "params": num_params(learner), "flops": learner_cost(learner, one).total, "generator": 0.0,
                      "analytic": nfn_np_flops(shapes, cfg.channels, num_outputs, head_hidden=cfg.head_hidden,
@@ -100,13 +135,17 @@ def table(rows: list[dict], reference: float, metric: str, cited: dict[str, floa
     out = []
     for r in rows:
         acc = r.get("score")
+        pub = r.get("published")
         out.append([r["method"], _fmt(r["params"]), _fmt(r["flops"]), _fmt(r.get("analytic")), _fmt(r["generator"]),
                     "—" if acc is None else f"{acc * 100:.2f}" if metric == "accuracy" else f"{acc:.3f}",
-                    _ratio(r["flops"] / reference)])
+                    _ratio(r["flops"] / reference),
+                    "—" if pub is None else f"{_fmt(pub * 1e9)} ({_ratio(pub * 1e9 / reference)})"])
     for name, gflops in (cited or {}).items():
-        out.append([f"{name} (cited)", "—", _fmt(gflops * 1e9), "—", "—", "—", _ratio(gflops * 1e9 / reference)])
+        out.append([f"{name} (cited; not implemented here)", "—", "—", "—", "—", "—", "—",
+                    f"{_fmt(gflops * 1e9)} ({_ratio(gflops * 1e9 / reference)})"])
     return markdown_table(["method", "params", "FLOPs / network (XLA)", "analytic", "generator (once)",
-                           f"test {metric}" + (" (%)" if metric == "accuracy" else ""), "FLOPs / ProbeGen"], out)
+                           f"test {metric}" + (" (%)" if metric == "accuracy" else ""), "FLOPs / ProbeGen",
+                           "published FLOPs (/ ProbeGen)"], out)
 
 
 def plot(rows: list[dict], path: Path, title: str, metric: str) -> Path | None:
@@ -148,6 +187,7 @@ def main(argv=None) -> None:
     rows = method_rows(arch, 10, [("probegen", 64), ("probegen", 128), ("vanilla", 128), ("synthetic", 128)],
                        {"trained": NFNConfig(), "paper size": NFN_PAPER_CONFIG},
                        analytic=lambda k: probegen_inr_flops([2, 32, 32, 1], k, 10))
+    rows += graph_rows(arch, 10, "sign", PUBLISHED_INR_GFLOPS)
     probing_runs, baseline_runs = _load_runs(args.inr_results), _load_runs(args.baseline_results)
     for r in rows:
         if isinstance(r["key"], tuple):
@@ -156,9 +196,14 @@ def main(argv=None) -> None:
             r["score"] = _mean_test(baseline_runs, method=r["key"]) or _mean_test(probing_runs, source=r["key"])
     ref = next(r["flops"] for r in rows if r["key"] == ("probegen", 128))
     nfn = next(r["flops"] for r in rows if r["key"] == "nfn")
-    text = table(rows, ref, "accuracy", CITED_INR_GFLOPS)
+    text = table(rows, ref, "accuracy", {k: v for k, v in CITED_INR_GFLOPS.items() if k not in MEASURED_CITED})
+    paper = {r["key"]: r["flops"] for r in rows}
     summary = (f"NFN-NP (as trained here) / ProbeGen K=128 FLOP ratio: {nfn / ref:.1f}x (computed by XLA's cost "
-               f"analysis); published NFN cost / ProbeGen: {CITED_INR_GFLOPS['NFN (published)'] * 1e9 / ref:.0f}x.")
+               f"analysis); published NFN cost / ProbeGen: {CITED_INR_GFLOPS['NFN (published)'] * 1e9 / ref:.0f}x. "
+               "Paper-size graph metanetworks measured / ProbeGen K=128: "
+               + ", ".join(f"{NAMES[k]} {paper[k] / ref:.0f}x" for k in ("ng_gnn", "ng_t", "scalegmn", "nfn_hnp"))
+               + ". Published costs are per MNIST INR (REFERENCE.md sections 5-6); the reference NG-GNN INR "
+               "config has d_hid 32, so a d_hid-128 row is given too.")
     sections.append(("INR classification (FMNIST SIRENs)", text, summary))
     fig = plot(rows, out / "inr_accuracy_vs_flops.png", "INR classification: accuracy vs FLOPs", "accuracy")
 
@@ -171,6 +216,7 @@ def main(argv=None) -> None:
         except NotImplementedError as e:  # no image probe source registered
             rows, probing = method_rows(arch, 1, [], {"trained": NFNConfig(channels=(16, 16, 16))}), []
             print(f"(CNN probing FLOPs skipped: {e})")
+        rows += graph_rows(arch, 1, "scale")
         ref = next((r["flops"] for r in rows if r["key"] == ("probegen", 128)), None)
         if ref:
             sections.append(("CNN generalisation (small CNN, 4,970 params)", table(rows, ref, "kendall tau"), ""))

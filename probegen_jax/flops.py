@@ -188,3 +188,28 @@ def nfn_np_flops(layers: Sequence[tuple[int, int, int]], channels: Sequence[int]
     total += sum(n * c for n in sizes) + sum(b * c for b in biases)  # pooling
     pooled = global_dim(c)
     return total + mlp_head_flops(pooled, num_outputs, head_hidden, head_layers)
+
+
+# ----------------------------------------------------------------------------- any registered method
+
+# Published inference cost per MNIST-INR network (GFLOPs) of each method, by registered name, shown
+# beside the cost measured here (REFERENCE.md sections 5 and 6). NFT is not implemented here.
+PUBLISHED_INR_GFLOPS = {"nfn": 2.58, "ng_gnn": 2.13, "ng_t": 14.82}
+
+
+def method_cost(method: str, spec, arch: Arch, num_outputs: int, *, batch: int = 16) -> tuple[Cost, int]:
+    """``(inference cost per network, trainable params)`` of registered ``method`` at ``spec`` on
+    networks of ``arch`` (its constants fitted on a few freshly initialised networks)."""
+    import numpy as np
+
+    from probegen_jax.methods.contract import get_method, make_spec
+    from probegen_jax.training.tasks import classification, regression
+    from probegen_jax.zoo.zoo import Zoo
+
+    m = get_method(method)
+    spec = make_spec(m, spec)
+    params = jax.jit(jax.vmap(arch.init))(jax.random.split(jax.random.key(0), 4))
+    zoo = Zoo(arch, params, {}, {"train": np.arange(4)})
+    task = classification(num_outputs) if num_outputs > 1 else regression()
+    learner = m.learner(spec, zoo, task, m.prepare(spec, zoo, np.arange(4), np.zeros(4), task))
+    return learner_cost(learner, jax.eval_shape(arch.init, jax.random.key(0)), batch=batch), num_params(learner)
