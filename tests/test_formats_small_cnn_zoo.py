@@ -234,7 +234,9 @@ def test_runs_that_stopped_early_by_either_rule(tmp_path):
     skipped = nfn.meta["skipped"]
     assert skipped["reasons"] == {"stopped before the final step": 2} and skipped["count"] == 2
     assert skipped["last_steps"] == {"20": 1, "40": 1}
-    assert any("/runs/1 ends at step 40, not 86" in e for e in skipped["examples"])
+    assert any("/runs/1 ends at step 40, before the final step 86" in e for e in skipped["examples"])
+    at_40 = import_zoo("small-cnn-zoo", root, step=40, progress=False)  # only run 1 has a step-40 row
+    assert at_40.targets["network"].tolist() == [5] and at_40.meta["skipped"]["reasons"] == {"no checkpoint at the step": 4}
     colab = import_zoo("small-cnn-zoo", root, last_checkpoint="run", progress=False)
     rows = colab_last_checkpoints(metrics)
     np.testing.assert_array_equal(colab.targets["network"], rows)

@@ -619,6 +619,35 @@ def _skip_meta(log: SkipLog, reasons: dict[str, int], **detail: Any) -> dict[str
     return {**log.as_meta(), "reasons": {k: v for k, v in reasons.items() if v}, **detail}
 
 
+def _rows_at_step(steps: np.ndarray, runs: tuple[np.ndarray, np.ndarray] | None, wanted: float, rule: str, *,
+                  where: str) -> np.ndarray:
+    """Which rows are final: at step ``wanted`` (rule ``"zoo"``), or each run's last (``"run"``)."""
+    if rule == "zoo":
+        return steps == wanted
+    if runs is None:
+        raise ZooFormatError(f"{where}: last_checkpoint='run' needs the 'modeldir' column to tell the runs apart")
+    return steps == run_last_steps(steps, runs[0])[runs[0]]
+
+
+def _runs_left_out(steps: np.ndarray, runs: tuple[np.ndarray, np.ndarray] | None, at_step: np.ndarray, wanted: float,
+                   final: bool, skipped: SkipLog, reasons: dict[str, int], *, where: str) -> dict[str, Any]:
+    """Count (in ``skipped`` and ``reasons``) the runs without a row ``at_step``; for the final step,
+    also how many ended at each earlier step (``{"last_steps": {step: runs}}``)."""
+    if runs is None:
+        return {}
+    codes, names = runs
+    last = run_last_steps(steps, codes)
+    missed = np.setdiff1d(np.arange(len(last)), codes[at_step])
+    reasons["stopped before the final step" if final else "no checkpoint at the step"] = len(missed)
+    for run in missed.tolist():
+        skipped.add(f"{where}: run {names[run]} " + (f"ends at step {last[run]:g}, before the final step {wanted:g}"
+                                                     if final else f"has no checkpoint at step {wanted:g}"))
+    if not (final and len(missed)):
+        return {}
+    ends, counts = np.unique(last[missed], return_counts=True)
+    return {"last_steps": {f"{e:g}": int(c) for e, c in zip(ends.tolist(), counts.tolist())}}
+
+
 def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike | None = None,
                        step: int | str = "final", last_checkpoint: str = "zoo", image_size: int | None = None,
                        progress: bool = True) -> Zoo:
@@ -649,33 +678,16 @@ def read_small_cnn_zoo(path: str | os.PathLike, *, split_file: str | os.PathLike
     if n_rows != weights.shape[0]:
         raise ZooFormatError(f"{metrics_path}: {n_rows} rows, weights.npy {weights.shape[0]}")
     order = read_permutation(Path(split_file), n_rows) if split_file else np.arange(n_rows)
-    runs, run_names = read_run_column(metrics_file) or (None, None)
-    last = run_last_steps(steps, runs) if runs is not None else None
+    runs = read_run_column(metrics_file)
     wanted = float(np.nanmax(steps)) if step == "final" else float(step)
-    if step == "final" and last_checkpoint == "run":
-        if last is None:
-            raise ZooFormatError(f"{metrics_path}: last_checkpoint='run' needs the 'modeldir' column to tell the "
-                                 f"runs apart")
-        at_step = steps == last[runs]
-    else:
-        at_step = steps == wanted
+    at_step = _rows_at_step(steps, runs, wanted, last_checkpoint if step == "final" else "zoo", where=str(metrics_path))
     chosen = order[at_step[order]]
     if not chosen.size:
         raise ZooFormatError(f"{metrics_path}: no rows at step {wanted:g}")
-
     skipped, reasons = SkipLog(), {}
-    detail: dict[str, Any] = {}
-    if runs is not None:  # runs without a row at the chosen step
-        missed = np.setdiff1d(np.arange(len(last)), runs[at_step])
-        reason = "stopped before the final step" if step == "final" else "no checkpoint at the step"
-        reasons[reason] = len(missed)
-        for run in missed.tolist():
-            skipped.add(f"{metrics_path}: run {run_names[run]} ends at step {last[run]:g}, not {wanted:g}")
-        if len(missed):
-            ends, counts = np.unique(last[missed], return_counts=True)
-            detail["last_steps"] = {f"{e:g}": int(c) for e, c in zip(ends.tolist(), counts.tolist())}
-        if last_checkpoint == "run" and step == "final":
-            detail["runs_below_final_step"] = int(np.sum(last[runs[chosen]] < wanted))
+    detail = _runs_left_out(steps, runs, at_step, wanted, step == "final", skipped, reasons, where=str(metrics_path))
+    if runs is not None and last_checkpoint == "run" and step == "final":
+        detail["runs_below_final_step"] = int(np.sum(steps[chosen] < wanted))
 
     metrics = _chosen_metrics(metrics_file, chosen, n_rows)
     out, finite = _read_chosen_rows(weights, layout, names, chosen, progress=progress)
