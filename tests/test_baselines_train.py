@@ -1,14 +1,15 @@
-"""Every baseline trains through the shared loop (or scikit-learn) on a tiny digits INR zoo."""
+"""Every baseline trains through the method contract (the shared loop, or scikit-learn) on a tiny
+digits INR zoo."""
 
 import numpy as np
 import pytest
 
-from probegen_jax.methods.baselines.nfn import NFNConfig
-from probegen_jax.methods.baselines.run import BASELINE_NAMES, train_baseline
 from probegen_jax.errors import UnknownNameError
-from probegen_jax.training.tasks import classification
+from probegen_jax.methods.contract import evaluate, predict, train
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
+
+BASELINES = {"statnn": {}, "statnn_gbt": {}, "flat": {}, "nfn": {"channels": (8, 8), "head_hidden": 32}}
 
 
 def _binary(zoo: Zoo, pair=(0, 1)) -> Zoo:
@@ -24,25 +25,23 @@ def _binary(zoo: Zoo, pair=(0, 1)) -> Zoo:
                {"num_classes": 2})
 
 
-@pytest.mark.parametrize("name", sorted(BASELINE_NAMES))
+@pytest.mark.parametrize("name", sorted(BASELINES))
 def test_baseline_trains_on_digits_inrs(digits_zoo, name):
     zoo = _binary(digits_zoo)
-    result, learner, task = train_baseline(zoo, name, TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3),
-                                           nfn=NFNConfig(channels=(8, 8), head_hidden=32), progress=False)
-    assert task.name == "classification"
-    assert 0.0 <= result.test["accuracy"] <= 1.0
-    assert (learner is None) == (name == "statnn_gbt")
-    if learner is not None:
-        assert np.isfinite([h["train_loss"] for h in result.history]).all()
-        # statnn and flat train their head on features computed once; the params still apply to
-        # the returned learner, which reads zoo params
-        params, targets = zoo.split_arrays("label")["test"]
-        again = task.evaluate(learner.apply(result.params, params), targets)
-        assert again["accuracy"] == pytest.approx(result.test["accuracy"], abs=1e-6)
+    run = train(name, zoo, BASELINES[name], TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3), progress=False)
+    assert run.task.name == "classification"
+    assert 0.0 <= run.result.test["accuracy"] <= 1.0
+    if name != "statnn_gbt":
+        assert np.isfinite([h["train_loss"] for h in run.result.history]).all()
+    # statnn and flat train their head on features computed once; the run still reads zoo params
+    assert evaluate(run, zoo, "test")["accuracy"] == pytest.approx(run.result.test["accuracy"], abs=1e-6)
+    test = zoo.indices("test")
+    again = run.task.evaluate(predict(run, zoo, indices=test), zoo.target("label")[test])
+    assert again["accuracy"] == pytest.approx(run.result.test["accuracy"], abs=1e-6)
     if name.startswith("statnn"):  # per-tensor statistics separate 0s from 1s well above chance
-        assert result.val["accuracy"] > 0.6
+        assert run.result.val["accuracy"] > 0.6
 
 
 def test_unknown_baseline(digits_zoo):
-    with pytest.raises(UnknownNameError, match="unknown baseline"):
-        train_baseline(digits_zoo, "nope", task=classification(10))
+    with pytest.raises(UnknownNameError, match="unknown method 'nope'"):
+        train("nope", digits_zoo)

@@ -155,8 +155,11 @@ def test_softmax_response_reads_class_probabilities_not_the_logit_scale():
 
 def test_default_response_is_softmax_only_for_classifier_zoos_scored_by_accuracy():
     from probegen_jax.archs import make_arch
-    from probegen_jax.runs import default_response
     from probegen_jax.zoo import Zoo
+    from probegen_jax.zoo.zoo import task_defaults
+
+    def default_response(zoo):
+        return task_defaults(zoo).response
 
     def zoo(out_dim, target):
         arch = make_arch("mlp", input_shape=[3], hidden=4, depth=1, out_dim=out_dim)
