@@ -1,5 +1,6 @@
 """Multi-process meshes: 2 processes on localhost (1 CPU device each, gloo collectives) give the
-results of 1 process with 2 devices, for probing, training, resumption and zoo storage.
+results of 1 process with 2 devices, for probing (homogeneous and heterogeneous zoos), training,
+resumption, zoo storage and zoo generation (its chunks split between the processes).
 
 Run as a script, this file is the worker: every scenario runs in one launch of each process and
 writes its results to ``<out>/result_<process>.npz``; the test compares them.
@@ -51,15 +52,14 @@ def tiny_zoo(hidden: int = 8, seed: int = 0, n: int = NUM_NETWORKS):
     return Zoo(arch=arch, params=params, targets={"label": label}, splits=splits)
 
 
-def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
+def run_scenarios(workdir: Path) -> dict[str, np.ndarray]:
     """Every scenario on a mesh of all processes' devices; flat ``{name: array}`` results."""
-
     from probegen_jax.archs import flatten_params
     from probegen_jax.methods.probing.hetero import probe_hetero
     from probegen_jax.methods.probing.probe import probe_zoo
     from probegen_jax.methods.probing.probegen import probing_learner
     from probegen_jax.methods.probing.sources import coordinate_probe_source
-    from probegen_jax.parallel import to_host, zoo_mesh
+    from probegen_jax.parallel import place_on_mesh, replicated, to_host, zoo_mesh
     from probegen_jax.training import loop
     from probegen_jax.training.tasks import classification
     from probegen_jax.zoo import load_zoo, save_zoo
@@ -69,7 +69,9 @@ def run_scenarios(out: Path, workdir: Path) -> dict[str, np.ndarray]:
     assert mesh.size == 2, mesh
     zoo = tiny_zoo()
     probes = np.random.default_rng(3).uniform(-1, 1, (16, 2)).astype(np.float32)
-    results = {"responses": to_host(probe_zoo(zoo.arch, zoo.params, probes, mesh=mesh, batch_size=8))}
+    responses = probe_zoo(zoo.arch, zoo.params, probes, mesh=mesh, batch_size=8)  # spread over the processes
+    results = {"responses": to_host(responses),
+               "replicated": np.asarray(place_on_mesh(responses, replicated(mesh)))}  # resharded in place
 
     hetero = HeteroZoo.concat([tiny_zoo(8, seed=1, n=24), tiny_zoo(12, seed=2, n=20)])
     results["hetero_responses"] = probe_hetero(hetero, probes, mesh=mesh, batch_size=4)
@@ -141,7 +143,7 @@ def worker(out: Path, workdir: Path, num_processes: int, process_id: int, port: 
     # The three fits compile the same programs: compiled once, read back from this run's cache.
     jax.config.update("jax_compilation_cache_dir", str(out / f"jit_cache_{process_id}"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    results = run_scenarios(out, workdir)
+    results = run_scenarios(workdir)
     np.savez(out / f"result_{process_id}.npz", **results)
 
 
@@ -184,8 +186,11 @@ def runs(tmp_path_factory):
     """Results of 1 process with 2 devices and of each of 2 processes with 1 device, run at once."""
     root = tmp_path_factory.mktemp("multiprocess")
     procs = launch(root / "single", 1, 2) + launch(root / "multi", 2, 1)
+    codes = None
     try:
         codes = wait_all(procs, time.monotonic() + TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass  # reported with the logs below
     finally:
         for p in procs:
             if p.poll() is None:
@@ -222,6 +227,7 @@ def test_scenarios_are_not_trivial(runs):
     single, _, _ = runs
     zoo = tiny_zoo()
     assert single["responses"].shape == (NUM_NETWORKS, 16, 1)
+    np.testing.assert_array_equal(single["replicated"], single["responses"])
     assert single["hetero_responses"].shape == (44, 16, 1)
     np.testing.assert_array_equal(single["hetero_loaded"], single["hetero_responses"])
     assert np.ptp(single["responses"][:, 0, 0]) > 0  # networks differ
