@@ -252,7 +252,7 @@ def test_hugging_face_cache_layout_imports_with_torch_orientation_and_the_refere
         assert [CIFAR100_CLASSES[j] for j in np.flatnonzero(labels[vit.indices("train")[i]])] == classes
 
 
-TRAIN = dict(epochs=100, batch_size=16, learning_rate=1e-2, weight_decay=1e-5, eval_every=50)
+TRAIN = dict(epochs=50, batch_size=16, learning_rate=2e-2, weight_decay=1e-5, eval_every=25)
 
 
 def pool_accuracy(result, e, x, y):
@@ -262,7 +262,7 @@ def pool_accuracy(result, e, x, y):
     return float(((logits > 0)[:, cols] == (y[:, cols] > 0.5)).mean())
 
 
-def test_imported_tree_chooses_its_layer_among_the_reference_names_and_trains_probex(hf_trees):
+def test_imported_tree_chooses_its_layer_among_the_reference_names_and_trains_probex(hf_trees, tmp_path):
     from probegen_jax.methods.probex.experts import layer_splits, probex_trees, train_tree_experts
     from probegen_jax.methods.probex.probex import ProbeXConfig
     from probegen_jax.training.loop import TrainConfig
@@ -270,7 +270,10 @@ def test_imported_tree_chooses_its_layer_among_the_reference_names_and_trains_pr
     root, _ = hf_trees
     quiet = "vit.encoder.layer.0.attention.output.dense.weight"  # same shape, no class signal
     trees = probex_trees(root / "SupViT", layers=[quiet, SIGNAL["SupViT"], "vit.layernorm.weight"], progress=False)
-    out = train_tree_experts(trees, TrainConfig(**TRAIN), ProbeXConfig(8, 8, 8), progress=False)
+    save_zoo(trees["SupViT"], tmp_path / "saved")  # a saved zoo reads back as the same tree
+    (name, saved), = probex_trees(tmp_path / "saved").items()
+    assert name == "SupViT" and saved.meta["weight_layout"] == "torch" and saved.meta["num_classes"] == 100
+    out = train_tree_experts({name: saved}, TrainConfig(**TRAIN), ProbeXConfig(8, 8, 8), progress=False)
     assert set(out["selection"]["SupViT"]) == {quiet, SIGNAL["SupViT"]}  # only the layers ProbeX reads
     assert out["layers"] == {"SupViT": SIGNAL["SupViT"]}
     test = out["per_tree"]["SupViT"]["test"]["per_label_accuracy"]  # over all 100 labels, as the reference
@@ -285,8 +288,8 @@ def test_cli_imports_a_model_j_tree_and_trains_probex(hf_trees, tmp_path, capsys
     root, _ = hf_trees
     assert main(["zoo", "import", "model-j", str(root / "ResNet"), "--out", str(tmp_path / "zoo")]) == 0
     args = ["train", "probex", "--trees", str(tmp_path / "zoo"), "--out", str(tmp_path / "run"), "--rank", "8",
-            "--layer", f"ResNet={SIGNAL['ResNet']}", "--epochs", "100", "--batch-size", "16", "--lr", "1e-2",
-            "--eval-every", "50"]
+            "--layer", f"ResNet={SIGNAL['ResNet']}", "--epochs", "50", "--batch-size", "16", "--lr", "2e-2",
+            "--eval-every", "25"]
     assert main(args) == 0
     capsys.readouterr()
     run = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -430,6 +430,11 @@ def _save_tree(out: Path, base: Zoo, children: Zoo, work_dir: Path) -> None:
     remove_work_dir(work_dir)
 
 
+def _is_saved_zoo(path: Path) -> bool:
+    """A zoo is saved at ``path`` (``manifest.json``; format 1: ``meta/``)."""
+    return (path / "manifest.json").is_file() or (path / "meta").exists()
+
+
 def load_tree(path: str | os.PathLike) -> tuple[Zoo, Zoo]:
     """(base, children) of a tree saved by ``make_tree``/``make_lora_tree``."""
     path = Path(path)
@@ -450,7 +455,7 @@ def make_trees(configs: Sequence[TreeConfig | LoraTreeConfig], out: str | os.Pat
     trees, datasets = {}, {}
     for tree_id, cfg in zip(tree_ids, configs):
         path = Path(out) / cfg.name if out is not None else None
-        if path is not None and (path / "children" / "meta").exists():
+        if path is not None and _is_saved_zoo(path / "children"):
             base, children = load_tree(path)
             saved, wanted = children.meta.get("config", {}), _jsonable(cfg)
             if saved != wanted:
@@ -511,7 +516,7 @@ def mlp_tree(name: str, width: int, dataset: str, num_children: int, *, seed: in
 def load_trees(path: str | os.PathLike) -> dict[str, tuple[Zoo, Zoo]]:
     """Every tree saved under ``path`` (``path/<name>/{base,children}``), in tree-id order."""
     path = Path(path)
-    dirs = sorted(p for p in path.iterdir() if (p / "children" / "meta").exists()) if path.is_dir() else []
+    dirs = sorted(p for p in path.iterdir() if _is_saved_zoo(p / "children")) if path.is_dir() else []
     if not dirs:
         raise FileNotFoundError(f"{path}: no saved trees here (expected {path}/<name>/children); make them with "
                                 "`probegen-jax zoo make trees`")

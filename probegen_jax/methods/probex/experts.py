@@ -226,13 +226,14 @@ def probex_trees(path: str | os.PathLike, *, layers: Sequence[str] | str | None 
     from probegen_jax.zoo.formats.model_j import read_model_j
 
     path = Path(path)
-    if path.is_dir() and any((d / "children" / "meta").exists() for d in path.iterdir()):
+    entries = [d for d in path.iterdir() if d.is_dir()] if path.is_dir() else []
+    if any((d / "children").is_dir() for d in entries):
         return {n: c for n, (_, c) in load_trees(path).items() if "classes" in c.targets}
-    if (path / "meta").exists() or (path / "buckets.json").exists():
+    if any(d.name in SPLITS or any((d / s).is_dir() for s in SPLITS) for d in entries):
+        zoos = read_model_j(path, layers=layers, classes=classes, progress=progress)
+    else:
         loaded = load_imported(path)
         zoos = [loaded] if isinstance(loaded, Zoo) else list(loaded)
-    else:
-        zoos = read_model_j(path, layers=layers, classes=classes, progress=progress)
     return {z.meta.get("tree", f"tree{i}"): z for i, z in enumerate(zoos)}
 
 
