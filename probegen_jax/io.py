@@ -13,6 +13,9 @@
   killed processes are removed by the next save to the same place.
 
 Folders saved by orbax (zoo format 1, older run params) still load, without checksums.
+
+In a multi-process JAX run every process calls the same writes: the main process does them and
+the others wait for it (``process_local_writes`` for work each process writes to its own paths).
 """
 
 from __future__ import annotations
