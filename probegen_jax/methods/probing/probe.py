@@ -34,6 +34,7 @@ ACTIVATIONS_PER_NETWORK = 4
 # By default a block on an accelerator may take this share of the device's free memory.
 FREE_MEMORY_SHARE = 0.5
 
+
 def probe(apply_fn: ApplyFn, zoo_params: Params, probes: Array) -> Array:
     """Responses of every network to every probe.
 
