@@ -77,6 +77,22 @@ class TrainResult:
                 "history": self.history, "seconds": self.seconds}
 
 
+Optimizer = optax.GradientTransformation | Callable[[int], optax.GradientTransformation]
+
+
+def resolve_optimizer(optimizer: Optimizer | None, cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optimiser ``fit`` runs: ``optimizer`` itself, or called with the run's total step count
+    (for schedules), or by default the one ``cfg`` names (``make_optimizer``)."""
+    if optimizer is None:
+        return make_optimizer(cfg, total_steps)
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if callable(optimizer):
+        return optimizer(total_steps)
+    raise TypeError(f"optimizer: expected an optax GradientTransformation or a function of the total step "
+                    f"count returning one, got {type(optimizer).__name__}")
+
+
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     schedules = {
         "cosine": lambda: optax.cosine_decay_schedule(cfg.learning_rate, max(total_steps, 1)),
@@ -231,6 +247,7 @@ def fit(
     progress: bool = True,
     desc: str = "training",
     order_fn: Callable[[int, int, int, int], np.ndarray] | None = None,
+    optimizer: Optimizer | None = None,
 ) -> TrainResult:
     """Train ``learner`` on ``splits["train"]``, select on ``"val"``, report ``"test"`` at the best val.
 
@@ -242,6 +259,9 @@ def fit(
       mesh: a ``zoo_mesh``: batches are split across its devices, params replicated.
       order_fn: ``(seed, epoch, n, batch_size) -> [steps, batch_size]`` train indices per step;
         default ``batch_order`` (e.g. bucket-homogeneous batches for heterogeneous zoos).
+      optimizer: any optax ``GradientTransformation`` (e.g. ``optax.multi_transform`` for other
+        rates per part, ``optax.chain(optax.clip_by_global_norm(1.0), ...)``), or a function of
+        the total step count returning one; default: the one ``cfg`` names.
     """
     for name in ("train", "val"):
         if name not in splits:
@@ -253,7 +273,7 @@ def fit(
     result = fit_objective(learner.init, supervised_objective(learner, task), splits["train"],
                            lambda params: evaluate(learner, task, params, splits["val"], **eval_kw), task.select,
                            cfg, checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc,
-                           order_fn=order_fn)
+                           order_fn=order_fn, optimizer=optimizer)
     if "test" in splits:
         result.test = evaluate(learner, task, result.params, splits["test"], **eval_kw)
     return result
@@ -272,6 +292,7 @@ def fit_objective(
     progress: bool = True,
     desc: str = "training",
     order_fn: Callable[[int, int, int, int], np.ndarray] | None = None,
+    optimizer: Optimizer | None = None,
 ) -> TrainResult:
     """The loop under ``fit``, for any objective: minimise ``objective(params, batch, key)`` over
     batches of ``train_data`` (a pytree with a leading example axis; ``key`` is fresh per step and
@@ -284,7 +305,7 @@ def fit_objective(
     batch_size = min(cfg.batch_size, n_train)
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
-    optimizer = make_optimizer(cfg, steps_per_epoch(n_train, batch_size) * cfg.epochs)
+    optimizer = resolve_optimizer(optimizer, cfg, steps_per_epoch(n_train, batch_size) * cfg.epochs)
 
     params = init(jax.random.key(cfg.seed))
     state = TrainState(params, optimizer.init(params))
