@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -495,7 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.distributed or args.coordinator:
         from probegen_jax.parallel import initialize_distributed
 
+        from probegen_jax.parallel import is_main_process
+
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        if not is_main_process():  # results are printed once, by process 0
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -210,8 +210,17 @@ class FlatStack:
         return {k: v[rows] for k, v in self.arrays.items()}
 
 
+
+def _shown(progress: bool) -> bool:
+    """A progress bar is drawn by the main process only (JAX imported only when one is asked for)."""
+    if not progress:
+        return False
+    from probegen_jax.parallel import is_main_process
+
+    return is_main_process()
+
 def progress_iter(items: Iterable, *, total: int | None, desc: str, progress: bool) -> Iterable:
-    return tqdm(items, total=total, desc=desc, disable=not progress, unit="net", mininterval=0.5)
+    return tqdm(items, total=total, desc=desc, disable=not _shown(progress), unit="net", mininterval=0.5)
 
 
 def resolve_listed_path(listed: str, listing_file: Path) -> Path | None:
@@ -301,7 +310,7 @@ def map_file_chunks(fn: Callable[[Sequence[PathName], Iterable[bytes | None]], A
 
 def progress_bar(*, total: int, desc: str, progress: bool, unit: str = "net") -> tqdm:
     """A bar advanced by hand (``update(n)``), for work that arrives in chunks."""
-    return tqdm(total=total, desc=desc, disable=not progress, unit=unit, mininterval=0.5)
+    return tqdm(total=total, desc=desc, disable=not _shown(progress), unit=unit, mininterval=0.5)
 
 
 class Buckets:
