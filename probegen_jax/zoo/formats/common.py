@@ -210,7 +210,6 @@ class FlatStack:
         return {k: v[rows] for k, v in self.arrays.items()}
 
 
-
 def _shown(progress: bool) -> bool:
     """A progress bar is drawn by the main process only (JAX imported only when one is asked for)."""
     if not progress:
@@ -218,6 +217,7 @@ def _shown(progress: bool) -> bool:
     from probegen_jax.parallel import is_main_process
 
     return is_main_process()
+
 
 def progress_iter(items: Iterable, *, total: int | None, desc: str, progress: bool) -> Iterable:
     return tqdm(items, total=total, desc=desc, disable=not _shown(progress), unit="net", mininterval=0.5)
