@@ -14,8 +14,9 @@ A method turns a zoo's members into predictions in three pure steps, each state 
 - ``inputs(spec, zoo, indices) -> pytree``: what ``apply`` reads of members ``indices`` (their
   params by default; fixed features for feature baselines; one layer's matrix for ProbeX).
 
-A method that is not trained by gradient steps (gradient-boosted trees, SANE's autoencoder plus a
-ridge probe) gives its own ``fit``. The next method is one new module: a spec dataclass, these
+A method may settle settings left open by training candidates first (``resolve``: ProbeX picks its
+layer on validation), and a method that is not trained by gradient steps alone (gradient-boosted
+trees, SANE's autoencoder plus a ridge probe) gives its own ``fit``. The next method is one new module: a spec dataclass, these
 functions and one ``register`` call.
 """
 
@@ -64,6 +65,9 @@ class FitRequest:
     splits: Mapping[str, tuple[PyTree, np.ndarray]]
     cfg: TrainConfig
     options: Mapping[str, Any]
+    spec: Any = None
+    zoo: Any = None
+    constants: Constants = None
 
 
 class Method(NamedTuple):
@@ -77,6 +81,7 @@ class Method(NamedTuple):
     prepare: Callable[[Any, Any, np.ndarray, np.ndarray, Task], Constants] = no_constants
     inputs: Callable[[Any, Any, np.ndarray], PyTree] = member_params
     fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
+    resolve: Callable[[Any, Any, Task, TrainConfig, bool], Any] | None = None  # settle open settings
     heterogeneous: bool = False  # reads zoos of several architectures
     train_config: TrainConfig = TrainConfig()  # the method's default optimisation settings
 
@@ -219,6 +224,8 @@ def train(
     task = task_for(zoo, target)
     y = zoo.target(target)
     members = {s: split_members(zoo, s) for s in SPLITS if s in zoo.splits}
+    if method.resolve is not None:
+        spec = method.resolve(spec, zoo, task, cfg, progress)
     constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
     learner = method.learner(spec, zoo, task, constants)
     splits = {s: (method.inputs(spec, zoo, idx), y[idx]) for s, idx in members.items()}
@@ -228,7 +235,7 @@ def train(
     if len(np.unique(buckets)) > 1:  # bucket-homogeneous batches; small eval blocks touch few buckets
         options["order_fn"] = bucket_batch_order(buckets)
         cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
-    result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, cfg, options))
+    result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, cfg, options, spec, zoo, constants))
     run = Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
               constants=constants, result=result, train_config=cfg,
               zoo=zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None))

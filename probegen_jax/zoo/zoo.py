@@ -144,13 +144,15 @@ class TaskDefaults:
 
 def task_defaults(zoo: Any) -> TaskDefaults:
     """The zoo's recorded ``meta["task_defaults"]``, else inferred as earlier zoos were used: the
-    ``default_target`` (``test_accuracy`` for CNN zoos) or ``label``; ``softmax`` for zoos of
+    ``default_target`` (``test_accuracy`` for CNN zoos) or the first of ``label``, ``classes``
+    (model trees), ``test_accuracy`` it holds; ``softmax`` for zoos of
     classifiers scored by accuracy (their logit scales differ by orders of magnitude), else
     ``raw``; the ``final`` checkpoint where networks were checkpointed per epoch, else ``all``."""
     recorded = dict(zoo.meta.get("task_defaults") or {})
     targets = zoo.targets
+    usual = next((t for t in ("label", "classes", "test_accuracy") if t in targets), "label")
     inferred = TaskDefaults(
-        target=str(zoo.meta.get("default_target", "label")),
+        target=str(zoo.meta.get("default_target", usual)),
         response="softmax" if "test_accuracy" in targets and zoo.output_dim > 1 else "raw",
         checkpoint="final" if "epoch" in targets else "all",
     )
