@@ -10,6 +10,7 @@
     probegen-jax zoo make trees --out zoos/probex_trees --children 300
     probegen-jax zoo make trees --trees mlp --split-classes 10 --classes-per-child 50 50 --out zoos/trees100
     probegen-jax train probex --trees zoos/probex_trees --out runs/probex
+    probegen-jax train nfn --zoo zoos/digits_inr --out runs/nfn
     probegen-jax train sane --zoo zoos/digits_cnn --out runs/sane --epochs 60
     probegen-jax sane sample --model runs/sane --zoo zoos/digits_cnn --num 50 --keep 10 --out zoos/sampled
     probegen-jax eval --run runs/pg --split test
@@ -190,20 +191,33 @@ def _train(args: argparse.Namespace) -> None:
     method = get_method(getattr(args, "source", None) or args.method)
     spec = {name: getattr(args, name) for name in args.spec_fields if getattr(args, name) is not None}
     given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    run = train(method, load_any_zoo(args.zoo), spec, dataclasses.replace(method.train_config, **given),
-                target=args.target, checkpoint=args.epoch, out=args.out, zoo_path=args.zoo,
-                mesh=zoo_mesh(args.devices) if args.devices else None)
+    cfg = dataclasses.replace(method.train_config, **given)
+    per_tree = dict(item.split("=", 1) for item in getattr(args, "layers", []) if "=" in item)
+    spec.update({"layer": item for item in getattr(args, "layers", []) if "=" not in item})
+    if getattr(args, "trees", None):
+        from probegen_jax.methods.probex.experts import probex_trees
+        from probegen_jax.methods.probex.method import train_forest
+
+        forest = train_forest(probex_trees(args.trees), args.out, method=method.name, spec=spec, layers=per_tree,
+                              cfg=cfg)
+        print(json.dumps({k: v for k, v in forest.items() if k != "runs"}, indent=2))
+        return
+    if args.zoo is None:
+        raise ValueError(f"train {method.name}: give --zoo (or --trees)")
+    run = train(method, load_any_zoo(args.zoo), spec, cfg, target=args.target, checkpoint=args.epoch, out=args.out,
+                zoo_path=args.zoo, mesh=zoo_mesh(args.devices) if args.devices else None)
     print(json.dumps({"best_epoch": run.result.best_epoch, **run.metrics}, indent=2))
 
 
 def _run_and_zoo(args: argparse.Namespace):
-    from probegen_jax.methods.run import load_run, read_run_record
-    from probegen_jax.zoo.hetero import load_any_zoo
+    from probegen_jax.methods.run import load_run, read_run_record, zoo_for_run
 
-    path = args.zoo or read_run_record(args.run)["zoo"].get("path")
+    recorded = read_run_record(args.run)["zoo"]
+    recorded = recorded if isinstance(recorded, dict) else {"path": recorded}  # runs saved before the run format
+    path = args.zoo or recorded.get("path")
     if path is None:
         raise ValueError(f"{args.run}: the run does not record where its zoo is; pass --zoo")
-    zoo = load_any_zoo(path)
+    zoo = zoo_for_run(path, recorded)
     return load_run(args.run, zoo), zoo
 
 
@@ -236,34 +250,10 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
     print(f"saved to {args.out}")
 
 
-def _train_probex(args: argparse.Namespace) -> None:
-    from probegen_jax.methods.probex.experts import probex_trees, train_tree_experts
-    from probegen_jax.methods.probex.probex import ProbeXConfig
-    from probegen_jax.methods.probex.routing import fit_router, routing_accuracy
-    from probegen_jax.training.loop import TrainConfig
-
-    trees = probex_trees(args.trees)
-    layers = dict(item.split("=", 1) for item in args.layer)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=1e-5,
-                      eval_every=args.eval_every, seed=args.seed)
-    pcfg = ProbeXConfig(args.rank, args.rank, args.rank, relu=not args.no_relu)
-    normalize = {"auto": None, "on": True, "off": False}[args.normalize]
-    out = train_tree_experts(trees, cfg, pcfg, kind=args.kind, layers=layers, normalize=normalize)
-    router = fit_router({n: z.split("train").params for n, z in trees.items()})
-    summary = {"layers": out["layers"], "selection_val": out["selection"],
-               "test": {n: m["test"] for n, m in out["per_tree"].items()},
-               "routing_accuracy_test": routing_accuracy(router, {n: z.split("test").params for n, z in trees.items()}),
-               "seconds": out["result"].seconds}
-    from probegen_jax.io import write_json
-
-    write_json(f"{args.out}/run.json", {"method": args.kind, "trees": args.trees, "relu": not args.no_relu,
-                                        "rank": args.rank, "normalize": args.normalize, **summary})
-    print(json.dumps(summary, indent=2))
-
-
 TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "weight_decay": "weight_decay",
                "eval_every": "eval_every", "seed": "seed"}
-OWN_PARSERS = {"probex", "dense_expert", "sane"}  # methods trained from their own subcommands below
+OWN_PARSERS = {"sane"}  # methods trained from their own subcommands below
+FOREST_METHODS = {"probex", "dense_expert"}  # also train one run per tree of a folder (--trees)
 
 
 def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Sequence[str] = ()) -> list[str]:
@@ -298,7 +288,13 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
         if name in OWN_PARSERS:
             continue
         p = train.add_parser(name, help=method.description, description=method.description)
-        p.add_argument("--zoo", required=True, help="a saved zoo directory")
+        forest = name in FOREST_METHODS
+        p.add_argument("--zoo", required=not forest, help="a saved zoo directory")
+        if forest:
+            p.add_argument("--trees", help="instead of --zoo, one run per tree: trees written by `zoo make trees`, a "
+                                           "zoo imported from Model-J, or a Model-J tree folder")
+            p.add_argument("--layer", dest="layers", action="append", default=[], metavar="[TREE=]LAYER",
+                           help="the layer read (TREE=LAYER: of one tree; default: chosen on validation)")
         p.add_argument("--out", required=True, help="run directory (checkpoints, params, run.json); resumes, and a "
                                                     "finished run with the same settings is reused")
         p.add_argument("--target", help="zoo target to predict (default: the zoo's own)")
@@ -312,7 +308,7 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
         if name == "probegen":
             p.add_argument("--source", choices=sorted(SOURCES), help="train this probing method instead (as "
                                                                      "`train SOURCE`)")
-        p.set_defaults(func=_train, spec_fields=_add_spec_arguments(p, method.spec_type, skip=("source",)))
+        p.set_defaults(func=_train, spec_fields=_add_spec_arguments(p, method.spec_type, skip=("source", "layer")))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -425,24 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a method on a zoo").add_subparsers(
         dest="method", required=True, metavar="METHOD")
     _add_method_parsers(train)
-    px = train.add_parser("probex", help="ProbeX experts, one per model tree; trees of one layer shape train together",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    px.add_argument("--trees", required=True,
-                    help="trees written by `zoo make trees`, a zoo imported from Model-J, or a Model-J tree folder")
-    px.add_argument("--out", required=True, help="run directory (run.json)")
-    px.add_argument("--kind", default="probex", choices=["probex", "dense"], help="dense: the dense expert baseline")
-    px.add_argument("--layer", action="append", default=[], metavar="TREE=LAYER",
-                    help="fix a tree's layer, e.g. vit=block0/mlp1/kernel (default: chosen on validation)")
-    px.add_argument("--rank", type=int, default=128, help="r_U = r_V = r_T (the paper's 128)")
-    px.add_argument("--no-relu", action="store_true", help="ablation: ProbeX without its ReLU")
-    px.add_argument("--normalize", default="auto", choices=["auto", "on", "off"],
-                    help="centre and scale each layer on the train split (auto: off for Model-J, as its reference code)")
-    px.add_argument("--epochs", type=int, default=500)
-    px.add_argument("--eval-every", type=int, default=25)
-    px.add_argument("--batch-size", type=int, default=128)
-    px.add_argument("--lr", type=float, default=1e-3)
-    px.add_argument("--seed", type=int, default=0)
-    px.set_defaults(func=_train_probex)
 
     sn = train.add_parser("sane", help="SANE transformer autoencoder on a zoo (checkpoints per network welcome)",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)

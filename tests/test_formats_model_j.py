@@ -292,7 +292,11 @@ def test_cli_imports_a_model_j_tree_and_trains_probex(hf_trees, tmp_path, capsys
             "--eval-every", "25"]
     assert main(args) == 0
     capsys.readouterr()
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["layers"] == {"ResNet": SIGNAL["ResNet"]} and run["normalize"] == "auto"
-    assert run["test"]["ResNet"]["per_label_accuracy"] > 0.96 + 0.02
-    assert run["routing_accuracy_test"] == 1.0
+    forest = json.loads((tmp_path / "run" / "forest.json").read_text())
+    assert forest["layers"] == {"ResNet": SIGNAL["ResNet"]}
+    assert forest["test"]["ResNet"]["per_label_accuracy"] > 0.96 + 0.02
+    assert forest["routing_accuracy_test"] == 1.0
+    tree_run = json.loads((tmp_path / "run" / "ResNet" / "run.json").read_text())  # one run per tree
+    assert tree_run["method"] == "probex" and tree_run["spec"]["normalize"] == "auto"
+    assert main(["eval", "--run", str(tmp_path / "run" / "ResNet"), "--zoo", str(tmp_path / "zoo")]) == 0  # as any run
+    assert json.loads(capsys.readouterr().out)["test"] == forest["test"]["ResNet"]

@@ -228,3 +228,19 @@ def write_predictions(path: str | os.PathLike, predictions: np.ndarray, task: Ta
         path = path if path.suffix == ".npy" else path.with_suffix(path.suffix + ".npy")
         atomic_write(path, lambda f: np.save(f, predictions))
     return path
+
+
+def zoo_for_run(path: str | os.PathLike, fingerprint: dict[str, Any]) -> Any:
+    """The zoo at ``path`` (anything ``zoo info`` reads); of a folder of buckets (an import that
+    made several zoos), the one the run was trained on, found by its fingerprint."""
+    from probegen_jax.errors import ZooFormatError
+    from probegen_jax.zoo.formats import load_imported
+
+    loaded = load_imported(path)
+    if not isinstance(loaded, (list, tuple)):
+        return loaded
+    for zoo in loaded:
+        if zoo_fingerprint(zoo)["digest"] == fingerprint.get("digest"):
+            return zoo
+    raise ZooFormatError(f"{path}: none of its {len(loaded)} zoos is the one the run was trained on; "
+                         "give that zoo's own folder")

@@ -33,18 +33,22 @@ PROBEX_TRAINING = TrainConfig(epochs=500, batch_size=128, learning_rate=1e-3, we
 class ProbeXSpec:
     """``layer``: the weight matrix read (None: chosen on validation among the zoo's matrix layers,
     the head excluded; Model-J: the layers the reference code reads); ``rank``: r_U = r_V = r_T;
-    ``normalize``: subtract the train mean matrix and divide by one scale (None: off for
-    PyTorch-layout zoos such as Model-J, as the reference code feeds them, on otherwise)."""
+    ``normalize``: subtract the train mean matrix and divide by one scale (``on`` | ``off`` |
+    ``auto``: off for PyTorch-layout zoos such as Model-J, as the reference code feeds them, on
+    otherwise)."""
 
     layer: str | None = None
     rank: int = 128
     relu: bool = True
-    normalize: bool | None = None
+    normalize: str = "auto"
     center: bool = True
 
 
 def _normalized(spec: ProbeXSpec, zoo) -> bool:
-    return weight_layout(zoo) != "torch" if spec.normalize is None else spec.normalize
+    choices = {"auto": weight_layout(zoo) != "torch", "on": True, "off": False}
+    if spec.normalize not in choices:
+        raise UnknownNameError(f"ProbeX normalize {spec.normalize!r}: expected one of {sorted(choices)}")
+    return choices[spec.normalize]
 
 
 def layer_inputs(spec: ProbeXSpec, zoo, indices: np.ndarray) -> np.ndarray:
