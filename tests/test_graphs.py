@@ -168,7 +168,7 @@ def test_heterogeneous_graph_matches_the_networks_connectivity():
 
     space = graph_space(zoo.archs, {k: np.ones_like(v) for k, v in graph_constants(zoo, np.arange(6)).items()})
     assert space.kernel_size == (5, 5) and space.edge_dim == 26 and space.max_nodes == 8
-    g = graph_builder(space, zoo.archs)(zoo.inputs(np.arange(6)))
+    g = jax.jit(graph_builder(space, zoo.archs))(zoo.inputs(np.arange(6)))
     p = zoo.buckets[0].params
     # member 0 (bucket A): biases on its hidden and output nodes, inputs carry none
     np.testing.assert_allclose(g.nodes[0, :, 0], np.concatenate([[0.0], p["conv0"]["bias"][0], p["conv1"]["bias"][0],
@@ -195,8 +195,8 @@ def test_graph_methods_run_on_heterogeneous_zoos_and_ignore_padding(name):
     """A member's prediction does not depend on which other architectures share its batch."""
     zoo = _hetero()
     learner = GRAPH_METHODS[name][1](SPECS[name], zoo, 2)
-    theta = learner.init(jax.random.key(0))
-    both = np.asarray(learner.apply(theta, zoo.inputs(np.arange(6))))
-    alone = np.asarray(learner.apply(theta, zoo.inputs(np.arange(3))))
+    theta, apply = learner.init(jax.random.key(0)), jax.jit(learner.apply)
+    both = np.asarray(apply(theta, zoo.inputs(np.arange(6))))
+    alone = np.asarray(apply(theta, zoo.inputs(np.arange(3))))
     assert both.shape == (6, 2) and np.all(np.isfinite(both))
     np.testing.assert_allclose(both[:3], alone, rtol=1e-4, atol=1e-5)
