@@ -28,7 +28,7 @@ from probegen_jax.io import write_json
 from probegen_jax.methods.sane.embed import zoo_embeddings
 from probegen_jax.methods.sane.model import SANEConfig
 from probegen_jax.methods.sane.properties import ridge_probe
-from probegen_jax.methods.sane.sample import reference_accuracy, sample_boot, sample_models, sample_sub, zoo_anchors
+from probegen_jax.methods.sane.sample import sample_boot, sample_models, sample_sub, sampling_setup
 from probegen_jax.methods.sane.train import DEFAULT_TRAIN, MODEL_FILE, load_sane, train_sane
 from probegen_jax.make.cnn import finetune_networks, zoo_training_data
 from probegen_jax.zoo.hetero import load_any_zoo
@@ -58,9 +58,9 @@ def property_table(zoo, embeddings: np.ndarray) -> tuple[list[dict], str]:
 def generation(zoo, trained, args) -> tuple[dict, str]:
     """Sampled populations and scratch networks, all fine-tuned together; test accuracy per epoch."""
     data = zoo_training_data(zoo, args.data_dir)
-    anchors, extras, anchor_record = zoo_anchors(zoo, args.anchor_fraction)
-    score = reference_accuracy(zoo.arch.apply, data.train_images[:args.reference_batch],
-                               data.train_labels[:args.reference_batch])
+    anchors, extras, anchor_record, score = sampling_setup(zoo, anchor_fraction=args.anchor_fraction,
+                                                           reference_batch=args.reference_batch,
+                                                           data_dir=args.data_dir)
     key = jax.random.key(args.seed)
     populations = {
         "KDE30 (no SUB)": sample_models(trained, anchors, jax.random.fold_in(key, 0), args.keep,

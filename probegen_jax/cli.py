@@ -129,40 +129,21 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
           f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
 
 
-def _train_sane(args: argparse.Namespace) -> None:
-    import dataclasses
-
-    from probegen_jax.methods.sane.model import SANEConfig
-    from probegen_jax.methods.sane.train import DEFAULT_TRAIN, train_sane
-    from probegen_jax.zoo.store import load_zoo
-
-    cfg = SANEConfig(token_size=args.token_size, window=args.window, d_model=args.d_model, heads=args.heads,
-                     encoder_layers=args.layers, decoder_layers=args.layers, latent=args.latent)
-    train = dataclasses.replace(DEFAULT_TRAIN, epochs=args.epochs, batch_size=args.batch_size,
-                                learning_rate=args.lr, seed=args.seed)
-    trained, result = train_sane(load_zoo(args.zoo), cfg, train, out=args.out)
-    print(f"SANE ({trained.record['num_parameters']:,} parameters, {trained.layout.num_tokens} tokens per "
-          f"network): best val loss {result.val['loss']:.4f} at epoch {result.best_epoch}; saved to {args.out}")
-
-
 def _sane_sample(args: argparse.Namespace) -> None:
     import jax
     import numpy as np
 
-    from probegen_jax.methods.sane.sample import reference_accuracy, sample_boot, zoo_anchors
-    from probegen_jax.methods.sane.train import load_sane
-    from probegen_jax.make.cnn import zoo_training_data
+    from probegen_jax.methods.sane.sample import sample_boot, sampling_setup, sane_model
     from probegen_jax.zoo.store import load_zoo, save_zoo
     from probegen_jax.zoo.zoo import Zoo
 
-    trained, zoo = load_sane(args.model), load_zoo(args.zoo)
-    anchors, extras, record = zoo_anchors(zoo, args.anchor_fraction)
-    data = zoo_training_data(zoo, args.data_dir)
-    score = reference_accuracy(zoo.arch.apply, data.train_images[:args.reference_batch],
-                               data.train_labels[:args.reference_batch])
-    params, scores = sample_boot(trained, anchors, jax.random.key(args.seed), score, rounds=args.rounds,
-                                 num=args.num, keep=args.keep, bandwidth=args.bandwidth, extras=extras)
-    meta = {"generator": "sane_sample", "config": {**vars(args), "func": None, **record}}
+    zoo = load_zoo(args.zoo)
+    setup = sampling_setup(zoo, anchor_fraction=args.anchor_fraction, reference_batch=args.reference_batch,
+                           data_dir=args.data_dir)
+    params, scores = sample_boot(sane_model(args.model, zoo), setup.anchors, jax.random.key(args.seed), setup.score,
+                                 rounds=args.rounds, num=args.num, keep=args.keep, bandwidth=args.bandwidth,
+                                 extras=setup.extras)
+    meta = {"generator": "sane_sample", "config": {**vars(args), "func": None, **setup.record}}
     save_zoo(Zoo(zoo.arch, params, {"reference_accuracy": scores}, {"train": np.arange(len(scores))}, meta), args.out,
              overwrite=args.overwrite)
     print(f"{len(scores)} networks (reference accuracy {np.mean(scores):.3f} mean, {np.max(scores):.3f} best) "
@@ -192,8 +173,8 @@ def _train(args: argparse.Namespace) -> None:
     spec = {name: getattr(args, name) for name in args.spec_fields if getattr(args, name) is not None}
     given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     cfg = dataclasses.replace(method.train_config, **given)
-    per_tree = dict(item.split("=", 1) for item in getattr(args, "layers", []) if "=" in item)
-    spec.update({"layer": item for item in getattr(args, "layers", []) if "=" not in item})
+    per_tree = dict(item.split("=", 1) for item in getattr(args, "tree_layers", []) if "=" in item)
+    spec.update({"layer": item for item in getattr(args, "tree_layers", []) if "=" not in item})
     if getattr(args, "trees", None):
         from probegen_jax.methods.probex.experts import probex_trees
         from probegen_jax.methods.probex.method import train_forest
@@ -252,7 +233,6 @@ def _zoo_make_trees(args: argparse.Namespace) -> None:
 
 TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "weight_decay": "weight_decay",
                "eval_every": "eval_every", "seed": "seed"}
-OWN_PARSERS = {"sane"}  # methods trained from their own subcommands below
 FOREST_METHODS = {"probex", "dense_expert"}  # also train one run per tree of a folder (--trees)
 
 
@@ -285,15 +265,13 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
     from probegen_jax.methods.probing.method import SOURCES
 
     for name, method in methods().items():
-        if name in OWN_PARSERS:
-            continue
         p = train.add_parser(name, help=method.description, description=method.description)
         forest = name in FOREST_METHODS
         p.add_argument("--zoo", required=not forest, help="a saved zoo directory")
         if forest:
             p.add_argument("--trees", help="instead of --zoo, one run per tree: trees written by `zoo make trees`, a "
                                            "zoo imported from Model-J, or a Model-J tree folder")
-            p.add_argument("--layer", dest="layers", action="append", default=[], metavar="[TREE=]LAYER",
+            p.add_argument("--layer", dest="tree_layers", action="append", default=[], metavar="[TREE=]LAYER",
                            help="the layer read (TREE=LAYER: of one tree; default: chosen on validation)")
         p.add_argument("--out", required=True, help="run directory (checkpoints, params, run.json); resumes, and a "
                                                     "finished run with the same settings is reused")
@@ -422,27 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="method", required=True, metavar="METHOD")
     _add_method_parsers(train)
 
-    sn = train.add_parser("sane", help="SANE transformer autoencoder on a zoo (checkpoints per network welcome)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sn.add_argument("--zoo", required=True, help="a saved zoo directory (one architecture)")
-    sn.add_argument("--out", required=True, help="model directory (checkpoints, params, sane.json); resumes")
-    sn.add_argument("--token-size", type=int, default=64)
-    sn.add_argument("--window", type=int, default=32, help="tokens per training window")
-    sn.add_argument("--d-model", type=int, default=64)
-    sn.add_argument("--heads", type=int, default=4)
-    sn.add_argument("--layers", type=int, default=2, help="encoder (= decoder) blocks")
-    sn.add_argument("--latent", type=int, default=16, help="latent size per token")
-    sn.add_argument("--epochs", type=int, default=60)
-    sn.add_argument("--batch-size", type=int, default=64)
-    sn.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (one-cycle)")
-    sn.add_argument("--seed", type=int, default=0)
-    sn.set_defaults(func=_train_sane)
 
     sane = commands.add_parser("sane", help="use a trained SANE model").add_subparsers(
         dest="sane_command", required=True, metavar="SANE_COMMAND")
     smp = sane.add_parser("sample", help="new networks from the KDE of the best networks' embeddings (SUB/BOOT)",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    smp.add_argument("--model", required=True, help="directory written by `train sane`")
+    smp.add_argument("--model", required=True, help="run directory written by `train sane`")
     smp.add_argument("--zoo", required=True, help="the zoo whose best train networks are the anchors")
     smp.add_argument("--out", required=True, help="directory to save the sampled networks to (a zoo)")
     smp.add_argument("--num", type=int, default=50, help="samples drawn per round")

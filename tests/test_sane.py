@@ -4,6 +4,7 @@ sampling, and the errors for bad input."""
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -491,14 +492,35 @@ def test_cli_trains_sane_and_samples_networks(epoch_zoo, tmp_path, capsys):
     tiny = ["--token-size", "32", "--window", "16", "--d-model", "32", "--heads", "2", "--layers", "1",
             "--latent", "8", "--epochs", "2", "--batch-size", "16"]
     assert main(["train", "sane", "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "sane"), *tiny]) == 0
-    assert "saved to" in capsys.readouterr().out
+    assert "kendall_tau" in json.loads(capsys.readouterr().out)["test"]  # a run like any other
     assert main(["sane", "sample", "--model", str(tmp_path / "sane"), "--zoo", str(tmp_path / "zoo"), "--num", "6",
                  "--keep", "2", "--rounds", "2", "--out", str(tmp_path / "sampled")]) == 0
     sampled = load_zoo(tmp_path / "sampled")
     assert len(sampled) == 2 and sampled.arch.spec() == epoch_zoo.arch.spec()
     scores = sampled.target("reference_accuracy")
     assert scores[0] >= scores[1]
-    (tmp_path / "sane" / STANDARDIZATION_FILE).unlink()
+    shutil.rmtree(tmp_path / "sane" / "constants")  # the run's standardisation statistics
     assert main(["sane", "sample", "--model", str(tmp_path / "sane"), "--zoo", str(tmp_path / "zoo"),
                  "--out", str(tmp_path / "again")]) == 2
-    assert "standardisation file missing" in capsys.readouterr().err
+    assert "constants" in capsys.readouterr().err
+
+
+def test_sane_through_the_contract_predicts_test_accuracy_from_embeddings(epoch_zoo, tmp_path):
+    """Autoencoder + ridge probe as one run: saved, loaded, and predicting as evaluated."""
+    from probegen_jax.methods.contract import evaluate, predict, train
+    from probegen_jax.methods.run import load_run, save_run
+    from probegen_jax.methods.sane.method import trained_sane
+
+    spec = {"token_size": TINY_SANE.token_size, "window": TINY_SANE.window, "d_model": TINY_SANE.d_model,
+            "heads": TINY_SANE.heads, "layers": TINY_SANE.encoder_layers, "latent": TINY_SANE.latent}
+    run = train("sane", epoch_zoo, spec, TrainConfig(epochs=6, batch_size=16, learning_rate=2e-3, schedule="onecycle",
+                                                     optimizer="adamw"), checkpoint="all", progress=False)
+    assert run.target == "test_accuracy" and run.task.name == "regression"
+    assert evaluate(run, epoch_zoo, "test") == pytest.approx(run.result.test)
+    save_run(run, tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    np.testing.assert_allclose(predict(loaded, epoch_zoo), predict(run, epoch_zoo), rtol=1e-5, atol=1e-6)
+    embeddings = zoo_embeddings(trained_sane(loaded, epoch_zoo), epoch_zoo.params)
+    assert embeddings.shape == (len(epoch_zoo), TINY_SANE.latent)
+    # accuracy rises with the epoch a checkpoint was taken at: the embeddings carry it
+    assert run.result.test["kendall_tau"] > 0.2, run.result.test

@@ -14,8 +14,10 @@ the next round's anchors.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -139,3 +141,39 @@ def reference_accuracy(apply, images: np.ndarray, labels: np.ndarray) -> Scorer:
         return (jnp.argmax(logits, -1) == y).mean(-1)
 
     return lambda params: np.asarray(accuracy(params))
+
+
+class SamplingSetup(NamedTuple):
+    """What SUB and BOOT sample from and score with: the zoo's best train networks (anchors), the
+    non-weight leaves a sample gets (``extras(n)``), their record, and the reference-batch score."""
+
+    anchors: Params
+    extras: Callable[[int], Params]
+    record: dict
+    score: Scorer
+
+
+def sampling_setup(zoo, *, anchor_fraction: float = 0.3, reference_batch: int = 500,
+                   data_dir: str | None = None) -> SamplingSetup:
+    """Anchors from ``zoo`` and the accuracy on ``reference_batch`` of the training images its
+    networks were trained on (the images are read from this machine)."""
+    from probegen_jax.make.cnn import zoo_training_data
+
+    anchors, extras, record = zoo_anchors(zoo, anchor_fraction)
+    data = zoo_training_data(zoo, data_dir)
+    score = reference_accuracy(zoo.arch.apply, data.train_images[:reference_batch], data.train_labels[:reference_batch])
+    return SamplingSetup(anchors, extras, record, score)
+
+
+def sane_model(path: str | os.PathLike, zoo) -> TrainedSANE:
+    """The autoencoder of a SANE run directory (``probegen-jax train sane``), or of a model saved by
+    ``train_sane(out=...)``."""
+    from pathlib import Path
+
+    from probegen_jax.methods.run import load_run
+    from probegen_jax.methods.sane.method import trained_sane
+    from probegen_jax.methods.sane.train import load_sane
+
+    if (Path(path) / "run.json").is_file():
+        return trained_sane(load_run(path, zoo), zoo)
+    return load_sane(path)
