@@ -10,8 +10,7 @@ from probegen_jax.archs import make_arch
 from probegen_jax.data import load_digits
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.methods.probing.image_sources import image_probe_source
-from probegen_jax.methods.probing.methods import ProbingSpec
-from probegen_jax.runs import train_probing
+from probegen_jax.methods.contract import evaluate, train
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.zoo import Zoo
 from probegen_jax.make.cnn import CNNTraining
@@ -121,9 +120,9 @@ def test_wild_zoo_generation_and_training():
     np.testing.assert_array_equal(np.unique(zoo.target("network")), np.setdiff1d(np.arange(10),
                                                                                    zoo.meta["diverged"]["networks"]))
     final = at_epoch(zoo)
-    result, _, task = train_probing(final, ProbingSpec("synthetic", num_probes=4, head_hidden=16, head_layers=2),
-                                    TrainConfig(epochs=2, batch_size=2), target="test_accuracy", progress=False)
-    assert task.name == "regression" and np.isfinite(result.val["r2"])
+    run = train("synthetic", final, {"num_probes": 4, "head_hidden": 16, "head_layers": 2},
+                TrainConfig(epochs=2, batch_size=2), target="test_accuracy", progress=False)
+    assert run.task.name == "regression" and np.isfinite(run.result.val["r2"])
 
 
 def test_statnn_features_of_a_heterogeneous_zoo_follow_the_zoos_order(hzoo):
@@ -143,7 +142,6 @@ def test_statnn_features_of_a_heterogeneous_zoo_follow_the_zoos_order(hzoo):
 
 def test_statnn_baselines_learn_on_a_heterogeneous_zoo():
     """Each network's weights are scaled by s in [0.5, 2]; the StatNNs read s from the statistics."""
-    from probegen_jax.methods.baselines import train_baseline
     from probegen_jax.errors import UnknownNameError
 
     buckets = []
@@ -157,9 +155,9 @@ def test_statnn_baselines_learn_on_a_heterogeneous_zoo():
     zoo = HeteroZoo(tuple(buckets), np.repeat(np.arange(3), 40)[order], np.tile(np.arange(40), 3)[order],
                     {"train": np.arange(80), "val": np.arange(80, 100), "test": np.arange(100, 120)}, {})
     for name in ("statnn", "statnn_gbt"):
-        result, learner, task = train_baseline(zoo, name, TrainConfig(epochs=40, batch_size=16), target="scale",
-                                               progress=False)
-        assert task.name == "regression" and learner is None
-        assert result.test["r2"] > 0.5 and result.test["kendall_tau"] > 0.5, (name, result.test)  # chance: 0
+        run = train(name, zoo, None, TrainConfig(epochs=40, batch_size=16), target="scale", progress=False)
+        assert run.task.name == "regression"
+        assert run.result.test["r2"] > 0.5 and run.result.test["kendall_tau"] > 0.5, (name, run.result.test)  # chance: 0
+        assert evaluate(run, zoo, "test") == pytest.approx(run.result.test)
     with pytest.raises(UnknownNameError, match="one architecture"):
-        train_baseline(zoo, "nfn", target="scale")
+        train("nfn", zoo, target="scale")
