@@ -144,3 +144,18 @@ def test_reprs_are_short(zoo):
     run = pj.train("statnn_gbt", zoo, SMALL["statnn_gbt"], QUICK)
     for text in (repr(zoo), repr(run), repr(get_method("probegen"))):
         assert len(text) < 300 and "array" not in text
+
+
+def test_probing_runs_saved_before_the_run_format_still_load(zoo, tmp_path):
+    from probegen_jax.io import save_pytree, write_json
+
+    run = pj.train("vanilla", zoo, SMALL["vanilla"], QUICK, progress=False)
+    pj.save_zoo(zoo, tmp_path / "zoo")
+    save_pytree(tmp_path / "old" / "params", run.params)  # the record as the earlier save_run wrote it:
+    write_json(tmp_path / "old" / "run.json", {"method": "probing", "zoo": str(tmp_path / "zoo"), "target": "label",
+                                               "epoch": "all", "spec": dataclasses.asdict(run.spec),
+                                               "train": dataclasses.asdict(QUICK), "result": run.result.summary()})
+    old = pj.load_run(tmp_path / "old")  # its zoo read from the recorded path to rebuild the task
+    assert old.method == "vanilla" and old.task.name == "classification"
+    assert pj.evaluate(old, zoo, "test") == pytest.approx(run.result.test)
+    assert main(["eval", "--run", str(tmp_path / "old")]) == 0
