@@ -97,7 +97,7 @@ def main(argv=None) -> None:
                                                                                for n in names},
                                       "train": dataclasses.asdict(base), "ranks": dataclasses.astuple(pcfg)[:3]})
     print(table)
-    print(f"mean gap ProbeX - dense: " + ", ".join(
+    print("mean gap ProbeX - dense: " + ", ".join(
         f"{n} {100 * np.mean(np.subtract(runs['ProbeX'][n], runs['Dense expert'][n])):+.1f}" for n in names))
 
 

@@ -28,8 +28,8 @@ _NAMES = {
     "probe": "probegen_jax.methods.probing.probe", "probe_zoo": "probegen_jax.methods.probing.probe",
     "learned_probes": "probegen_jax.methods.probing.method",
     # methods and runs
-    "Method": "probegen_jax.methods.contract", "methods": "probegen_jax.methods.contract",
-    "get_method": "probegen_jax.methods.contract", "register": "probegen_jax.methods.contract",
+    "Method": "probegen_jax.methods.registry", "methods": "probegen_jax.methods.registry",
+    "get_method": "probegen_jax.methods.registry", "register": "probegen_jax.methods.registry",
     "train": "probegen_jax.methods.contract", "evaluate": "probegen_jax.methods.contract",
     "predict": "probegen_jax.methods.contract", "Run": "probegen_jax.methods.run",
     "save_run": "probegen_jax.methods.run", "load_run": "probegen_jax.methods.run",

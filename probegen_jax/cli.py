@@ -165,7 +165,8 @@ def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> Non
 def _train(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from probegen_jax.methods.contract import get_method, train
+    from probegen_jax.methods.contract import train
+    from probegen_jax.methods.registry import get_method
     from probegen_jax.parallel import zoo_mesh
     from probegen_jax.zoo.hetero import load_any_zoo
 
@@ -261,7 +262,7 @@ def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Se
 def _add_method_parsers(train: argparse._SubParsersAction) -> None:
     """``train METHOD`` for every registered method: the zoo, the run folder, training settings
     (defaults: the method's) and one flag per spec field."""
-    from probegen_jax.methods.contract import methods
+    from probegen_jax.methods.registry import methods
     from probegen_jax.methods.probing.method import SOURCES
 
     for name, method in methods().items():

@@ -202,7 +202,7 @@ def method_cost(method: str, spec, arch: Arch, num_outputs: int, *, batch: int =
     networks of ``arch`` (its constants fitted on a few freshly initialised networks)."""
     import numpy as np
 
-    from probegen_jax.methods.contract import get_method, make_spec
+    from probegen_jax.methods.registry import get_method, make_spec
     from probegen_jax.training.tasks import classification, regression
     from probegen_jax.zoo.zoo import Zoo
 

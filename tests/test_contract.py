@@ -16,7 +16,7 @@ import probegen_jax as pj
 from probegen_jax.archs import make_arch
 from probegen_jax.cli import main
 from probegen_jax.errors import CheckpointError, UnknownNameError
-from probegen_jax.methods.contract import get_method
+from probegen_jax.methods.registry import get_method
 from probegen_jax.zoo.zoo import TaskDefaults, task_defaults
 
 ARCH = make_arch("siren", in_dim=2, hidden=8, depth=2, out_dim=1)

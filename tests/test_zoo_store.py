@@ -1,7 +1,6 @@
 """The Zoo container and its on-disk store: round trips and every documented refusal."""
 
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp

@@ -23,131 +23,22 @@ functions and one ``register`` call.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import warnings
 from pathlib import Path
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from probegen_jax.errors import UnknownNameError
+from probegen_jax.methods.registry import FitRequest, Method, get_method, make_spec, methods
+from probegen_jax.methods.run import Run, finished_run, save_run, zoo_fingerprint
 from probegen_jax.training.learner import Learner
 from probegen_jax.training.loop import Optimizer, TrainConfig, TrainResult, evaluate as evaluate_params, fit
 from probegen_jax.training.loop import predict as predict_params
-from probegen_jax.training.tasks import Task, task_for
-from probegen_jax.types import PyTree
+from probegen_jax.training.tasks import task_for
 from probegen_jax.zoo.zoo import SPLITS, at_epoch, task_defaults
 
-if TYPE_CHECKING:
-    from probegen_jax.methods.run import Run
-
-Constants = PyTree
 SMALL_SPLIT = 20  # fewer networks than this in a split make its metrics mostly noise
-
-
-def member_params(spec: Any, zoo: Any, indices: np.ndarray) -> PyTree:
-    """The default inputs: the members' own params (packed rows for a heterogeneous zoo)."""
-    return zoo.inputs(indices)
-
-
-def no_constants(spec: Any, zoo: Any, train_indices: np.ndarray, train_targets: np.ndarray, task: Task
-                 ) -> Constants:
-    return {}
-
-
-@dataclasses.dataclass(frozen=True)
-class FitRequest:
-    """Everything a custom ``Method.fit`` may use: the learner, task, split inputs and options."""
-
-    learner: Learner
-    task: Task
-    splits: Mapping[str, tuple[PyTree, np.ndarray]]
-    cfg: TrainConfig
-    options: Mapping[str, Any]
-    spec: Any = None
-    zoo: Any = None
-    constants: Constants = None
-
-
-class Method(NamedTuple):
-    """A weight-space learning method: its name, settings (``spec_type``, a frozen dataclass of
-    JSON-able fields with defaults) and pure functions (see the module docstring)."""
-
-    name: str
-    description: str
-    spec_type: type
-    learner: Callable[[Any, Any, Task, Constants], Learner]
-    prepare: Callable[[Any, Any, np.ndarray, np.ndarray, Task], Constants] = no_constants
-    inputs: Callable[[Any, Any, np.ndarray], PyTree] = member_params
-    fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
-    resolve: Callable[[Any, Any, Task, TrainConfig, bool], Any] | None = None  # settle open settings
-    heterogeneous: bool = False  # reads zoos of several architectures
-    train_config: TrainConfig = TrainConfig()  # the method's default optimisation settings
-
-    def __repr__(self) -> str:
-        return f"Method({self.name!r}: {self.description})"
-
-
-_REGISTRY: dict[str, Method] = {}
-# Modules whose import registers methods; imported on the first lookup, so importing the contract
-# costs nothing and a method family's dependencies load only when one of its methods is used.
-METHOD_MODULES = [
-    "probegen_jax.methods.probing.method",
-    "probegen_jax.methods.baselines.method",
-    "probegen_jax.methods.graphs",
-    "probegen_jax.methods.probex.method",
-    "probegen_jax.methods.sane.method",
-]
-
-
-def register(method: Method) -> Method:
-    """Add ``method`` to the registry (a second method of the same name replaces the first)."""
-    _REGISTRY[method.name] = method
-    return method
-
-
-def _load_registry() -> dict[str, Method]:
-    for module in METHOD_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-    return _REGISTRY
-
-
-def methods() -> dict[str, Method]:
-    """Every registered method by name."""
-    return dict(sorted(_load_registry().items()))
-
-
-def get_method(name: str | Method) -> Method:
-    """The method registered as ``name`` (a ``Method`` is returned as it is)."""
-    if isinstance(name, Method):
-        return name
-    registry = _load_registry()
-    if name not in registry:
-        raise UnknownNameError(f"unknown method {name!r}; available: {sorted(registry)}")
-    return registry[name]
-
-
-# ----------------------------------------------------------------------------- specs
-
-
-def make_spec(method: Method, spec: Any = None, **overrides: Any) -> Any:
-    """``method``'s spec: ``spec`` (an instance or a dict of fields), with ``overrides`` applied."""
-    if spec is None:
-        spec = method.spec_type()
-    elif isinstance(spec, Mapping):
-        known = {f.name for f in dataclasses.fields(method.spec_type)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise UnknownNameError(f"method {method.name!r}: unknown settings {unknown}; available: {sorted(known)}")
-        spec = method.spec_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-    elif not isinstance(spec, method.spec_type):
-        raise TypeError(f"method {method.name!r} takes a {method.spec_type.__name__}, got {type(spec).__name__}")
-    return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
 def spec_with_zoo_defaults(spec: Any, zoo: Any) -> Any:
@@ -204,7 +95,6 @@ def train(
     and one with other settings is refused.
     """
     from probegen_jax.methods.probing.hetero import bucket_batch_order
-    from probegen_jax.methods.run import Run, finished_run, save_run, zoo_fingerprint
 
     method = get_method(method)
     cfg = method.train_config if cfg is None else cfg

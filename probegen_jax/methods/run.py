@@ -157,7 +157,7 @@ def _converted_v1(record: dict[str, Any], zoo: Any) -> tuple[dict[str, Any], Any
 def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
     """The ``Run`` saved in ``run_dir``. ``zoo`` (any zoo of the run's architectures) is needed only
     for runs of unregistered architectures and for probing runs saved before the run format."""
-    from probegen_jax.methods.contract import get_method, make_spec
+    from probegen_jax.methods.registry import get_method, make_spec
 
     run_dir = Path(run_dir).absolute()
     record = read_run_record(run_dir)

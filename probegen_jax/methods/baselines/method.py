@@ -13,7 +13,7 @@ from probegen_jax.methods.baselines.common import Standardizer, fit_standardizer
 from probegen_jax.methods.baselines.flat import flatten_weights
 from probegen_jax.methods.baselines.nfn import LayerScales, NFNConfig, fit_layer_scales, layer_order, nfn_learner, weight_space
 from probegen_jax.methods.baselines.statnn import gbt_predictor, hetero_statnn_features, statnn_features
-from probegen_jax.methods.contract import FitRequest, Method, register
+from probegen_jax.methods.registry import FitRequest, Method, register
 from probegen_jax.methods.probing.probegen import mlp_head
 from probegen_jax.training.learner import Learner
 from probegen_jax.training.loop import TrainResult, evaluate

@@ -16,7 +16,8 @@ import numpy as np
 
 from probegen_jax.errors import UnknownNameError
 from probegen_jax.methods.baselines.common import Standardizer
-from probegen_jax.methods.contract import Method, register, train
+from probegen_jax.methods.contract import train
+from probegen_jax.methods.registry import Method, register
 from probegen_jax.methods.probex.experts import all_layer_names, fit_layer_scaler, select_layer, weight_layout
 from probegen_jax.methods.probex.layers import layer_matrix
 from probegen_jax.methods.probex.probex import ProbeXConfig, expert_learner

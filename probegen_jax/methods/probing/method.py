@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from probegen_jax.methods.contract import Method, register
+from probegen_jax.methods.registry import Method, register
 from probegen_jax.methods.probing.hetero import hetero_probing_learner
 from probegen_jax.methods.probing.methods import ProbingSpec
 from probegen_jax.training.learner import Learner

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probegen_jax.methods.contract import FitRequest, Method, register
+from probegen_jax.methods.registry import FitRequest, Method, register
 from probegen_jax.methods.sane.embed import _latents, zoo_embeddings
 from probegen_jax.methods.sane.model import SANEConfig, make_sane
 from probegen_jax.methods.sane.properties import ALPHAS, ridge_fit
