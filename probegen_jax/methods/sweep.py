@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from probegen_jax.methods.contract import get_method, train
+from probegen_jax.methods.contract import train
+from probegen_jax.methods.registry import get_method
 from probegen_jax.methods.run import Run
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.training.runlog import RunLog, run_key

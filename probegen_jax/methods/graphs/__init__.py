@@ -30,7 +30,7 @@ DESCRIPTIONS = {
 
 
 def _register() -> None:
-    from probegen_jax.methods.contract import Method, register
+    from probegen_jax.methods.registry import Method, register
 
     for name, (spec_type, make, prepare, hetero) in GRAPH_METHODS.items():
         register(Method(
