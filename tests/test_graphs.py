@@ -123,6 +123,10 @@ def test_positive_rescaling_leaves_relu_scalegmn_unchanged():
     broken = {k: dict(v) for k, v in zoo.params.items()}
     broken["dense0"]["kernel"] = broken["dense0"]["kernel"] * 2.0
     assert np.abs(np.asarray(apply(theta, broken)) - before).max() > 1e-3
+    # zero biases (a fresh CNN's) give zero node states: the canonicalisation keeps gradients finite
+    zeroed = {k: {**v, "bias": np.zeros_like(v["bias"])} for k, v in zoo.params.items()}
+    grads = jax.grad(lambda t: apply(t, zeroed).sum())(theta)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
 @pytest.mark.parametrize("name", list(SPECS))

@@ -61,7 +61,14 @@ def invariant(p: Params, z: Array, symmetry: str) -> Array:
     rho = lambda u: linear(p["out"], jax.nn.silu(layer_norm(p["norm"], linear(p["in"], u))))  # noqa: E731
     if symmetry == "sign":
         return rho(z) + rho(-z)
-    return rho(z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + 1e-6))
+    return rho(unit(z))
+
+
+def unit(z: Array) -> Array:
+    """``z / |z|`` along the last axis, 0 where ``z = 0``, with finite gradients there too."""
+    sq = jnp.sum(z * z, -1, keepdims=True)
+    safe = jnp.where(sq > 0, sq, 1.0)
+    return jnp.where(sq > 0, z * jax.lax.rsqrt(safe), 0.0)
 
 
 def eq_init(key: PRNGKey, d_in: int, d_out: int, d_mlp: int) -> Params:
