@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_description  # noqa: E402
 
 from probegen_jax.archs import make_arch, registered_archs  # noqa: E402
-from probegen_jax.methods.baselines import NFN_PAPER_CONFIG, NFNConfig, baseline_learner, nfn_learner  # noqa: E402
+from probegen_jax.methods.baselines import NFN_PAPER_CONFIG, NFNConfig, nfn_learner  # noqa: E402
 from probegen_jax.methods.baselines.nfn import layer_order, weight_space  # noqa: E402
 from probegen_jax.flops import (  # noqa: E402
     CITED_INR_GFLOPS,
@@ -100,9 +100,9 @@ def method_rows(arch, num_outputs: int, probing: list[tuple[str, int]], nfn_cfgs
                      "flops": cost.per_network.total, "generator": cost.generator.total,
                      "analytic": analytic(k) if analytic else None})
     for name in ("statnn", "flat"):
-        learner = baseline_learner(name, zoo, num_outputs)
-        rows.append({"key": name, "method": NAMES[name], "params": num_params(learner),
-                     "flops": learner_cost(learner, one).total, "generator": 0.0, "analytic": None})
+        cost, params = method_cost(name, None, arch, num_outputs)
+        rows.append({"key": name, "method": NAMES[name], "params": params, "flops": cost.total, "generator": 0.0,
+                     "analytic": None})
     stat = next(r for r in rows if r["key"] == "statnn")
     rows.append({"key": "statnn_gbt", "method": NAMES["statnn_gbt"] + " (features only; trees not counted)",
                  "params": None, "flops": stat["flops"], "generator": 0.0, "analytic": None})

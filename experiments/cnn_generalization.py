@@ -33,21 +33,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from probegen_jax import report
-from probegen_jax.methods.baselines import BASELINE_NAMES, HETERO_BASELINES, NFNConfig, train_baseline
+from probegen_jax.methods.baselines import NFNConfig
+from probegen_jax.methods.baselines.method import BASELINE_NAMES
+from probegen_jax.methods.contract import predict
+from probegen_jax.methods.probing.method import learned_probes
+from probegen_jax.methods.registry import get_method
+from probegen_jax.methods.run import Run
+from probegen_jax.methods.sweep import Cell, grid, sweep
 from probegen_jax.errors import DataFileError
 from probegen_jax.io import write_json
 from probegen_jax.training.metrics import tau_noise_ceiling
-from probegen_jax.methods.probing.methods import ProbingSpec
 from probegen_jax.methods.probing.probegen import RESPONSES
-from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings, run_key
-from probegen_jax.runs import train_probing
-from probegen_jax.training.loop import TrainConfig, predict, steps_per_epoch
+from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings
+from probegen_jax.training.loop import TrainConfig, steps_per_epoch
 from probegen_jax.make.cnn import zoo_training_data
 from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
 from probegen_jax.zoo.zoo import at_epoch, shrink_split
@@ -65,12 +68,15 @@ def zoo_label(zoo) -> str:
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
-def result_row(zoo_name: str, source: str, k, seed: int, epochs: int, result, start: float, train_networks: int) -> dict:
-    row = {"zoo": zoo_name, "train_networks": train_networks, "source": source, "K": k, "seed": seed, "epochs": epochs,
-           "test_tau": result.test["kendall_tau"],
-           "test_r2": result.test["r2"], "val_tau": result.val["kendall_tau"], "best_epoch": result.best_epoch,
-           "seconds": round(time.perf_counter() - start, 1)}
-    print(row, flush=True)
+def result_row(zoo_name: str, epochs: int, train_networks: int):
+    def row(cell: Cell, run: Run, seconds: float) -> dict:
+        values = {"zoo": zoo_name, "train_networks": train_networks, "source": cell.method, "K": cell.label,
+                  "seed": cell.seed, "epochs": epochs, "test_tau": run.result.test["kendall_tau"],
+                  "test_r2": run.result.test["r2"], "val_tau": run.result.val["kendall_tau"],
+                  "best_epoch": run.result.best_epoch, "seconds": seconds}
+        print(values, flush=True)
+        return values
+
     return row
 
 
@@ -79,39 +85,21 @@ def run_zoo(zoo, name: str, path: str, *, sources, probe_counts, seeds, cfg: Tra
     """Every (source, K, seed) and (baseline, seed) on one zoo: runs already in ``log`` are taken from
     it, the others trained and logged as they finish; plots show the first seed's runs trained here."""
     rows, probes, scatter, reused_first = [], {}, {}, False
-    train_networks = len(zoo.indices("train"))
-    for source in sources:
-        for k in probe_counts:
-            for seed in seeds:
-                key = run_key(path, cfg.epochs, source, k, seed)
-                if (done := log.get(key)) is not None:
-                    rows.append(done)
-                    reused_first |= seed == seeds[0]
-                    continue
-                spec = ProbingSpec(source=source, num_probes=k, probe_seed=seed, response=response)
-                start = time.perf_counter()
-                result, learner, _ = train_probing(zoo, spec, dataclasses.replace(cfg, seed=seed), target=TARGET)
-                rows.append(result_row(name, source, k, seed, cfg.epochs, result, start, train_networks))
-                log.record(key, rows[-1])
-                if seed == seeds[0]:
-                    label = f"{METHOD_NAMES[source]}, K={k}"
-                    arch = zoo.archs[0] if isinstance(zoo, HeteroZoo) else zoo.arch
-                    probes[label] = np.asarray(spec.make_source(arch).apply(result.params["source"]))
-                    inputs, y = zoo.split_arrays(TARGET, ("test",))["test"]
-                    pred = predict(learner.apply, result.params, inputs, batch_size=cfg.batch_size)[:, 0]
-                    scatter[f"{label}\ntau={result.test['kendall_tau']:.3f}"] = (y, pred)
-    hetero = isinstance(zoo, HeteroZoo)
-    for baseline in [b for b in baselines if not hetero or b in HETERO_BASELINES]:  # weight-space baselines
-        for seed in seeds:
-            key = run_key(path, cfg.epochs, baseline, "—", seed)
-            if (done := log.get(key)) is not None:
-                rows.append(done)
-                continue
-            start = time.perf_counter()
-            result, _, _ = train_baseline(zoo, baseline, dataclasses.replace(cfg, seed=seed), target=TARGET,
-                                          nfn=CNN_NFN)
-            rows.append(result_row(name, baseline, "—", seed, cfg.epochs, result, start, train_networks))
-            log.record(key, rows[-1])
+    readable = [b for b in baselines if len(zoo.archs) == 1 or get_method(b).heterogeneous]
+    cells = grid(sources, seeds=seeds, probe_counts=probe_counts, response=response) + \
+        grid(readable, seeds=seeds, **dataclasses.asdict(CNN_NFN))
+    row = result_row(name, cfg.epochs, len(zoo.indices("train")))
+    test = zoo.indices("test")
+    for cell, done, run in sweep(zoo, cells, cfg, log, row=row, key=(path, cfg.epochs), target=TARGET):
+        rows.append(done)
+        if cell.method not in sources or cell.seed != seeds[0]:
+            continue
+        reused_first |= run is None
+        if run is not None:
+            label = f"{METHOD_NAMES[cell.method]}, K={cell.label}"
+            probes[label] = np.asarray(learned_probes(run, zoo))
+            scatter[f"{label}\ntau={run.result.test['kendall_tau']:.3f}"] = (zoo.target(TARGET)[test],
+                                                                              predict(run, zoo, indices=test)[:, 0])
     if scatter and not reused_first:  # else keep the plots of the run that trained them
         report.plot_scatter(scatter, out / f"scatter_{name}.png", xlabel="true test accuracy",
                             ylabel="predicted", title=zoo_label(zoo))

@@ -23,7 +23,7 @@ import numpy as np
 
 from probegen_jax import report
 from probegen_jax.io import write_json
-from probegen_jax.methods.baselines import BASELINE_NAMES
+from probegen_jax.methods.baselines.method import BASELINE_NAMES
 from probegen_jax.methods.probing.probe import probe_zoo
 from probegen_jax.methods.run import Run
 from probegen_jax.methods.sweep import Cell, grid, sweep

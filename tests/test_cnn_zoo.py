@@ -11,8 +11,7 @@ import pytest
 
 from probegen_jax.archs import make_arch
 from probegen_jax.data import ImageDataset, load_digits
-from probegen_jax.methods.probing.methods import ProbingSpec
-from probegen_jax.runs import train_probing
+from probegen_jax.methods.contract import train
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.make import cnn
 from probegen_jax.zoo import Zoo, load_zoo, save_zoo
@@ -232,8 +231,8 @@ def test_probegen_ranks_cnn_test_accuracy(digits):
                                                  train_eval_size=128, epochs=(0, 2)),
                             num_networks=160, chunk_size=160, seed=1)
     zoo = at_epoch(make_small_cnn_zoo(cfg, data=digits, progress=False))
-    result, _, task = train_probing(zoo, ProbingSpec("probegen", num_probes=16, head_hidden=64, head_layers=3),
-                                    TrainConfig(epochs=40, batch_size=16, learning_rate=1e-3), target="test_accuracy",
-                                    progress=False)
-    assert task.name == "regression"
-    assert result.test["kendall_tau"] > 0.3, result.test
+    run = train("probegen", zoo, {"num_probes": 16, "head_hidden": 64, "head_layers": 3, "response": "raw"},
+                TrainConfig(epochs=40, batch_size=16, learning_rate=1e-3), target="test_accuracy", checkpoint="all",
+                progress=False)
+    assert run.task.name == "regression"
+    assert run.result.test["kendall_tau"] > 0.3, run.result.test

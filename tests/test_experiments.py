@@ -43,3 +43,20 @@ def test_inr_classification_with_every_baseline(tmp_path, capsys):
     assert sorted(r["source"] for r in runs) == ["flat", "nfn", "probegen", "statnn", "synthetic", "vanilla"]
     assert (out / "results.md").read_text().count("| NFN-NP |") == 1
     capsys.readouterr()
+
+
+def test_cnn_generalization_with_baselines_at_toy_size(tmp_path):
+    from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn_zoo
+
+    cfg = SmallCNNZooConfig(training=CNNTraining(dataset="digits", train_size=128, test_size=64, train_eval_size=64,
+                                                 epochs=(0, 1)), num_networks=40, chunk_size=40, seed=0)
+    make_small_cnn_zoo(cfg, tmp_path / "zoo", progress=False)
+    experiment = load_script("cnn_generalization")
+    argv = ["--zoo", str(tmp_path / "zoo"), "--sources", "synthetic", "--probes", "4", "--baselines", "statnn",
+            "--epochs", "2", "--seeds", "0", "--out", str(tmp_path / "out")]
+    experiment.main(argv)
+    runs = json.loads((tmp_path / "out" / "runs.json").read_text())["runs"]
+    assert sorted(r["source"] for r in runs.values()) == ["statnn", "synthetic"]
+    assert all(-1.0 <= r["test_tau"] <= 1.0 for r in runs.values())
+    experiment.main(argv)  # logged: taken from the log, not trained again
+    assert json.loads((tmp_path / "out" / "runs.json").read_text())["runs"] == runs

@@ -3,7 +3,6 @@
 from probegen_jax.methods.baselines.common import feature_head, features_learner, precompute_features
 from probegen_jax.methods.baselines.flat import flat_learner, flatten_weights
 from probegen_jax.methods.baselines.nfn import NFN_PAPER_CONFIG, NFNConfig, nfn_learner, weight_space
-from probegen_jax.methods.baselines.run import BASELINE_NAMES, HETERO_BASELINES, baseline_learner, train_baseline
 from probegen_jax.methods.baselines.statnn import (
     STATS_PER_TENSOR,
     fit_gbt,
@@ -16,8 +15,8 @@ from probegen_jax.methods.baselines.statnn import (
 )
 
 __all__ = [
-    "BASELINE_NAMES", "HETERO_BASELINES", "STATS_PER_TENSOR", "NFN_PAPER_CONFIG", "baseline_learner", "feature_head",
+    "STATS_PER_TENSOR", "NFN_PAPER_CONFIG", "feature_head",
     "features_learner", "fit_gbt", "fit_statnn_gbt", "flat_learner", "flatten_weights",
     "hetero_statnn_features", "nfn_learner", "NFNConfig", "padded_statnn_features", "precompute_features",
-    "statnn_feature_names", "statnn_features", "statnn_learner", "train_baseline", "weight_space",
+    "statnn_feature_names", "statnn_features", "statnn_learner", "weight_space",
 ]

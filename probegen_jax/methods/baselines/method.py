@@ -21,6 +21,14 @@ from probegen_jax.training.tasks import Task
 from probegen_jax.types import Array, Params
 
 
+BASELINE_NAMES = {  # table labels
+    "statnn": "StatNN (MLP head)",
+    "statnn_gbt": "StatNN (gradient-boosted trees)",
+    "flat": "Flat-weights MLP",
+    "nfn": "NFN-NP",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
     """The MLP head of a feature baseline."""
