@@ -52,7 +52,7 @@ from probegen_jax.methods.probing.probegen import RESPONSES
 from probegen_jax.training.runlog import RunLog, add_run_arguments, config_settings
 from probegen_jax.training.loop import TrainConfig, steps_per_epoch
 from probegen_jax.make.cnn import zoo_training_data
-from probegen_jax.zoo.hetero import HeteroZoo, load_any_zoo
+from probegen_jax.zoo.hetero import load_any_zoo
 from probegen_jax.zoo.zoo import at_epoch, shrink_split
 
 METHOD_NAMES = {"probegen": "ProbeGen (deep linear)", "probegen5": "ProbeGen (5 layers)", "vanilla": "Vanilla probing",
@@ -64,7 +64,7 @@ CNN_NFN = NFNConfig(channels=(16, 16, 16))  # 3x3 filters make NP layers 81x cos
 
 
 def zoo_label(zoo) -> str:
-    kind = "heterogeneous" if isinstance(zoo, HeteroZoo) else "small CNN"
+    kind = "heterogeneous" if len(zoo.archs) > 1 else "small CNN"
     return f"{kind} ({zoo.meta.get('dataset', '?')}, {len(zoo)} nets)"
 
 
@@ -130,7 +130,7 @@ def noise_ceiling(zoo) -> dict:
 def conv_padding(zoo) -> dict:
     """``{"padding": ...}`` of a small CNN zoo (saved before padding was recorded: ``same``); empty
     for a heterogeneous zoo."""
-    if isinstance(zoo, HeteroZoo) or zoo.arch.name != "small_cnn":
+    if len(zoo.archs) > 1 or zoo.archs[0].name != "small_cnn":
         return {}
     return {"padding": zoo.arch.config.get("padding", "same")}
 
