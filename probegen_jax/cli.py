@@ -100,6 +100,12 @@ def _cnn_training(args: argparse.Namespace):
     return CNNTraining(**common)
 
 
+def _print_cnn_zoo(zoo, out: str) -> None:
+    print(zoo.describe())
+    print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
+          f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {out}")
+
+
 def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
     from probegen_jax.make.cnn import SmallCNNZooConfig, make_small_cnn_zoo
 
@@ -108,9 +114,7 @@ def _zoo_make_small_cnn(args: argparse.Namespace) -> None:
     zoo = finished_zoo(args.out, cfg)
     if zoo is None:
         zoo = make_small_cnn_zoo(cfg, args.out, data_dir=args.data_dir)
-    print(zoo.describe())
-    print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
-          f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
+    _print_cnn_zoo(zoo, args.out)
 
 
 def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
@@ -124,9 +128,7 @@ def _zoo_make_wild_cnn(args: argparse.Namespace) -> None:
     zoo = finished_zoo(args.out, cfg)
     if zoo is None:
         zoo = make_wild_zoo(cfg, args.out, data_dir=args.data_dir)
-    print(zoo.describe())
-    print(f"diverged networks (excluded): {zoo.meta['diverged']['count']}; final test accuracy "
-          f"{zoo.meta['final_test_accuracy']}; {describe_generation(zoo.meta)}; saved to {args.out}")
+    _print_cnn_zoo(zoo, args.out)
 
 
 def _sane_sample(args: argparse.Namespace) -> None:
