@@ -2,6 +2,7 @@
 kept), learning on a toy zoo, and neural graphs of heterogeneous zoos built as the networks connect."""
 
 import dataclasses
+import itertools
 from functools import cache
 
 import jax
@@ -56,7 +57,7 @@ def permute_hidden(params, rng):
     """Permute the units of every hidden layer (dense layers ``dense0..``), keeping each function."""
     out = {k: dict(v) for k, v in params.items()}
     names = sorted(out)
-    for this, nxt in zip(names[:-1], names[1:]):
+    for this, nxt in itertools.pairwise(names):
         perm = rng.permutation(out[this]["bias"].shape[1])
         out[this]["kernel"], out[this]["bias"] = out[this]["kernel"][..., perm], out[this]["bias"][:, perm]
         out[nxt]["kernel"] = out[nxt]["kernel"][:, perm]
@@ -68,7 +69,7 @@ def rescale_hidden(params, rng, *, sign: bool):
     (``q = +-1`` for odd activations, ``q > 0`` for ReLU): the same function."""
     out = {k: dict(v) for k, v in params.items()}
     names = sorted(out)
-    for this, nxt in zip(names[:-1], names[1:]):
+    for this, nxt in itertools.pairwise(names):
         shape = (out[this]["bias"].shape[0], out[this]["bias"].shape[1])
         q = rng.choice([-1.0, 1.0], shape) if sign else rng.uniform(0.3, 3.0, shape)
         q = q.astype(np.float32)

@@ -5,12 +5,19 @@ Every method is a frozen spec (paper-size defaults, ``Spec.small()`` for small z
 ``learner(spec, zoo, num_outputs) -> Learner``; graph methods take a ``Zoo`` or a ``HeteroZoo``.
 """
 
-from probegen_jax.methods.graphs import ng_gnn, ng_transformer, nfn_hnp, scalegmn
+from probegen_jax.methods.graphs import nfn_hnp, ng_gnn, ng_transformer, scalegmn
 from probegen_jax.methods.graphs.graph import (
-    GraphLayout, Graphs, GraphSpace, graph_constants, graph_space, layout_of, zoo_graphs)
+    GraphLayout,
+    Graphs,
+    GraphSpace,
+    graph_constants,
+    graph_space,
+    layout_of,
+    zoo_graphs,
+)
+from probegen_jax.methods.graphs.nfn_hnp import NFNHNPSpec
 from probegen_jax.methods.graphs.ng_gnn import NGGNNSpec
 from probegen_jax.methods.graphs.ng_transformer import NGTSpec
-from probegen_jax.methods.graphs.nfn_hnp import NFNHNPSpec
 from probegen_jax.methods.graphs.scalegmn import ScaleGMNSpec
 
 # name -> (spec class, learner(spec, zoo, num_outputs, constants), prepare(zoo, train_indices), heterogeneous)
@@ -42,6 +49,22 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["GRAPH_METHODS", "METHOD_NAMES", "GraphLayout", "GraphSpace", "Graphs", "NFNHNPSpec", "NGGNNSpec",
-           "NGTSpec", "ScaleGMNSpec", "graph_constants", "graph_space", "layout_of", "ng_gnn", "ng_transformer", "nfn_hnp", "scalegmn",
-           "zoo_graphs"]
+__all__ = [
+    "GRAPH_METHODS",
+    "METHOD_NAMES",
+    "GraphLayout",
+    "GraphSpace",
+    "Graphs",
+    "NFNHNPSpec",
+    "NGGNNSpec",
+    "NGTSpec",
+    "ScaleGMNSpec",
+    "graph_constants",
+    "graph_space",
+    "layout_of",
+    "nfn_hnp",
+    "ng_gnn",
+    "ng_transformer",
+    "scalegmn",
+    "zoo_graphs",
+]

@@ -18,6 +18,7 @@ rows (``{"bucket": [B], "weights": [B, P_max]}``) become graphs bucket by bucket
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -108,7 +109,7 @@ def layout_of(arch: Arch) -> GraphLayout:
                                      "expected [in, out] or [kh, kw, in, out]")
         kh, kw = (k[0], k[1]) if len(k) == 4 else (1, 1)
         layers.append(LayerInfo(name, k[-2], k[-1], kh, kw, residual[i] if i < len(residual) else False))
-    for prev, layer in zip(layers[:-1], layers[1:]):
+    for prev, layer in itertools.pairwise(layers):
         if layer.n_in != prev.n_out:
             raise ShapeMismatchError(f"neural graph: layer {layer.name!r} takes {layer.n_in} inputs but "
                                      f"{prev.name!r} has {prev.n_out} outputs")
@@ -263,7 +264,7 @@ def graph_constants(zoo, train_indices: np.ndarray) -> dict[str, np.ndarray]:
 def graph_space(archs: Sequence[Arch], constants: dict[str, np.ndarray]) -> GraphSpace:
     """The graph space of a zoo's architectures with its ``graph_constants``."""
     layouts = tuple(layout_of(a) for a in archs)
-    scale = lambda k: tuple(tuple(float(x) for x in np.asarray(constants[k])[b, :len(g.layers)])  # noqa: E731
+    scale = lambda k: tuple(tuple(float(x) for x in np.asarray(constants[k])[b, :len(g.layers)])
                             for b, g in enumerate(layouts))
     return GraphSpace(layouts, scale("weight_scale"), scale("bias_scale"))
 
@@ -370,6 +371,22 @@ def dense_edges(g: Graphs, edges: Array, num_nodes: int) -> Array:
     return out[:, :num_nodes, :num_nodes]
 
 
-__all__ = ["Graphs", "GraphLayout", "GraphSpace", "LayerInfo", "bucket_params", "dense_edges", "gather_nodes",
-           "graph_builder", "graph_constants", "graph_features", "graph_space", "in_degree", "layer_scales", "layout_of", "mean_log_degree", "segment",
-           "zoo_graphs"]
+__all__ = [
+    "GraphLayout",
+    "GraphSpace",
+    "Graphs",
+    "LayerInfo",
+    "bucket_params",
+    "dense_edges",
+    "gather_nodes",
+    "graph_builder",
+    "graph_constants",
+    "graph_features",
+    "graph_space",
+    "in_degree",
+    "layer_scales",
+    "layout_of",
+    "mean_log_degree",
+    "segment",
+    "zoo_graphs",
+]

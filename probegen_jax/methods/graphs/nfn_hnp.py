@@ -23,8 +23,19 @@ import numpy as np
 from probegen_jax.archs.base import layer_order
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.methods.baselines.nfn import (
-    LayerScales, NFNConfig, WeightSpace, _standardize, fit_layer_scales, fourier_encode, fourier_projection, map_weight_space, np_layer_apply,
-    np_layer_init, np_pool, weight_space)
+    LayerScales,
+    NFNConfig,
+    WeightSpace,
+    _standardize,
+    fit_layer_scales,
+    fourier_encode,
+    fourier_projection,
+    map_weight_space,
+    np_layer_apply,
+    np_layer_init,
+    np_pool,
+    weight_space,
+)
 from probegen_jax.methods.graphs.layers import keys, linear, linear_init
 from probegen_jax.methods.probing.probegen import mlp_head
 from probegen_jax.training.learner import Learner

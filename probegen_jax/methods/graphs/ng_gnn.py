@@ -17,10 +17,26 @@ import jax
 import jax.numpy as jnp
 
 from probegen_jax.methods.graphs.graph import (
-    Graphs, GraphSpace, gather_nodes, in_degree, mean_log_degree, segment, zoo_graphs)
+    Graphs,
+    GraphSpace,
+    gather_nodes,
+    in_degree,
+    mean_log_degree,
+    segment,
+    zoo_graphs,
+)
 from probegen_jax.methods.graphs.layers import (
-    embed_apply, embed_init, fourier_projection, keys, layer_norm, layer_norm_init, linear, linear_init,
-    readout_apply, readout_init)
+    embed_apply,
+    embed_init,
+    fourier_projection,
+    keys,
+    layer_norm,
+    layer_norm_init,
+    linear,
+    linear_init,
+    readout_apply,
+    readout_init,
+)
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PRNGKey
 

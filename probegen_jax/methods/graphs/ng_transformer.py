@@ -17,8 +17,17 @@ import jax.numpy as jnp
 
 from probegen_jax.methods.graphs.graph import Graphs, GraphSpace, dense_edges, zoo_graphs
 from probegen_jax.methods.graphs.layers import (
-    embed_apply, embed_init, fourier_projection, keys, layer_norm, layer_norm_init, linear, linear_init,
-    readout_apply, readout_init)
+    embed_apply,
+    embed_init,
+    fourier_projection,
+    keys,
+    layer_norm,
+    layer_norm_init,
+    linear,
+    linear_init,
+    readout_apply,
+    readout_init,
+)
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PRNGKey
 

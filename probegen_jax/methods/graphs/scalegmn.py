@@ -58,7 +58,7 @@ def _canon_gate_init(key: PRNGKey, d_in: int, d_hidden: int, d_out: int) -> Para
 
 def invariant(p: Params, z: Array, symmetry: str) -> Array:
     """An MLP of ``z`` made invariant to ``z -> q z``: ``rho(z) + rho(-z)`` or ``rho(z / |z|)``."""
-    rho = lambda u: linear(p["out"], jax.nn.silu(layer_norm(p["norm"], linear(p["in"], u))))  # noqa: E731
+    rho = lambda u: linear(p["out"], jax.nn.silu(layer_norm(p["norm"], linear(p["in"], u))))
     if symmetry == "sign":
         return rho(z) + rho(-z)
     return rho(unit(z))
