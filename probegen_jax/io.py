@@ -266,8 +266,13 @@ def _sha256(data: bytes) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any, *, checksum: bool = True) -> None:
     """Write ``obj`` as JSON to ``path`` atomically, and (``checksum``) its SHA-256 beside it."""
+    write_checked_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode(), checksum=checksum)
+
+
+def write_checked_bytes(path: str | os.PathLike, data: bytes, *, checksum: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically, and (``checksum``) its SHA-256 beside it, which
+    ``read_checked_bytes`` verifies."""
     path = Path(path)
-    data = json.dumps(obj, indent=2, sort_keys=True).encode()
     for target in (path, checksum_file(path)):
         remove_stale_temps(target)
     if checksum:
@@ -288,6 +293,13 @@ def verify_checksum(path: Path, data: bytes, error: type[Exception], *, required
     if not fields or fields[0].decode(errors="replace") != _sha256(data):
         raise IntegrityError(f"{path}: contents do not match the checksum in {sidecar.name}: the file is damaged "
                              f"(or was edited by hand: delete {sidecar.name} to accept the edit)")
+
+
+def read_checked_bytes(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found") -> bytes:
+    """The bytes of ``path``, verified against its checksum file when there is one."""
+    data = read_bytes(path, error, missing=missing)
+    verify_checksum(Path(path), data, error)
+    return data
 
 
 def read_json(path: str | os.PathLike, error: type[Exception], *, missing: str = "file not found",

@@ -1,6 +1,10 @@
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# One compilation cache for the whole test run, shared by the xdist workers (they inherit this
+# environment): the many tests that compile the same small programs compile them once.
+os.environ.setdefault("PROBEGEN_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="probegen-jax-xla-cache-"))
 
 import fcntl  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -8,6 +12,9 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["PROBEGEN_JAX_TEST_XLA_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 from probegen_jax.archs import flatten_params  # noqa: E402
 from probegen_jax.zoo import Zoo  # noqa: E402

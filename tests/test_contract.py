@@ -26,6 +26,10 @@ SMALL = {"probegen": {"num_probes": 4, "head_hidden": 16, "head_layers": 2},
          "synthetic": {"num_probes": 4, "head_hidden": 16, "head_layers": 2},
          "statnn": {"hidden": 16, "layers": 2}, "flat": {"hidden": 16, "layers": 2}, "statnn_gbt": {"max_iter": 20},
          "nfn": {"channels": (4,), "head_hidden": 16, "head_layers": 2}}
+# One method of each way of keeping state: params only (probing), standardisation constants (flat;
+# statnn shares its code), fitted-tree constants, per-layer scales. The other probing sources are
+# trained below through the CLI and the reuse test; every baseline in test_baselines_train.py.
+ROUND_TRIP = ("probegen", "flat", "statnn_gbt", "nfn")
 
 
 def tiny_zoo(n: int = 120, *, seed: int = 0, meta: dict | None = None) -> pj.Zoo:
@@ -49,8 +53,8 @@ def leaves_equal(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_every_method_saves_loads_evaluates_and_predicts_alike(zoo, tmp_path, name):
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_methods_save_load_evaluate_and_predict_alike(zoo, tmp_path, name):
     run = pj.train(name, zoo, SMALL[name], QUICK, progress=False)
     assert run.method == name and run.task.name == "classification" and run.target == "label"
     assert pj.evaluate(run, zoo, "test") == pytest.approx(run.result.test)  # test reported at the kept params

@@ -201,3 +201,22 @@ def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per
     assert [(c.name, c.classes_per_child, c.steps) for c in configs[:3]] == [
         ("vit", (10, 15), (2, 4)), ("mixer", (10, 15), (2, 4)), ("mlp", (10, 15), (2, 4))]
     assert isinstance(configs[3], LoraTreeConfig) and configs[3].dataset == "digits/3"
+
+
+def test_a_damaged_lora_base_is_refused_naming_the_file(tmp_path):
+    from probegen_jax.archs.lora import _load_base
+    from probegen_jax.errors import IntegrityError
+    from probegen_jax.io import write_checked_bytes
+
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, w=np.arange(6.0))
+    write_checked_bytes(tmp_path / "base.npz", buf.getvalue())
+    np.testing.assert_array_equal(_load_base(str(tmp_path / "base.npz"))["w"], np.arange(6.0))
+    data = bytearray((tmp_path / "base.npz").read_bytes())
+    data[-40] ^= 1  # one bit inside the array data
+    (tmp_path / "damaged.npz").write_bytes(bytes(data))
+    (tmp_path / "damaged.npz.sha256").write_text((tmp_path / "base.npz.sha256").read_text())
+    with pytest.raises(IntegrityError, match="damaged.npz"):
+        _load_base(str(tmp_path / "damaged.npz"))

@@ -38,8 +38,14 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _load_base(path: str) -> dict[str, np.ndarray]:
+    """The base params, checked against the checksum written beside them (trees made since)."""
+    import io as bytes_io
+
+    from probegen_jax.io import read_checked_bytes
+
+    data = read_checked_bytes(path, DataFileError, missing="the LoRA base params are missing")
     try:
-        with np.load(path) as f:
+        with np.load(bytes_io.BytesIO(data)) as f:
             return {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
         raise DataFileError(f"{path}: cannot read the LoRA base params ({e})") from e

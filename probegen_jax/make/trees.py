@@ -38,7 +38,7 @@ import optax
 from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.errors import ZooFormatError
-from probegen_jax.io import atomic_write
+from probegen_jax.io import atomic_write, write_checked_bytes
 from probegen_jax.timing import Stopwatch
 from probegen_jax.types import Array, Params, PRNGKey, PyTree
 from probegen_jax.make.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
@@ -364,7 +364,7 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
 
         buf = io.BytesIO()
         np.savez(buf, **base_flat)
-        atomic_write(base_file, lambda f: f.write(buf.getvalue()))
+        write_checked_bytes(base_file, buf.getvalue())
         arch = make_arch("lora", base=base_arch.spec(), base_params=str(base_file.absolute()),
                          layers=list(cfg.layers), rank=cfg.rank)
     else:
