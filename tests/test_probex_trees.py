@@ -204,11 +204,11 @@ def test_a_tree_of_split_classes_has_many_labels_its_id_and_refuses_too_many_per
 
 
 def test_a_damaged_lora_base_is_refused_naming_the_file(tmp_path):
+    import io
+
     from probegen_jax.archs.lora import _load_base
     from probegen_jax.errors import IntegrityError
     from probegen_jax.io import write_checked_bytes
-
-    import io
 
     buf = io.BytesIO()
     np.savez(buf, w=np.arange(6.0))
