@@ -220,3 +220,21 @@ def test_a_damaged_lora_base_is_refused_naming_the_file(tmp_path):
     (tmp_path / "damaged.npz.sha256").write_text((tmp_path / "base.npz.sha256").read_text())
     with pytest.raises(IntegrityError, match="damaged.npz"):
         _load_base(str(tmp_path / "damaged.npz"))
+
+
+def test_probex_runs_per_tree_reuse_and_load_without_their_zoo(trees, tmp_path):
+    """A forest trained twice on one folder is trained once; each tree's run rebuilds from the run
+    folder alone (its layer and tensor layout were pinned when it trained)."""
+    from probegen_jax.methods.contract import predict
+    from probegen_jax.methods.probex.method import train_forest
+    from probegen_jax.methods.run import load_run
+
+    _, children = trees
+    cfg = dataclasses.replace(TRAIN, epochs=20)
+    first = train_forest(children, tmp_path, spec={"rank": 8}, cfg=cfg, progress=False)
+    again = train_forest(children, tmp_path, spec={"rank": 8}, cfg=cfg, progress=False)
+    assert again["test"] == first["test"] and again["layers"] == first["layers"]
+    loaded = load_run(tmp_path / "a")
+    assert loaded.spec.layer == first["layers"]["a"] and loaded.spec.layout == "library"
+    np.testing.assert_allclose(predict(loaded, children["a"]), predict(first["runs"]["a"], children["a"]),
+                               rtol=1e-6, atol=1e-6)

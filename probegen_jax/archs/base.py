@@ -61,6 +61,11 @@ class Arch:
         """``jax.ShapeDtypeStruct`` pytree of one network's params."""
         return jax.eval_shape(self.init, jax.random.key(0))
 
+    def stacked_zeros(self, n: int = 1) -> Params:
+        """``n`` all-zero networks stacked on a leading zoo axis: what fixes layer shapes for
+        learners built from an architecture alone."""
+        return jax.tree.map(lambda s: np.zeros((n, *s.shape), s.dtype), self.param_shapes())
+
     def num_params(self) -> int:
         return sum(math.prod(s.shape) for s in jax.tree.leaves(self.param_shapes()))
 

@@ -98,15 +98,15 @@ def train(
 
     method = get_method(method)
     cfg = method.train_config if cfg is None else cfg
-    if len(zoo.archs) > 1 and not method.heterogeneous:
+    if zoo.packs_inputs and not method.heterogeneous:
         raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
                                f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
     zoo, checkpoint = select_checkpoint(zoo, checkpoint)
     target = target or task_defaults(zoo).target
-    spec = spec_with_zoo_defaults(make_spec(method, spec), zoo)
+    spec = requested = spec_with_zoo_defaults(make_spec(method, spec), zoo)
+    fingerprint = zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None)
     if out is not None:
-        fingerprint = zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None)
-        done = finished_run(out, method.name, spec, cfg, target, checkpoint, fingerprint, zoo)
+        done = finished_run(out, method.name, requested, cfg, target, checkpoint, fingerprint, zoo)
         if done is not None:
             return done
         checkpoint_dir = checkpoint_dir or str(Path(out) / "checkpoints")
@@ -115,20 +115,19 @@ def train(
     y = zoo.target(target)
     members = {s: split_members(zoo, s) for s in SPLITS if s in zoo.splits}
     if method.resolve is not None:
-        spec = method.resolve(spec, zoo, task, cfg, progress)
+        spec = method.resolve(spec, zoo, target, task, cfg, progress)
     constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
     learner = method.learner(spec, zoo, task, constants)
     splits = {s: (method.inputs(spec, zoo, idx), y[idx]) for s, idx in members.items()}
     options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc or method.name,
                                    optimizer=optimizer)
-    buckets = zoo.buckets_of(members["train"])
+    fit_cfg, buckets = cfg, zoo.buckets_of(members["train"])
     if len(np.unique(buckets)) > 1:  # bucket-homogeneous batches; small eval blocks touch few buckets
         options["order_fn"] = bucket_batch_order(buckets)
-        cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
-    result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, cfg, options, spec, zoo, constants))
+        fit_cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
+    result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, fit_cfg, options, spec, zoo, constants))
     run = Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
-              constants=constants, result=result, train_config=cfg,
-              zoo=zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None))
+              constants=constants, result=result, train_config=cfg, zoo=fingerprint, requested=requested)
     if out is not None:
         save_run(run, out)
     return run

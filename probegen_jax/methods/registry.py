@@ -54,7 +54,7 @@ class Method(NamedTuple):
     prepare: Callable[[Any, Any, np.ndarray, np.ndarray, Task], Constants] = no_constants
     inputs: Callable[[Any, Any, np.ndarray], PyTree] = member_params
     fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
-    resolve: Callable[[Any, Any, Task, TrainConfig, bool], Any] | None = None  # settle open settings
+    resolve: Callable[[Any, Any, str, Task, TrainConfig, bool], Any] | None = None  # settle open settings
     heterogeneous: bool = False  # reads zoos of several architectures
     train_config: TrainConfig = TrainConfig()  # the method's default optimisation settings
 

@@ -44,6 +44,7 @@ class Run:
     result: TrainResult
     train_config: TrainConfig
     zoo: dict[str, Any]
+    requested: Any = None  # the spec asked for, before the method settled open settings (ProbeX's layer)
 
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
@@ -59,7 +60,8 @@ class Run:
         from probegen_jax import __version__
 
         return {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "library_version": __version__,
-                "method": self.method, "spec": dataclasses.asdict(self.spec), "task": task_record(self.task),
+                "method": self.method, "spec": dataclasses.asdict(self.spec),
+                "requested_spec": dataclasses.asdict(self.requested or self.spec), "task": task_record(self.task),
                 "target": self.target, "checkpoint": self.checkpoint, "zoo": self.zoo,
                 "train": dataclasses.asdict(self.train_config), "result": self.result.summary(),
                 "constants": sorted(self.constants)}
@@ -76,16 +78,18 @@ def zoo_fingerprint(zoo: Any, path: str | os.PathLike | None = None, **notes: An
     for name in sorted(zoo.splits):
         digest.update(name.encode() + np.ascontiguousarray(zoo.splits[name]).tobytes())
     record = {"path": str(Path(path).absolute()) if path else None, "size": len(zoo), "archs": archs,
-              "registered": all(a.registered for a in zoo.archs), "digest": digest.hexdigest()[:16]}
+              "packs_inputs": zoo.packs_inputs, "registered": all(a.registered for a in zoo.archs),
+              "digest": digest.hexdigest()[:16]}
     return record | {k: v for k, v in notes.items() if v}
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordedArchs:
-    """The part of a zoo a learner is built from (its architectures), rebuilt from a run record."""
+    """The part of a zoo a learner is built from (its architectures and the form of its inputs),
+    rebuilt from a run record."""
 
     archs: tuple
-    meta: dict
+    packs_inputs: bool
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -103,7 +107,8 @@ def recorded_archs(record: dict[str, Any], where: Path) -> RecordedArchs:
     if not zoo.get("registered", True):
         raise UnknownNameError(f"{where}: run of an unregistered architecture {zoo['archs'][0]['name']!r}; pass "
                                "zoo= (a zoo of that architecture) to load_run")
-    return RecordedArchs(tuple(arch_from_spec(a) for a in zoo["archs"]), {})
+    archs = tuple(arch_from_spec(a) for a in zoo["archs"])
+    return RecordedArchs(archs, bool(zoo.get("packs_inputs", len(archs) > 1)))
 
 
 def save_run(run: Run, run_dir: str | os.PathLike) -> Path:
@@ -179,7 +184,8 @@ def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
     result = dataclasses.replace(result, params=params)
     return Run(method=method.name, spec=spec, task=task, target=record["target"],
                checkpoint=record.get("checkpoint", "all"), params=params, constants=constants, result=result,
-               train_config=train_config, zoo=record["zoo"])
+               train_config=train_config, zoo=record["zoo"],
+               requested=make_spec(method, record.get("requested_spec", record["spec"])))
 
 
 def finished_run(run_dir: str | os.PathLike, method: str, spec: Any, cfg: TrainConfig, target: str,
@@ -194,7 +200,8 @@ def finished_run(run_dir: str | os.PathLike, method: str, spec: Any, cfg: TrainC
     record = read_run_record(run_dir)
     wanted = {"method": method, "spec": dataclasses.asdict(spec), "train": dataclasses.asdict(cfg), "target": target,
               "checkpoint": checkpoint, "zoo digest": fingerprint["digest"]}
-    found = {**{k: record.get(k) for k in wanted}, "zoo digest": record.get("zoo", {}).get("digest")}
+    found = {**{k: record.get(k) for k in wanted}, "spec": record.get("requested_spec", record.get("spec")),
+             "zoo digest": record.get("zoo", {}).get("digest")}
     wanted, found = json.loads(json.dumps(wanted)), json.loads(json.dumps(found))
     differ = sorted(k for k in wanted if wanted[k] != found[k])
     if differ:

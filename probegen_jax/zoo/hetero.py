@@ -95,6 +95,8 @@ class HeteroZoo:
         return (f"HeteroZoo({len(self)} networks in {len(self.buckets)} architectures, "
                 f"targets={sorted(self.targets)}, splits={ {k: len(v) for k, v in self.splits.items()} })")
 
+    packs_inputs = True  # ``inputs`` are ``packed`` rows, whatever the number of buckets
+
     def inputs(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """What a method reads of members ``indices``: ``packed`` rows."""
         return self.packed(indices)

@@ -59,6 +59,8 @@ class Zoo:
     def archs(self) -> tuple[Arch, ...]:
         return (self.arch,)
 
+    packs_inputs = False  # ``inputs`` are the members' own params pytree
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.arch.input_shape)

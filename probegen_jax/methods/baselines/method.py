@@ -51,7 +51,7 @@ def feature_inputs(features: Callable[[Params], Array]):
     compute = jax.jit(features)
 
     def inputs(spec, zoo, indices: np.ndarray) -> np.ndarray:
-        if len(zoo.archs) > 1:
+        if zoo.packs_inputs:
             return hetero_statnn_features(zoo)[np.asarray(indices)]
         return np.asarray(compute(zoo.inputs(indices)))
 
@@ -128,11 +128,6 @@ def gbt_fit(request: FitRequest) -> TrainResult:
 # ----------------------------------------------------------------------------- NFN-NP
 
 
-def example_params(zoo) -> Params:
-    """One zero network of the zoo's architecture, stacked (leading axis 1): fixes layer shapes."""
-    return jax.tree.map(lambda s: np.zeros((1, *s.shape), s.dtype), zoo.archs[0].param_shapes())
-
-
 def nfn_prepare(spec: NFNConfig, zoo, train_indices: np.ndarray, train_targets: np.ndarray, task: Task
                 ) -> dict[str, np.ndarray]:
     train = zoo.inputs(train_indices)
@@ -142,7 +137,7 @@ def nfn_prepare(spec: NFNConfig, zoo, train_indices: np.ndarray, train_targets: 
 
 def nfn_method_learner(spec: NFNConfig, zoo, task: Task, constants) -> Learner:
     scales = LayerScales(**{k: tuple(float(v) for v in np.asarray(constants[k])) for k in LayerScales._fields})
-    return nfn_learner(example_params(zoo), task.num_outputs, spec, scales=scales)
+    return nfn_learner(zoo.archs[0].stacked_zeros(), task.num_outputs, spec, scales=scales)
 
 
 register(feature_method("statnn", "StatNN: per-tensor statistics -> MLP head", statnn_features, heterogeneous=True))

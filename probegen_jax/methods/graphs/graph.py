@@ -239,10 +239,8 @@ def layer_scales(layout: GraphLayout, params: Params) -> tuple[tuple[float, ...]
 
 def bucket_params(zoo, indices: np.ndarray) -> list[Params]:
     """Stacked params of members ``indices`` per architecture bucket (one entry for a ``Zoo``)."""
-    from probegen_jax.zoo.hetero import HeteroZoo
-
     indices = np.asarray(indices)
-    if not isinstance(zoo, HeteroZoo):
+    if not zoo.packs_inputs:
         return [zoo.inputs(indices)]
     return [jax.tree.map(lambda a, r=zoo.position[indices[zoo.bucket[indices] == b]]: np.asarray(a)[r], bucket.params)
             for b, bucket in enumerate(zoo.buckets)]
@@ -319,11 +317,9 @@ def graph_builder(space: GraphSpace, archs: Sequence[Arch] | None = None):
 def zoo_graphs(zoo, constants: dict[str, np.ndarray] | None = None):
     """``(space, build)`` for a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
     ``constants`` default to ``graph_constants`` of the zoo's training split."""
-    from probegen_jax.zoo.hetero import HeteroZoo
-
     constants = graph_constants(zoo, zoo.indices("train")) if constants is None else constants
     space = graph_space(zoo.archs, constants)
-    return space, graph_builder(space, zoo.archs if isinstance(zoo, HeteroZoo) else None)
+    return space, graph_builder(space, zoo.archs if zoo.packs_inputs else None)
 
 
 # ----------------------------------------------------------------------------- message passing helpers

@@ -112,11 +112,11 @@ def hnp_constants(zoo, train_indices) -> dict[str, np.ndarray]:
 def learner(spec: NFNHNPSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
     """An invariant NFN-HNP over a ``Zoo`` of dense or convolutional ``(kernel, bias)`` layers;
     ``constants``: ``hnp_constants`` (default: of the zoo's training split)."""
-    if len(zoo.archs) > 1:
+    if zoo.packs_inputs:
         raise ShapeMismatchError("NFN-HNP needs a zoo of one architecture; graph methods take heterogeneous zoos")
     constants = hnp_constants(zoo, zoo.indices("train")) if constants is None else constants
     scales = LayerScales(**{k: tuple(float(v) for v in np.asarray(constants[k])) for k in LayerScales._fields})
-    example = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), zoo.archs[0].param_shapes())
+    example = zoo.archs[0].stacked_zeros()
     layers = layer_order(example)
     ws0 = weight_space(example, layers)
     cfg = spec.nfn

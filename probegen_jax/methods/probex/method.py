@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from probegen_jax.errors import UnknownNameError
@@ -36,17 +35,23 @@ class ProbeXSpec:
     the head excluded; Model-J: the layers the reference code reads); ``rank``: r_U = r_V = r_T;
     ``normalize``: subtract the train mean matrix and divide by one scale (``on`` | ``off`` |
     ``auto``: off for PyTorch-layout zoos such as Model-J, as the reference code feeds them, on
-    otherwise)."""
+    otherwise); ``layout``: how the zoo stores its tensors (``library`` | ``torch`` | ``auto``: as
+    the zoo says), pinned when training starts so a saved run rebuilds without its zoo."""
 
     layer: str | None = None
     rank: int = 128
     relu: bool = True
     normalize: str = "auto"
     center: bool = True
+    layout: str = "auto"
+
+
+def _layout(spec: ProbeXSpec, zoo) -> str:
+    return weight_layout(zoo) if spec.layout == "auto" else spec.layout
 
 
 def _normalized(spec: ProbeXSpec, zoo) -> bool:
-    choices = {"auto": weight_layout(zoo) != "torch", "on": True, "off": False}
+    choices = {"auto": _layout(spec, zoo) != "torch", "on": True, "off": False}
     if spec.normalize not in choices:
         raise UnknownNameError(f"ProbeX normalize {spec.normalize!r}: expected one of {sorted(choices)}")
     return choices[spec.normalize]
@@ -54,7 +59,7 @@ def _normalized(spec: ProbeXSpec, zoo) -> bool:
 
 def layer_inputs(spec: ProbeXSpec, zoo, indices: np.ndarray) -> np.ndarray:
     """The members' ``[N, d_out, d_in]`` matrices of the spec's layer, as the reference reads them."""
-    return np.asarray(layer_matrix(zoo.inputs(indices), spec.layer, layout=weight_layout(zoo)))
+    return np.asarray(layer_matrix(zoo.inputs(indices), spec.layer, layout=_layout(spec, zoo)))
 
 
 def candidate_layers(zoo) -> list[str]:
@@ -62,13 +67,13 @@ def candidate_layers(zoo) -> list[str]:
 
 
 def choose_layer(kind: str):
-    def resolve(spec: ProbeXSpec, zoo, task: Task, cfg: TrainConfig, progress: bool) -> ProbeXSpec:
+    def resolve(spec: ProbeXSpec, zoo, target: str, task: Task, cfg: TrainConfig, progress: bool) -> ProbeXSpec:
+        spec = dataclasses.replace(spec, layout=_layout(spec, zoo))
         if spec.layer is not None:
-            if spec.layer not in candidate_layers(zoo) + list(_all_names(zoo)):
+            if spec.layer not in _all_names(zoo):
                 raise UnknownNameError(f"ProbeX layer {spec.layer!r} is not in the zoo; matrix layers: "
                                        f"{candidate_layers(zoo)}")
             return spec
-        target = next(k for k, v in zoo.targets.items() if np.ndim(v) == 2)
         layer, _ = select_layer(zoo, candidate_layers(zoo), target, task, cfg, _config(spec), kind=kind,
                                 center=spec.center, progress=progress, normalize=_normalized(spec, zoo))
         return dataclasses.replace(spec, layer=layer)
@@ -96,8 +101,7 @@ def scaler_constants(spec: ProbeXSpec, zoo, train_indices: np.ndarray, train_tar
 
 def expert_method_learner(kind: str):
     def learner(spec: ProbeXSpec, zoo, task: Task, constants) -> Learner:
-        example = jax.tree.map(lambda s: np.zeros((1, *s.shape), s.dtype), zoo.archs[0].param_shapes())
-        d_out, d_in = np.shape(layer_matrix(example, spec.layer, layout=weight_layout(zoo)))[1:]
+        d_out, d_in = np.shape(layer_matrix(zoo.archs[0].stacked_zeros(), spec.layer, layout=_layout(spec, zoo)))[1:]
         expert = expert_learner(kind, int(d_out), int(d_in), task.num_outputs, _config(spec))
         if not constants:
             return expert

@@ -24,7 +24,7 @@ def probing_learner_for(spec: ProbingSpec, zoo, task: Task) -> Learner:
     """``spec``'s probing learner on the zoo's architecture(s); the response transform left unset
     reads the raw outputs."""
     spec = dataclasses.replace(spec, response=spec.response or "raw")
-    if len(zoo.archs) > 1:
+    if zoo.packs_inputs:
         source = spec.make_source(zoo.archs[0])
         return hetero_probing_learner(zoo, source, task.num_outputs, head_hidden=spec.head_hidden,
                                       head_layers=spec.head_layers, response=spec.response)
