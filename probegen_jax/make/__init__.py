@@ -22,7 +22,8 @@ def finished_zoo(out: str | os.PathLike, config: Any) -> Any | None:
     out = Path(out)
     if not out.exists():
         return None
-    made = (load_any_zoo(out).meta if is_hetero_zoo(out) else read_zoo_meta(out)["meta"]).get("config", {})
+    hetero = load_any_zoo(out) if is_hetero_zoo(out) else None  # its record is read with its buckets
+    made = (hetero.meta if hetero is not None else read_zoo_meta(out)["meta"]).get("config", {})
     wanted = json.loads(json.dumps(dataclasses.asdict(config)))
     differ = sorted(k for k in {*made, *wanted} if made.get(k) != wanted.get(k))
     if differ:
@@ -31,4 +32,4 @@ def finished_zoo(out: str | os.PathLike, config: Any) -> Any | None:
                              + "); use another --out, or --overwrite to replace it")
     print(f"the zoo at {out} is already made with these settings; using it (--overwrite remakes it)",
           file=sys.stderr)
-    return load_any_zoo(out)
+    return hetero if hetero is not None else load_any_zoo(out)

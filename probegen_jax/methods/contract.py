@@ -142,10 +142,6 @@ def rebuild(run: Run, zoo: Any) -> tuple[Method, Learner]:
     return method, method.learner(run.spec, zoo, run.task, run.constants)
 
 
-def _on_checkpoint(run: Run, zoo: Any) -> Any:
-    return at_epoch(zoo, run.checkpoint) if "epoch" in zoo.targets and run.checkpoint != "all" else zoo
-
-
 def predict(run: Run, zoo: Any, *, indices: np.ndarray | None = None, batch_size: int = 256,
             mesh: Any = None) -> np.ndarray:
     """``run``'s predictions ``[N, outputs]`` for ``zoo``'s members (or ``indices`` of them), in the
@@ -160,7 +156,7 @@ def predict(run: Run, zoo: Any, *, indices: np.ndarray | None = None, batch_size
 def evaluate(run: Run, zoo: Any, split: str = "test", *, batch_size: int = 256, mesh: Any = None
              ) -> dict[str, float]:
     """``run``'s task metrics on one split of ``zoo`` (at the run's checkpoint choice)."""
-    zoo = _on_checkpoint(run, zoo)
+    zoo, _ = select_checkpoint(zoo, run.checkpoint)
     method, learner = rebuild(run, zoo)
     idx = split_members(zoo, split)
     data = (method.inputs(run.spec, zoo, idx), zoo.target(run.target)[idx])

@@ -4,6 +4,7 @@ flat-weights MLP and NFN-NP."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -105,11 +106,11 @@ def _gbt(spec: GBTSpec, task: Task, x: np.ndarray, y: np.ndarray) -> Callable[[n
 def gbt_learner(spec: GBTSpec, zoo, task: Task, constants) -> Learner:
     """Trees on StatNN features; no trainable params (``apply`` calls scikit-learn on the host)."""
     x, y = np.asarray(constants["train_features"]), np.asarray(constants["train_targets"])
-    out = jax.ShapeDtypeStruct
+    trees = functools.cache(lambda: _gbt(spec, task, x, y))  # looked up once per learner, not per block
 
     def apply(params: Params, features: Array) -> Array:
-        shape = out((features.shape[0], task.num_outputs), np.float32)
-        return jax.pure_callback(lambda f: _gbt(spec, task, x, y)(np.asarray(f)), shape, features)
+        shape = jax.ShapeDtypeStruct((features.shape[0], task.num_outputs), np.float32)
+        return jax.pure_callback(lambda f: trees()(np.asarray(f)), shape, features)
 
     return Learner(lambda key: {}, apply)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 
 from probegen_jax.archs import Arch, layer_order
 from probegen_jax.errors import ShapeMismatchError
+from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PyTree
 
 
@@ -320,6 +321,15 @@ def zoo_graphs(zoo, constants: dict[str, np.ndarray] | None = None):
     constants = graph_constants(zoo, zoo.indices("train")) if constants is None else constants
     space = graph_space(zoo.archs, constants)
     return space, graph_builder(space, zoo.archs if zoo.packs_inputs else None)
+
+
+def graph_learner(init_params: Callable, forward: Callable, spec: Any, zoo, num_outputs: int,
+                  constants: dict[str, np.ndarray] | None = None) -> Learner:
+    """A graph metanetwork as a ``Learner``: ``init_params(spec, space, num_outputs, key)`` and
+    ``forward(spec, space, params, graphs)`` over the zoo's graphs (``zoo_graphs``)."""
+    space, build = zoo_graphs(zoo, constants)
+    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
+                   lambda params, inputs: forward(spec, space, params, build(inputs)))
 
 
 # ----------------------------------------------------------------------------- message passing helpers

@@ -23,7 +23,7 @@ from probegen_jax.methods.graphs.graph import (
     in_degree,
     mean_log_degree,
     segment,
-    zoo_graphs,
+    graph_learner,
 )
 from probegen_jax.methods.graphs.layers import (
     embed_apply,
@@ -124,6 +124,4 @@ def forward(spec: NGGNNSpec, space: GraphSpace, params: Params, g: Graphs) -> Ar
 def learner(spec: NGGNNSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
     """NG-GNN on a ``Zoo`` (inputs: stacked params) or ``HeteroZoo`` (inputs: packed rows);
     ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
-    space, build = zoo_graphs(zoo, constants)
-    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
-                   lambda params, inputs: forward(spec, space, params, build(inputs)))
+    return graph_learner(init_params, forward, spec, zoo, num_outputs, constants)

@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from probegen_jax.methods.graphs.graph import Graphs, GraphSpace, dense_edges, zoo_graphs
+from probegen_jax.methods.graphs.graph import Graphs, GraphSpace, dense_edges, graph_learner
 from probegen_jax.methods.graphs.layers import (
     embed_apply,
     embed_init,
@@ -122,6 +122,4 @@ def learner(spec: NGTSpec, zoo, num_outputs: int, constants: dict | None = None)
     ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
     if spec.d_attn % spec.heads:
         raise ValueError(f"NG-T: d_attn {spec.d_attn} must be a multiple of heads {spec.heads}")
-    space, build = zoo_graphs(zoo, constants)
-    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
-                   lambda params, inputs: forward(spec, space, params, build(inputs)))
+    return graph_learner(init_params, forward, spec, zoo, num_outputs, constants)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from probegen_jax.archs.dense import mlp_apply, mlp_init
-from probegen_jax.methods.graphs.graph import Graphs, GraphSpace, gather_nodes, segment, zoo_graphs
+from probegen_jax.methods.graphs.graph import Graphs, GraphSpace, gather_nodes, segment, graph_learner
 from probegen_jax.methods.graphs.layers import keys, layer_norm, layer_norm_init, linear, linear_init
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PRNGKey
@@ -128,6 +128,4 @@ def learner(spec: ScaleGMNSpec, zoo, num_outputs: int, constants: dict | None = 
     ``constants``: ``graph_constants`` (default: of the zoo's training split)."""
     if spec.symmetry not in SYMMETRIES:
         raise ValueError(f"ScaleGMN: symmetry must be one of {SYMMETRIES}, got {spec.symmetry!r}")
-    space, build = zoo_graphs(zoo, constants)
-    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
-                   lambda params, inputs: forward(spec, space, params, build(inputs)))
+    return graph_learner(init_params, forward, spec, zoo, num_outputs, constants)

@@ -16,7 +16,7 @@ import numpy as np
 from probegen_jax.methods.registry import FitRequest, Method, register
 from probegen_jax.methods.sane.embed import _latents, zoo_embeddings
 from probegen_jax.methods.sane.model import SANEConfig, make_sane
-from probegen_jax.methods.sane.properties import ALPHAS, ridge_fit
+from probegen_jax.methods.sane.properties import fit_ridge_probe
 from probegen_jax.methods.sane.tokens import Standardization, fit_standardization, layer_params, standardize, token_layout
 from probegen_jax.methods.sane.train import DEFAULT_TRAIN, TrainedSANE, train_sane
 from probegen_jax.training.learner import Learner
@@ -94,20 +94,13 @@ def fit_sane(request: FitRequest) -> TrainResult:
     out = request.options.get("checkpoint_dir")
     trained, result = train_sane(zoo, _config(spec, zoo), request.cfg, out=None if out is None else Path(out) / "sane",
                                  progress=request.options.get("progress", True), ignore_norm=spec.ignore_norm)
-    features = {s: zoo_embeddings(trained, x) for s, (x, _) in request.splits.items()}
-    mean, std = features["train"].mean(0), features["train"].std(0) + 1e-8
-    x = {s: (f - mean) / std for s, f in features.items()}
-    y = _ridge_targets(request.splits["train"][1], task)
-    best = None
-    for alpha in ALPHAS:
-        fitted = [ridge_fit(x["train"], y[:, j], alpha) for j in range(y.shape[1])]
-        w = np.stack([f[0] for f in fitted], axis=1).astype(np.float32)
-        b = np.asarray([f[1] for f in fitted], np.float32)
-        score = task.evaluate(x["val"] @ w + b, np.asarray(request.splits["val"][1]))[task.select]
-        if best is None or score > best[0]:
-            best = (score, w, b)
-    params = {"sane": trained.params, "ridge": {"w": jnp.asarray(best[1]), "b": jnp.asarray(best[2])},
-              "mean": jnp.asarray(mean, jnp.float32), "std": jnp.asarray(std, jnp.float32)}
+    features = {s: zoo_embeddings(trained, x) for s, (x, _) in request.splits.items() if s != "test"}
+    y_val = np.asarray(request.splits["val"][1])
+    probe = fit_ridge_probe(features["train"], _ridge_targets(request.splits["train"][1], task), features["val"],
+                            lambda p: task.evaluate(p, y_val)[task.select])
+    params = {"sane": trained.params, "ridge": {"w": jnp.asarray(probe.w, jnp.float32),
+                                                "b": jnp.asarray(probe.b, jnp.float32)},
+              "mean": jnp.asarray(probe.mean, jnp.float32), "std": jnp.asarray(probe.std, jnp.float32)}
     metrics = {s: evaluate(request.learner, task, params, split) for s, split in request.splits.items()
                if s != "train"}
     return TrainResult(jax.device_get(params), result.best_epoch, metrics.get("val", {}), metrics.get("test", {}),

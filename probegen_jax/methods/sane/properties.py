@@ -6,7 +6,8 @@ R^2 on the test split for test accuracy, epoch and the generalisation gap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,20 +28,46 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     return w, float(my - mx @ w)
 
 
+class RidgeProbe(NamedTuple):
+    """The chosen probe: ``(features - mean) / std @ w + b``, its penalty and validation score."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    w: np.ndarray  # [F, outputs]
+    b: np.ndarray  # [outputs]
+    alpha: float
+    val_score: float
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return ((np.asarray(features, np.float64) - self.mean) / self.std) @ self.w + self.b
+
+
+def fit_ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                    val_score: Callable[[np.ndarray], float], alphas: Sequence[float] = ALPHAS) -> RidgeProbe:
+    """Ridge on train features (standardised with their mean and std) for each penalty, one
+    regression per column of ``y_train [N, outputs]``; kept: the highest ``val_score(predictions)``."""
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+    x_train = ((x_train - mean) / std).astype(np.float64)
+    y_train = np.asarray(y_train, np.float64)
+    best = None
+    for alpha in alphas:
+        fitted = [ridge_fit(x_train, y_train[:, j], alpha) for j in range(y_train.shape[1])]
+        probe = RidgeProbe(mean, std, np.stack([w for w, _ in fitted], axis=1), np.asarray([b for _, b in fitted]),
+                           float(alpha), 0.0)
+        probe = probe._replace(val_score=float(val_score(probe(x_val))))
+        if best is None or probe.val_score > best.val_score:
+            best = probe
+    return best
+
+
 def ridge_probe(features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
                 alphas: Sequence[float] = ALPHAS) -> dict[str, float]:
     """Fit on ``train`` for each penalty, pick the best val R^2, report test R^2 at it.
 
     Features are standardised with the train split's mean and std first.
     """
-    mean, std = features["train"].mean(0), features["train"].std(0) + 1e-8
-    x = {k: ((v - mean) / std).astype(np.float64) for k, v in features.items()}
     y = {k: np.asarray(v, np.float64) for k, v in targets.items()}
-    best = None
-    for alpha in alphas:
-        w, b = ridge_fit(x["train"], y["train"], alpha)
-        val = metrics.r2(x["val"] @ w + b, y["val"])
-        if best is None or val > best[0]:
-            best = (val, alpha, w, b)
-    val, alpha, w, b = best
-    return {"alpha": float(alpha), "val_r2": float(val), "test_r2": float(metrics.r2(x["test"] @ w + b, y["test"]))}
+    probe = fit_ridge_probe(features["train"], y["train"][:, None], features["val"],
+                            lambda p: metrics.r2(p[:, 0], y["val"]), alphas)
+    return {"alpha": probe.alpha, "val_r2": probe.val_score,
+            "test_r2": float(metrics.r2(probe(features["test"])[:, 0], y["test"]))}
