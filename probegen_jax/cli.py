@@ -167,6 +167,8 @@ def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> Non
 def _train(args: argparse.Namespace) -> None:
     import dataclasses
 
+    import jax
+
     from probegen_jax.methods.contract import train
     from probegen_jax.methods.registry import get_method
     from probegen_jax.parallel import zoo_mesh
@@ -188,7 +190,8 @@ def _train(args: argparse.Namespace) -> None:
         return
     if args.zoo is None:
         raise ValueError(f"train {method.name}: give --zoo (or --trees)")
-    run = train(method, load_any_zoo(args.zoo), spec, cfg, target=args.target, checkpoint=args.epoch, out=args.out,
+    zoo = load_any_zoo(args.zoo, lazy=jax.process_count() > 1)  # on a pod, each process reads its rows
+    run = train(method, zoo, spec, cfg, target=args.target, checkpoint=args.epoch, out=args.out,
                 zoo_path=args.zoo, mesh=zoo_mesh(args.devices) if args.devices else None)
     print(json.dumps({"best_epoch": run.result.best_epoch, **run.metrics}, indent=2))
 

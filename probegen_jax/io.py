@@ -5,8 +5,9 @@
   checksum raises ``IntegrityError`` naming the file.
 * ``save_pytree`` / ``load_pytree``: a pytree of arrays as a folder holding ``arrays.bin`` (the
   leaves' bytes, 64-byte aligned) and ``manifest.json`` (each leaf's path, dtype, shape, offset
-  and checksum, see ``BlockChecksum``; itself checksummed), plus an optional JSON ``record``
-  kept in the manifest. The folder is written under a temporary name and renamed into place when complete, so a reader
+  and one checksum per 1 MiB block, see ``block_digest``; itself checksummed), plus an optional
+  JSON ``record`` kept in the manifest. ``StoredLeaf.read_rows`` reads and verifies only the
+  blocks holding the rows asked for (each process of a pod reads its own share). The folder is written under a temporary name and renamed into place when complete, so a reader
   sees the old version or the new one, never a mix. Loading checks every leaf's checksum, and its
   dtype and shape against the manifest and the caller's template.
 * ``staged_dir``: the same write-then-rename for any folder (exports); temporary folders left by
@@ -21,6 +22,7 @@ the others wait for it (``process_local_writes`` for work each process writes to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -30,23 +32,27 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
 from probegen_jax.errors import CheckpointError, IntegrityError
 
 PYTREE_FORMAT = "probegen_jax.pytree"
-PYTREE_VERSION = 1
+PYTREE_VERSION = 2
+READABLE_PYTREE_VERSIONS = (1, 2)  # 1: one checksum per leaf (read whole); 2: one per block (rows readable alone)
 MANIFEST = "manifest.json"
 DATA = "arrays.bin"
 CHECKSUM_SUFFIX = ".sha256"
 ALIGN = 64
 BLOCK_WORDS, BLOCK_ROWS = 512, 256  # a checksum block: up to 256 rows of 512 little-endian 64-bit words
 BLOCK_BYTES = 8 * BLOCK_WORDS * BLOCK_ROWS  # 1 MiB, read and summed while in cache
-CHECKSUM = "blocksums-sha256"
+CHECKSUM_V1 = "blocksums-sha256"  # format version 1's whole-leaf checksum field
+DIGESTS = "block_digests"  # format version 2: the hex of each block's ``block_digest``, in order
+DIGEST_BYTES = 16
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^.]+$")
 
 
@@ -360,38 +366,37 @@ def _parse_dtype(name: str) -> np.dtype:
         return np.dtype(jnp.dtype(name))
 
 
-class BlockChecksum:
-    """A checksum of an array's bytes at memory speed: the bytes, as 1 MiB blocks of 64-bit words
-    (rows of 512, the last block zero-padded to whole rows), give each block's row sums and column
-    sums (mod 2^64); the SHA-256 of all the sums, in order, is the checksum. Any change confined
-    to one word, and any one or two flipped bits, changes a row or column sum; truncation and
-    reordering change the order of the sums. (A CRC-32 runs at about a tenth of this speed.)"""
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self._size = 0
-
-    def update(self, block: memoryview) -> None:
-        """Add the next block: ``BLOCK_BYTES`` bytes, or fewer for the last one."""
-        if len(block) % (8 * BLOCK_WORDS):
-            padded = np.zeros(-(-len(block) // (8 * BLOCK_WORDS)) * 8 * BLOCK_WORDS, np.uint8)
-            padded[:len(block)] = np.frombuffer(block, np.uint8)
-            block = memoryview(padded)
-        words = np.frombuffer(block, "<u8").reshape(-1, BLOCK_WORDS)
-        self._sha.update(words.sum(axis=1, dtype=np.uint64).tobytes())
-        self._sha.update(words.sum(axis=0, dtype=np.uint64).tobytes())
-        self._size += len(block)
-
-    def hexdigest(self, nbytes: int) -> str:
-        self._sha.update(nbytes.to_bytes(8, "little"))
-        return self._sha.hexdigest()
+def _block_sums(block: memoryview) -> bytes:
+    """A block's row sums and column sums (mod 2^64) as 64-bit words in rows of ``BLOCK_WORDS``
+    (the last block zero-padded to whole rows): computed at memory speed while the block is in
+    cache. Any change confined to one word, and any one or two flipped bits, changes a sum."""
+    if len(block) % (8 * BLOCK_WORDS):
+        padded = np.zeros(-(-len(block) // (8 * BLOCK_WORDS)) * 8 * BLOCK_WORDS, np.uint8)
+        padded[:len(block)] = np.frombuffer(block, np.uint8)
+        block = memoryview(padded)
+    words = np.frombuffer(block, "<u8").reshape(-1, BLOCK_WORDS)
+    return words.sum(axis=1, dtype=np.uint64).tobytes() + words.sum(axis=0, dtype=np.uint64).tobytes()
 
 
-def _checksum(view: memoryview) -> str:
-    digest = BlockChecksum()
+def block_digest(block: memoryview) -> bytes:
+    """The checksum of one block of an array's bytes (format version 2): the first 16 bytes of the
+    SHA-256 of its sums and its length. One per ``BLOCK_BYTES`` of a leaf, in order, so that any
+    rows of a leaf can be read and verified alone; truncation and reordering change them.
+    (A CRC-32 runs at about a tenth of this speed.)"""
+    return hashlib.sha256(_block_sums(block) + len(block).to_bytes(8, "little")).digest()[:DIGEST_BYTES]
+
+
+def _leaf_checksum_v1(view: memoryview) -> str:
+    """The whole-leaf checksum of format version 1: the SHA-256 of every block's sums and the size."""
+    sha = hashlib.sha256()
     for start in range(0, len(view), BLOCK_BYTES):
-        digest.update(view[start:start + BLOCK_BYTES])
-    return digest.hexdigest(len(view))
+        sha.update(_block_sums(view[start:start + BLOCK_BYTES]))
+    sha.update(len(view).to_bytes(8, "little"))
+    return sha.hexdigest()
+
+
+def _blocks(nbytes: int) -> range:
+    return range(0, nbytes, BLOCK_BYTES)
 
 
 def _leaf_bytes(leaf: Any) -> tuple[np.ndarray, memoryview]:
@@ -429,12 +434,13 @@ def _save_pytree(path: str | os.PathLike, tree: Any, record: Any) -> Path:
                 f.write(data)
                 leaves.append({"path": [_key_name(k) for k in keys], "dtype": _dtype_name(array.dtype),
                                "shape": list(array.shape), "offset": offset, "nbytes": len(data),
-                               CHECKSUM: _checksum(data)})
+                               DIGESTS: b"".join(block_digest(data[b:b + BLOCK_BYTES])
+                                                 for b in _blocks(len(data))).hex()})
                 offset += len(data)
             f.flush()
             os.fsync(f.fileno())
         write_json(tmp / MANIFEST, {"format": PYTREE_FORMAT, "version": PYTREE_VERSION, "data": DATA,
-                                    "size": offset, "leaves": leaves, "record": record})
+                                    "block_bytes": BLOCK_BYTES, "size": offset, "leaves": leaves, "record": record})
     return path
 
 
@@ -454,55 +460,180 @@ def read_manifest(path: str | os.PathLike, error: type[Exception] = CheckpointEr
     manifest = read_json(file, error, require_checksum=True)
     if not isinstance(manifest, dict) or manifest.get("format") != PYTREE_FORMAT:
         raise error(f"{file}: not a manifest of this library's saved arrays")
-    if manifest.get("version") != PYTREE_VERSION:
+    if manifest.get("version") not in READABLE_PYTREE_VERSIONS:
         raise error(f"{file}: saved arrays of format version {manifest.get('version')}; this library reads "
-                    f"version {PYTREE_VERSION}: upgrade probegen_jax")
+                    f"versions {list(READABLE_PYTREE_VERSIONS)}: upgrade probegen_jax")
+    if manifest.get("block_bytes", BLOCK_BYTES) != BLOCK_BYTES:
+        raise error(f"{file}: checksum blocks of {manifest['block_bytes']} bytes; this library reads blocks of "
+                    f"{BLOCK_BYTES}: upgrade probegen_jax")
     if not isinstance(manifest.get("leaves"), list):
         raise error(f"{file}: no list of leaves")
     return manifest
 
 
-def _read_leaf(f: BinaryIO, leaf: dict[str, Any], file: Path, error: type[Exception], verify: bool) -> np.ndarray:
-    try:
-        dtype, shape = _parse_dtype(leaf["dtype"]), tuple(int(s) for s in leaf["shape"])
-        offset, nbytes, checksum = int(leaf["offset"]), int(leaf["nbytes"]), str(leaf[CHECKSUM])
-    except (KeyError, TypeError, ValueError) as e:
-        raise error(f"{file.parent / MANIFEST}: damaged leaf entry {leaf!r:.120}") from e
-    name = "/".join(map(str, leaf.get("path", [])))
-    array = np.empty(shape, dtype)
-    if array.nbytes != nbytes:
-        raise error(f"{file.parent / MANIFEST}: leaf {name}: {nbytes} bytes do not make a {dtype} array of "
-                    f"shape {shape}")
-    view = memoryview(array.reshape(-1).view(np.uint8))
-    f.seek(offset)
-    digest = BlockChecksum()
-    for start in range(0, nbytes, BLOCK_BYTES):
-        block = view[start:start + BLOCK_BYTES]
-        if f.readinto(block) != len(block):
-            raise IntegrityError(f"{file}: truncated (leaf {name} runs past the end of the file): the save is damaged")
-        if verify:
-            digest.update(block)
-    if verify and digest.hexdigest(nbytes) != checksum:
-        raise IntegrityError(f"{file}: leaf {name} fails its checksum: the file is damaged")
-    return array
+@dataclasses.dataclass(frozen=True)
+class StoredLeaf:
+    """One array of a folder written by ``save_pytree``, as its manifest records it: read whole or
+    by rows (``read_rows``), each block read verified against its checksum."""
+
+    file: Path
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+    digests: bytes | None  # format 2: one per block
+    checksum_v1: str | None = None  # format 1: one for the whole leaf
+
+    @classmethod
+    def from_manifest(cls, file: Path, leaf: Any, error: type[Exception]) -> StoredLeaf:
+        try:
+            name = "/".join(map(str, leaf.get("path", [])))
+            dtype, shape = _parse_dtype(leaf["dtype"]), tuple(int(s) for s in leaf["shape"])
+            offset, nbytes = int(leaf["offset"]), int(leaf["nbytes"])
+            digests = bytes.fromhex(leaf[DIGESTS]) if DIGESTS in leaf else None
+            checksum = None if digests is not None else str(leaf[CHECKSUM_V1])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise error(f"{file.parent / MANIFEST}: damaged leaf entry {leaf!r:.120}") from e
+        if int(np.prod(shape)) * dtype.itemsize != nbytes:
+            raise error(f"{file.parent / MANIFEST}: leaf {name}: {nbytes} bytes do not make a {dtype} array of "
+                        f"shape {shape}")
+        if digests is not None and len(digests) != DIGEST_BYTES * len(_blocks(nbytes)):
+            raise error(f"{file.parent / MANIFEST}: leaf {name}: {len(digests)} bytes of block checksums for "
+                        f"{len(_blocks(nbytes))} blocks; the manifest is damaged")
+        return cls(file, name, dtype, shape, offset, nbytes, digests, checksum)
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    def read(self, *, verify: bool = True, pool: Executor | None = None,
+             deferred: list[BlockCheck] | None = None) -> np.ndarray:
+        """The whole array. Given ``deferred``, the checks of blocks still being verified on
+        ``pool`` are appended to it for the caller to ``confirm`` (after reading more leaves)."""
+        array = np.empty(self.shape, self.dtype)
+        view = memoryview(array.reshape(-1).view(np.uint8))
+        checks = self._read_blocks(view, range(len(_blocks(self.nbytes))),
+                                   verify=verify and self.digests is not None, pool=pool)
+        if deferred is None:
+            confirm(checks)
+        else:
+            deferred.extend(checks)
+        if verify and self.checksum_v1 is not None and _leaf_checksum_v1(view) != self.checksum_v1:
+            raise IntegrityError(f"{self.file}: leaf {self.name} fails its checksum: the file is damaged")
+        return array
+
+    def read_rows(self, rows: np.ndarray, *, verify: bool = True, pool: Executor | None = None) -> np.ndarray:
+        """Rows ``rows`` (indices into the leading axis, any order, repeats allowed), reading from
+        the file only the checksum blocks that hold them and verifying those (a leaf of format
+        version 1 has one checksum for the whole leaf: it is read whole)."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        if not self.shape:
+            raise ValueError(f"{self.file}: leaf {self.name} is a scalar; it has no rows to read")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"{self.file}: leaf {self.name}: rows out of range [0, {self.shape[0]})")
+        if self.digests is None or self.row_bytes == 0:
+            return self.read(verify=verify, pool=pool)[rows]
+        wanted, inverse = np.unique(rows, return_inverse=True)
+        first, last = wanted * self.row_bytes // BLOCK_BYTES, ((wanted + 1) * self.row_bytes - 1) // BLOCK_BYTES
+        cover = np.zeros(len(_blocks(self.nbytes)) + 1, np.int64)  # blocks any wanted row touches
+        np.add.at(cover, first, 1)
+        np.add.at(cover, last + 1, -1)
+        blocks = np.flatnonzero(np.cumsum(cover)[:-1] > 0)
+        buffer = np.empty(len(blocks) * BLOCK_BYTES, np.uint8)
+        confirm(self._read_blocks(memoryview(buffer), blocks, verify=verify, pool=pool))
+        slot = np.full(len(cover), -1, np.int64)
+        slot[blocks] = np.arange(len(blocks))
+        starts = slot[first] * BLOCK_BYTES + wanted * self.row_bytes - first * BLOCK_BYTES
+        out = np.empty((len(wanted), self.row_bytes), np.uint8)
+        breaks = np.flatnonzero(np.diff(starts) != self.row_bytes) + 1  # runs of rows adjacent in the buffer
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(wanted)], strict=True):
+            out[lo:hi] = buffer[starts[lo]:starts[lo] + (hi - lo) * self.row_bytes].reshape(hi - lo, -1)
+        return out.view(self.dtype).reshape(len(wanted), *self.shape[1:])[inverse]
+
+    def _read_blocks(self, buffer: memoryview, blocks: Sequence[int], *, verify: bool,
+                     pool: Executor | None) -> list[BlockCheck]:
+        """Read checksum blocks ``blocks`` (sorted) one after another into ``buffer``; returns their
+        checks, verified on ``pool`` while the next blocks are read (or here, without a pool)."""
+        checks = []
+        try:
+            with open(self.file, "rb") as f:
+                position = None
+                for i, block in enumerate(blocks):
+                    start = int(block) * BLOCK_BYTES
+                    length = min(BLOCK_BYTES, self.nbytes - start)
+                    if position != start:
+                        f.seek(self.offset + start)
+                    into = buffer[i * BLOCK_BYTES:i * BLOCK_BYTES + length]
+                    if f.readinto(into) != length:
+                        raise IntegrityError(f"{self.file}: truncated (leaf {self.name} runs past the end of the "
+                                             "file): the save is damaged")
+                    position = start + length
+                    if verify:
+                        expected = self.digests[DIGEST_BYTES * int(block):DIGEST_BYTES * (int(block) + 1)]
+                        digest = block_digest(into) if pool is None else pool.submit(block_digest, into)
+                        checks.append(BlockCheck(self, int(block), expected, digest))
+        except FileNotFoundError as e:
+            raise IntegrityError(f"{self.file}: missing; {self.file.parent} is an incomplete or damaged save") from e
+        return checks
 
 
-def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[Exception] = CheckpointError, *,
-                verify: bool = True) -> list[tuple[tuple[str, ...], np.ndarray]]:
-    """``[(path, array)]`` of every leaf the manifest lists, each checked against its checksum."""
+class BlockCheck(NamedTuple):
+    """A block's checksum as recorded, and as computed (or being computed on a pool)."""
+
+    leaf: StoredLeaf
+    block: int
+    expected: bytes
+    digest: bytes | Future
+
+
+def confirm(checks: Sequence[BlockCheck]) -> None:
+    """Raise ``IntegrityError`` naming the file, leaf and bytes of the first block whose checksum
+    differs from the recorded one (waiting for those still being computed)."""
+    for leaf, block, expected, digest in checks:
+        if (digest.result() if isinstance(digest, Future) else digest) != expected:
+            start = block * BLOCK_BYTES
+            raise IntegrityError(f"{leaf.file}: leaf {leaf.name} fails its checksum (bytes {start}-"
+                                 f"{min(start + BLOCK_BYTES, leaf.nbytes)} of the leaf): the file is damaged")
+
+
+def stored_leaves(path: str | os.PathLike, manifest: dict[str, Any],
+                  error: type[Exception] = CheckpointError) -> list[StoredLeaf]:
+    """The leaves a verified manifest lists, after checking that ``arrays.bin`` has the recorded size."""
     file = Path(path) / DATA
     try:
-        with open(file, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != manifest.get("size", size):
-                raise IntegrityError(f"{file}: {size} bytes, the manifest records {manifest['size']}: the file "
-                                     "is truncated or damaged")
-            return [(tuple(map(str, leaf.get("path", []))), _read_leaf(f, leaf, file, error, verify))
-                    for leaf in manifest["leaves"]]
+        size = file.stat().st_size
     except FileNotFoundError as e:
         raise IntegrityError(f"{file}: missing; {file.parent} is an incomplete or damaged save") from e
     except OSError as e:
         raise error(f"{file}: cannot read it ({e.strerror or e})") from e
+    if size != manifest.get("size", size):
+        raise IntegrityError(f"{file}: {size} bytes, the manifest records {manifest['size']}: the file is truncated "
+                             "or damaged")
+    return [StoredLeaf.from_manifest(file, leaf, error) for leaf in manifest["leaves"]]
+
+
+@contextlib.contextmanager
+def checksum_pool() -> Iterator[Executor]:
+    """Threads that verify blocks while the next ones are read (NumPy's sums and SHA-256 release
+    the GIL), so verification costs little more than the read itself."""
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        yield pool
+
+
+def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[Exception] = CheckpointError, *,
+                verify: bool = True) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """``[(path, array)]`` of every leaf the manifest lists, each checked against its checksums."""
+    leaves = stored_leaves(path, manifest, error)
+    try:
+        with checksum_pool() as pool:
+            deferred: list[BlockCheck] = []
+            arrays = [(tuple(map(str, entry.get("path", []))), leaf.read(verify=verify, pool=pool, deferred=deferred))
+                      for entry, leaf in zip(manifest["leaves"], leaves, strict=True)]
+            confirm(deferred)
+            return arrays
+    except OSError as e:
+        raise error(f"{Path(path) / DATA}: cannot read it ({e.strerror or e})") from e
 
 
 def _nested(leaves: list[tuple[tuple[str, ...], np.ndarray]], where: Path, error: type[Exception]) -> Any:
@@ -544,18 +675,30 @@ def _fill(abstract: Any, leaves: list[tuple[tuple[str, ...], np.ndarray]], where
 
 
 def load_pytree(path: str | os.PathLike, abstract: Any = None, *, error: type[Exception] = CheckpointError,
-                verify: bool = True) -> Any:
+                verify: bool = True, lazy: Callable[[tuple[str, ...]], bool] | None = None) -> Any:
     """Restore a pytree saved by ``save_pytree``: into the structure of ``abstract`` (arrays or
     shape/dtype structs; each leaf's dtype and shape checked), or as nested dicts when it is None.
 
     Raises ``error`` naming the folder when it is missing or saved for another model, and
     ``IntegrityError`` when a file fails its checksum. ``verify=False`` skips the leaves' checksums.
-    Older folders saved by orbax load through orbax, unchecked.
+    Leaves whose key path ``lazy`` accepts are not read: they come back as ``stored.StoredRows``
+    (read by rows when needed; nested dicts only). Older folders saved by orbax load through orbax,
+    unchecked.
     """
     path = Path(path).absolute()
     if path.is_dir() and not (path / MANIFEST).exists() and _is_orbax_dir(path):
         return _load_orbax(path, abstract, error)
-    leaves = read_leaves(path, read_manifest(path, error), error, verify=verify)
+    manifest = read_manifest(path, error)
+    if lazy is None:
+        leaves = read_leaves(path, manifest, error, verify=verify)
+    else:
+        from probegen_jax.stored import StoredRows
+
+        keys = [tuple(map(str, entry.get("path", []))) for entry in manifest["leaves"]]
+        stored = stored_leaves(path, manifest, error)
+        with checksum_pool() as pool:
+            leaves = [(k, StoredRows(leaf, verify=verify) if lazy(k) and leaf.shape else leaf.read(verify=verify, pool=pool))
+                      for k, leaf in zip(keys, stored, strict=True)]
     return _nested(leaves, path, error) if abstract is None else _fill(abstract, leaves, path, error)
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from probegen_jax.stored import in_memory, is_stored
 from probegen_jax.types import PyTree
 
 ZOO_AXIS = "zoo"
@@ -134,6 +135,8 @@ def pad_zoo_axis(tree: PyTree, multiple: int) -> tuple[PyTree, int]:
         return tree, n
 
     def pad_leaf(a):
+        if is_stored(a):  # still unread: the padding rows are more rows to read
+            return a.take(np.r_[np.arange(n), np.zeros(pad, np.int64)])
         xp = jnp if isinstance(a, jax.Array) else np  # pad where the array lives
         return xp.concatenate([a, xp.repeat(a[:1], pad, axis=0)], axis=0)
 
@@ -146,8 +149,11 @@ def place_on_mesh(tree: PyTree, sharding: NamedSharding) -> PyTree:
     Host arrays and process-local ``jax.Array``s (e.g. restored from a checkpoint) are taken as
     the same value in every process (``jax.make_array_from_callback``), so this also works on
     multi-process meshes; arrays already spread over several processes are resharded in place.
+    ``stored.StoredRows`` leaves are read here, each process reading only its devices' rows.
     """
     def place(a):
+        if is_stored(a):
+            return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
         if isinstance(a, jax.Array):
             if not a.is_fully_addressable:
                 if a.sharding.is_equivalent_to(sharding, a.ndim):
@@ -200,6 +206,5 @@ def place_blocks(tree: PyTree, mesh: Mesh | None, batch_size: int | None) -> tup
     steps = -(-per_device // max(1, min(batch_size or per_device, per_device)))
     block = max(1, -(-per_device // steps))
     padded, _ = pad_zoo_axis(tree, block * devices)
-    if mesh is not None:
-        padded = place_on_mesh(padded, zoo_sharding(mesh))
+    padded = in_memory(padded) if mesh is None else place_on_mesh(padded, zoo_sharding(mesh))
     return padded, n, devices, block

@@ -117,6 +117,14 @@ def run_scenarios(workdir: Path) -> dict[str, np.ndarray]:
     results["loaded/label"] = loaded.targets["label"]
     results["loaded/train"] = loaded.splits["train"]
 
+    # partial reads: each process reads the rows its device holds, for probing and for training
+    stored = load_zoo(workdir / "zoo", lazy=True)
+    results["lazy/responses"] = to_host(probe_zoo(stored.arch, stored.params, probes, mesh=mesh, batch_size=8))
+    results["local/rows_read_probing"] = rows_read_of_every_leaf(stored.params)
+    stored = load_zoo(workdir / "zoo", lazy=True)
+    record("lazy_fit", loop.fit(learner, task, stored.split_arrays("label"), cfg, mesh=mesh, progress=False))
+    results["local/rows_read_training"] = rows_read_of_every_leaf(stored.params)
+
     from probegen_jax.make import inr
 
     fitted = []
@@ -131,6 +139,15 @@ def run_scenarios(workdir: Path) -> dict[str, np.ndarray]:
     results.update({f"generated/params/{k}": v for k, v in flatten_params(generated.params).items()})
     results["generated/psnr"] = generated.targets["psnr"]
     return results
+
+
+def rows_read_of_every_leaf(params) -> np.ndarray:
+    """The rows read of a lazily loaded zoo's params, checked to be the same for every leaf."""
+    from probegen_jax.stored import rows_read
+
+    reads = list(rows_read(params).values())
+    assert len(reads) == 6 and all(np.array_equal(r, reads[0]) for r in reads), reads  # 3 layers
+    return reads[0]
 
 
 def worker(out: Path, workdir: Path, num_processes: int, process_id: int, port: int, devices: int) -> None:
@@ -238,6 +255,28 @@ def test_scenarios_are_not_trivial(runs):
         if name.startswith("fit/params/"):
             np.testing.assert_allclose(single[name.replace("fit/", "resumed/")], single[name], rtol=1e-6,
                                        atol=1e-6)
+
+
+def test_each_process_reads_only_the_rows_its_devices_hold(runs):
+    single, multi, _ = runs
+    everything = np.arange(NUM_NETWORKS)
+    np.testing.assert_array_equal(single["local/rows_read_probing"], everything)
+    first, second = (m["local/rows_read_probing"] for m in multi)
+    np.testing.assert_array_equal(first, everything[:NUM_NETWORKS // 2])  # the zoo axis split in two halves
+    np.testing.assert_array_equal(second, everything[NUM_NETWORKS // 2:])
+    # training: half of every split's members (placed by position in the split) per process
+    np.testing.assert_array_equal(single["local/rows_read_training"], everything)
+    first, second = (m["local/rows_read_training"] for m in multi)
+    assert len(first) == len(second) == NUM_NETWORKS // 2
+    np.testing.assert_array_equal(np.union1d(first, second), everything)
+    zoo = tiny_zoo()
+    for split in ("train", "val", "test"):
+        members = zoo.splits[split]
+        np.testing.assert_array_equal(np.intersect1d(members, first), np.sort(members[:len(members) // 2]))
+    np.testing.assert_array_equal(single["lazy/responses"], single["responses"])
+    for name in single:
+        if name.startswith("fit/"):
+            np.testing.assert_allclose(single[name.replace("fit/", "lazy_fit/")], single[name], rtol=1e-6, atol=1e-6)
 
 
 def test_only_the_main_process_prints_progress(runs):

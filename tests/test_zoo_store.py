@@ -291,3 +291,99 @@ def test_loading_with_the_wrong_arch_names_the_tensor(tmp_path):
     save_zoo(small_zoo(), tmp_path / "zoo")  # siren(hidden=8)
     with pytest.raises(ShapeMismatchError, match=r"dense0/(kernel|bias).*\(N, 16\)"):
         load_zoo(tmp_path / "zoo", arch=siren(hidden=16))
+
+
+# ----------------------------------------------------------------------------- partial reads
+
+
+def _multi_block_zoo(n=200) -> Zoo:
+    """SIRENs whose hidden kernel (16 KiB a network) spans several 1 MiB checksum blocks."""
+    arch = siren(in_dim=2, hidden=64, depth=2, out_dim=1)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(0, 0.1, (n, *s.shape)).astype(np.float32), arch.param_shapes())
+    return Zoo(arch, params, {"label": rng.integers(0, 3, n)}, {"train": np.arange(n)})
+
+
+def _leaf_entry(zoo_dir, name):
+    manifest = json.loads((zoo_dir / "manifest.json").read_text())
+    return next(leaf for leaf in manifest["leaves"] if "/".join(leaf["path"]) == name)
+
+
+def test_lazy_zoo_reads_only_the_rows_asked_for_and_matches_the_eager_one(tmp_path):
+    from probegen_jax.stored import rows_read
+
+    zoo = _multi_block_zoo()
+    save_zoo(zoo, tmp_path / "zoo")
+    lazy = load_zoo(tmp_path / "zoo", lazy=True)
+    assert all(len(r) == 0 for r in rows_read(lazy.params).values())  # loading reads no params
+    idx = np.array([7, 150, 3, 7])
+    got, want = lazy.inputs(idx), zoo.inputs(idx)
+    jax.tree.map(lambda g, w: np.testing.assert_array_equal(np.asarray(g), w), got, want)
+    kernel = lazy.params["dense1"]["kernel"]
+    np.testing.assert_array_equal(kernel[5:9, 2], zoo.params["dense1"]["kernel"][5:9, 2])
+    np.testing.assert_array_equal(kernel[11], zoo.params["dense1"]["kernel"][11])
+    assert rows_read(lazy.params)["params/dense1/kernel"].tolist() == [3, 5, 6, 7, 8, 11, 150]
+    assert_zoos_equal(lazy.in_memory(), zoo)
+
+
+def test_a_damaged_block_fails_only_the_reads_of_its_rows(tmp_path):
+    from probegen_jax.io import BLOCK_BYTES
+
+    save_zoo(_multi_block_zoo(), tmp_path / "zoo")
+    leaf = _leaf_entry(tmp_path / "zoo", "params/dense1/kernel")
+    row_bytes = leaf["nbytes"] // 200
+    assert leaf["nbytes"] > 3 * BLOCK_BYTES
+    data = tmp_path / "zoo" / "arrays.bin"
+    raw = bytearray(data.read_bytes())
+    raw[leaf["offset"] + 2 * BLOCK_BYTES + 4] ^= 1  # the third block: a finite weight, one bit off
+    data.write_bytes(bytes(raw))
+    lazy = load_zoo(tmp_path / "zoo", lazy=True)
+    kernel = lazy.params["dense1"]["kernel"]
+    first_block_rows = np.arange(BLOCK_BYTES // row_bytes)
+    assert np.asarray(lazy.inputs(first_block_rows)["dense1"]["kernel"]).shape == (len(first_block_rows), 64, 64)
+    damaged_row = (2 * BLOCK_BYTES + 4) // row_bytes
+    with pytest.raises(IntegrityError, match=rf"arrays\.bin: leaf params/dense1/kernel fails its checksum \(bytes "
+                                             rf"{2 * BLOCK_BYTES}-{3 * BLOCK_BYTES} of the leaf\)"):
+        kernel[damaged_row]
+    with pytest.raises(IntegrityError, match="dense1/kernel fails its checksum"):
+        load_zoo(tmp_path / "zoo")
+
+
+def test_nan_rows_are_refused_when_a_lazy_zoo_reads_them(tmp_path):
+    zoo = _multi_block_zoo()
+    zoo.params["dense0"]["bias"][17, 3] = np.nan
+    zoo_dir = tmp_path / "zoo"
+    from probegen_jax.io import save_pytree
+
+    save_pytree(zoo_dir, {"params": zoo.params, "targets": dict(zoo.targets), "splits": dict(zoo.splits)},
+                record={"format": "probegen_jax.zoo", "format_version": FORMAT_VERSION, "arch": zoo.arch.spec(),
+                        "arch_registered": True, "size": len(zoo), "meta": {}})
+    lazy = load_zoo(zoo_dir, lazy=True)
+    np.asarray(lazy.inputs(np.arange(10))["dense0"]["bias"])
+    with pytest.raises(NonFiniteWeightsError, match=r"leaf params/dense0/bias: NaN or inf weights in 1 of the 4"):
+        np.asarray(lazy.inputs(np.arange(15, 19))["dense0"]["bias"])
+    with pytest.raises(NonFiniteWeightsError):
+        load_zoo(zoo_dir)
+
+
+def test_arrays_of_format_version_1_one_checksum_per_leaf_still_load(tmp_path):
+    """Folders saved before checksums per block: one checksum per leaf, verified, read whole."""
+    from probegen_jax.io import DIGESTS, _leaf_checksum_v1
+
+    zoo = _multi_block_zoo(40)
+    save_zoo(zoo, tmp_path / "zoo")
+    manifest = json.loads((tmp_path / "zoo" / "manifest.json").read_text())
+    raw = (tmp_path / "zoo" / "arrays.bin").read_bytes()
+    for leaf in manifest["leaves"]:
+        del leaf[DIGESTS]
+        leaf["blocksums-sha256"] = _leaf_checksum_v1(memoryview(raw)[leaf["offset"]:leaf["offset"] + leaf["nbytes"]])
+    manifest["version"] = 1
+    del manifest["block_bytes"]
+    write_json(tmp_path / "zoo" / "manifest.json", manifest)
+    assert_zoos_equal(load_zoo(tmp_path / "zoo"), zoo)
+    assert_zoos_equal(load_zoo(tmp_path / "zoo", lazy=True).in_memory(), zoo)
+    damaged = bytearray(raw)
+    damaged[-200] ^= 1
+    (tmp_path / "zoo" / "arrays.bin").write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError, match="fails its checksum"):
+        load_zoo(tmp_path / "zoo")

@@ -35,6 +35,7 @@ from probegen_jax.methods.run import Run, finished_run, save_run, zoo_fingerprin
 from probegen_jax.training.learner import Learner
 from probegen_jax.training.loop import Optimizer, TrainConfig, TrainResult, evaluate as evaluate_params, fit
 from probegen_jax.training.loop import predict as predict_params
+from probegen_jax.stored import in_memory
 from probegen_jax.training.tasks import task_for
 from probegen_jax.zoo.zoo import SPLITS, at_epoch, task_defaults
 
@@ -102,6 +103,7 @@ def train(
         raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
                                f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
     zoo, checkpoint = select_checkpoint(zoo, checkpoint)
+    zoo = readable_by(method, zoo)
     target = target or task_defaults(zoo).target
     spec = requested = spec_with_zoo_defaults(make_spec(method, spec), zoo)
     fingerprint = zoo_fingerprint(zoo, zoo_path, custom_optimizer=optimizer is not None)
@@ -119,6 +121,9 @@ def train(
     constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
     learner = method.learner(spec, zoo, task, constants)
     splits = {s: (method.inputs(spec, zoo, idx), y[idx]) for s, idx in members.items()}
+    # stored rows of the train split are read once, where fit places them (each process its own);
+    # the evaluated splits are read now, once, rather than at every evaluation
+    splits = {s: (x if s == "train" and mesh is not None else in_memory(x), y) for s, (x, y) in splits.items()}
     options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc or method.name,
                                    optimizer=optimizer)
     fit_cfg, buckets = cfg, zoo.buckets_of(members["train"])
@@ -136,6 +141,11 @@ def train(
 # ----------------------------------------------------------------------------- any run, any zoo
 
 
+def readable_by(method: Method, zoo: Any) -> Any:
+    """``zoo`` as ``method`` reads it: with every param read unless the method takes stored rows."""
+    return zoo if method.reads_stored_rows else zoo.in_memory()
+
+
 def rebuild(run: Run, zoo: Any) -> tuple[Method, Learner]:
     """The method and learner of ``run`` on ``zoo``'s architectures."""
     method = get_method(run.method)
@@ -148,6 +158,7 @@ def predict(run: Run, zoo: Any, *, indices: np.ndarray | None = None, batch_size
     zoo's order. ``zoo`` may be any zoo of the run's architecture(s), including new networks
     (``Zoo(arch, params, {})``); no checkpoint selection is applied to it."""
     method, learner = rebuild(run, zoo)
+    zoo = readable_by(method, zoo)
     indices = np.arange(len(zoo)) if indices is None else np.asarray(indices)
     return predict_params(learner.apply, run.params, method.inputs(run.spec, zoo, indices), batch_size=batch_size,
                           mesh=mesh)
@@ -158,6 +169,7 @@ def evaluate(run: Run, zoo: Any, split: str = "test", *, batch_size: int = 256, 
     """``run``'s task metrics on one split of ``zoo`` (at the run's checkpoint choice)."""
     zoo, _ = select_checkpoint(zoo, run.checkpoint)
     method, learner = rebuild(run, zoo)
+    zoo = readable_by(method, zoo)
     idx = split_members(zoo, split)
     data = (method.inputs(run.spec, zoo, idx), zoo.target(run.target)[idx])
     return evaluate_params(learner, run.task, run.params, data, batch_size=batch_size, mesh=mesh)

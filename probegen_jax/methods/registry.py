@@ -56,6 +56,7 @@ class Method(NamedTuple):
     fit: Callable[[FitRequest], TrainResult] | None = None  # default: the one loop
     resolve: Callable[[Any, Any, str, Task, TrainConfig, bool], Any] | None = None  # settle open settings
     heterogeneous: bool = False  # reads zoos of several architectures
+    reads_stored_rows: bool = False  # ``inputs`` may stay unread (``stored.StoredRows``) until placed on a mesh
     train_config: TrainConfig = TrainConfig()  # the method's default optimisation settings
 
     def __repr__(self) -> str:

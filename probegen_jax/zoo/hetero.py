@@ -142,6 +142,10 @@ class HeteroZoo:
             out[rows] = np.asarray(values)[self.position[rows]]
         return out
 
+    def in_memory(self) -> HeteroZoo:
+        """The zoo protocol's ``in_memory``: a heterogeneous zoo is always read whole."""
+        return self
+
     def keep(self, mask: np.ndarray) -> HeteroZoo:
         """The members where ``mask`` holds, in order, with the splits restricted to them."""
         mask = np.asarray(mask, bool)
@@ -262,6 +266,7 @@ def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
         raise ZooFormatError(f"{path}: the saved order does not fit the buckets ({e})") from e
 
 
-def load_any_zoo(path: str | os.PathLike) -> Zoo | HeteroZoo:
-    """A saved ``Zoo`` or ``HeteroZoo``, whichever ``path`` holds."""
-    return load_hetero_zoo(path) if is_hetero_zoo(path) else load_zoo(path)
+def load_any_zoo(path: str | os.PathLike, *, lazy: bool = False) -> Zoo | HeteroZoo:
+    """A saved ``Zoo`` or ``HeteroZoo``, whichever ``path`` holds (``lazy``: see ``load_zoo``;
+    a heterogeneous zoo is read whole)."""
+    return load_hetero_zoo(path) if is_hetero_zoo(path) else load_zoo(path, lazy=lazy)

@@ -22,6 +22,7 @@ import numpy as np
 from probegen_jax.archs import Arch, arch_from_spec, flatten_params
 from probegen_jax.errors import UnknownNameError, ZooFormatError
 from probegen_jax.io import is_pytree_dir, load_pytree, load_record, read_json, save_pytree
+from probegen_jax.stored import is_stored
 from probegen_jax.zoo.zoo import Zoo
 
 FORMAT = "probegen_jax.zoo"
@@ -36,7 +37,7 @@ def save_zoo(zoo: Zoo, path: str | os.PathLike, *, overwrite: bool = False) -> P
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
     arrays = {
-        "params": jax.tree.map(np.asarray, zoo.params),
+        "params": jax.tree.map(np.asarray, zoo.params),  # (a lazily loaded zoo's params read here)
         "targets": dict(zoo.targets),
         "splits": dict(zoo.splits),
     }
@@ -85,9 +86,11 @@ def read_zoo_meta(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
-def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool = True) -> Zoo:
+def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool = True, lazy: bool = False) -> Zoo:
     """Load a zoo saved by ``save_zoo``. Pass ``arch`` for zoos of unregistered architectures;
-    ``verify=False`` skips the checksums."""
+    ``verify=False`` skips the checksums. ``lazy=True`` reads targets and splits only: the params
+    are ``stored.StoredRows``, read by rows when used (on a multi-process mesh each process reads
+    the rows its devices hold); zoos of format version 1 are read whole."""
     path = Path(path).absolute()
     meta = read_zoo_meta(path)
     if arch is None:
@@ -96,11 +99,12 @@ def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool 
                 f"{path}: zoo of unregistered architecture {meta['arch']['name']!r}; pass arch= to load_zoo"
             )
         arch = arch_from_spec(meta["arch"])
-    restored = load_pytree(path, error=ZooFormatError, verify=verify) if meta["format_version"] >= 2 \
-        else _load_v1_arrays(path)
+    restored = load_pytree(path, error=ZooFormatError, verify=verify,
+                           lazy=(lambda keys: keys[:1] == ("params",)) if lazy else None) \
+        if meta["format_version"] >= 2 else _load_v1_arrays(path)
     if not isinstance(restored, dict):
         raise ZooFormatError(f"{path}: the saved arrays are not a zoo's (params, targets, splits)")
-    flat = {k: np.asarray(v) for k, v in flatten_params(restored.get("params", {})).items()}
+    flat = {k: v if is_stored(v) else np.asarray(v) for k, v in flatten_params(restored.get("params", {})).items()}
     params = arch.unflatten(flat, where=f"{path}/params")
     _check_dtypes(arch, params, path)
     return Zoo(arch=arch, params=params, targets=restored.get("targets", {}) or {},
@@ -112,9 +116,9 @@ def _check_dtypes(arch: Arch, params: Any, path: Path) -> None:
     int32 or float16, say); wider floats (float64 for float32) are kept."""
     for (keys, want), got in zip(jax.tree_util.tree_leaves_with_path(arch.param_shapes()), jax.tree.leaves(params),
                                  strict=True):
-        want_dtype, got_dtype = np.dtype(want.dtype), np.asarray(got).dtype
+        want_dtype, got_dtype = np.dtype(want.dtype), np.dtype(got.dtype)
         if got_dtype.kind != want_dtype.kind or got_dtype.itemsize < want_dtype.itemsize:
-            raise ZooFormatError(f"{path}: params{jax.tree_util.keystr(keys)} are {np.asarray(got).dtype}, the "
+            raise ZooFormatError(f"{path}: params{jax.tree_util.keystr(keys)} are {got_dtype}, the "
                                  f"architecture's are {want.dtype}; the zoo's arrays were rewritten or damaged")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from probegen_jax.archs import Arch, check_finite
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError
+from probegen_jax.stored import in_memory, is_stored, take_rows
 from probegen_jax.types import Params
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,7 @@ class Zoo:
 
     def __post_init__(self) -> None:
         n = self.arch.check_params(self.params, stacked=True, where="zoo params")
-        check_finite(self.params, where="zoo params")
+        check_finite(jax.tree.map(lambda a: None if is_stored(a) else a, self.params), where="zoo params")  # stored rows: when read
         object.__setattr__(self, "targets", {k: np.asarray(v) for k, v in self.targets.items()})
         object.__setattr__(self, "splits", {k: np.asarray(v, np.int64) for k, v in self.splits.items()})
         for name, value in self.targets.items():
@@ -71,8 +72,7 @@ class Zoo:
 
     def inputs(self, indices: np.ndarray) -> Params:
         """What a method reads of members ``indices``: their stacked params."""
-        indices = np.asarray(indices)
-        return jax.tree.map(lambda a: a[indices], self.params)
+        return take_rows(self.params, np.asarray(indices))
 
     def buckets_of(self, indices: np.ndarray) -> np.ndarray:
         """The architecture bucket of each of members ``indices`` (one bucket: zeros)."""
@@ -95,7 +95,7 @@ class Zoo:
         indices = np.asarray(indices)
         return Zoo(
             arch=self.arch,
-            params=jax.tree.map(lambda a: a[indices], self.params),
+            params=take_rows(self.params, indices),
             targets={k: v[indices] for k, v in self.targets.items()},
             splits=dict(splits or {}),
             meta=dict(self.meta),
@@ -118,6 +118,10 @@ class Zoo:
         """``{split: (params, targets)}``: the form the training loop takes."""
         y = self.target(target)
         return {s: (self.inputs(self.indices(s)), y[self.indices(s)]) for s in splits}
+
+    def in_memory(self) -> Zoo:
+        """This zoo with every param read (a zoo loaded with ``lazy=True`` reads its rows here)."""
+        return dataclasses.replace(self, params=in_memory(self.params))
 
     def describe(self) -> str:
         """A few lines: size, architecture, targets, splits."""

@@ -41,7 +41,8 @@ def probing_spec_type(source: str) -> type:
 
 for _source, _description in SOURCES.items():
     register(Method(_source, _description, probing_spec_type(_source),
-                    lambda spec, zoo, task, constants: probing_learner_for(spec, zoo, task), heterogeneous=True))
+                    lambda spec, zoo, task, constants: probing_learner_for(spec, zoo, task), heterogeneous=True,
+                    reads_stored_rows=True))
 
 
 def learned_probes(run, zoo=None):
