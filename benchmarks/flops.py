@@ -7,10 +7,10 @@ accuracy-vs-FLOPs plot (log x).
 
 FLOPs are XLA's cost analysis of each method's inference function (loop-free, unsharded),
 cross-checked by analytic counts. ProbeGen's generator runs once after training (its probes are
-cached), so it is a separate column. Every competitor is measured: NFN-NP, NFN-HNP, NG-GNN, NG-T
-and ScaleGMN at the configuration their papers' code uses for INR classification (and at the small
-preset trained in experiments/graph_metanetworks.py), the published cost per MNIST INR beside the
-measured one; only NFT, not implemented here, remains a cited row. Accuracy columns are read from
+cached), so it is a separate column. Every competitor is measured: NFN-NP, NFN-HNP, NG-GNN, NG-T,
+ScaleGMN and NFT at the configuration their papers' code uses for INR classification (and at the
+small preset trained in experiments/graph_metanetworks.py), the published cost per MNIST INR beside
+the measured one. Accuracy columns are read from
 the experiments' ``results.json`` files where they exist ("—" otherwise).
 """
 
@@ -40,7 +40,14 @@ from probegen_jax.flops import (  # noqa: E402
     probegen_inr_flops,
     probing_flops,
 )
-from probegen_jax.methods.graphs import METHOD_NAMES, NFNHNPSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec  # noqa: E402
+from probegen_jax.methods.graphs import (  # noqa: E402
+    METHOD_NAMES,
+    NFNHNPSpec,
+    NFTSpec,
+    NGGNNSpec,
+    NGTSpec,
+    ScaleGMNSpec,
+)
 from probegen_jax.methods.probing.methods import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table, save_markdown  # noqa: E402
 
@@ -48,7 +55,8 @@ NAMES = {"probegen": "ProbeGen", "vanilla": "Vanilla probing", "synthetic": "Syn
          "statnn": "StatNN (MLP head)", "statnn_gbt": "StatNN (GBT)", "flat": "Flat-weights MLP", "nfn": "NFN-NP",
          **METHOD_NAMES}
 # Methods measured here whose published cost is one of CITED_INR_GFLOPS' rows (that row is then not cited alone).
-MEASURED_CITED = {"NFN (published)", "NG-GNN", "NG-T"}
+MEASURED_CITED = {"NFN (published)", "NFT", "NG-GNN", "NG-T"}
+PUBLISHED = {**PUBLISHED_INR_GFLOPS, "nft": CITED_INR_GFLOPS["NFT"]}  # per MNIST INR, beside the paper-size rows
 
 
 def graph_configs(symmetry: str) -> dict[str, list[tuple[str, object]]]:
@@ -61,6 +69,9 @@ def graph_configs(symmetry: str) -> dict[str, list[tuple[str, object]]]:
         "scalegmn": [("paper size: d_hid 128, 2 layers", ScaleGMNSpec(symmetry=symmetry)),
                      ("small preset", ScaleGMNSpec.small(symmetry))],
         "nfn_hnp": [("paper size: channels 512 x3, Fourier 128", NFNHNPSpec()), ("small preset", NFNHNPSpec.small())],
+        "nft": [("paper size: 256 channels, 4 blocks, 8 heads, FF x2, Perceiver head", NFTSpec()),
+                ("Inr2Array encoder size: 6 blocks, 4 heads, FF x4", NFTSpec(num_blocks=6, heads=4, ff_factor=4)),
+                ("small preset", NFTSpec.small())],
     }
 
 
@@ -187,7 +198,7 @@ def main(argv=None) -> None:
     rows = method_rows(arch, 10, [("probegen", 64), ("probegen", 128), ("vanilla", 128), ("synthetic", 128)],
                        {"trained": NFNConfig(), "paper size": NFN_PAPER_CONFIG},
                        analytic=lambda k: probegen_inr_flops([2, 32, 32, 1], k, 10))
-    rows += graph_rows(arch, 10, "sign", PUBLISHED_INR_GFLOPS)
+    rows += graph_rows(arch, 10, "sign", PUBLISHED)
     probing_runs, baseline_runs = _load_runs(args.inr_results), _load_runs(args.baseline_results)
     for r in rows:
         if isinstance(r["key"], tuple):
@@ -201,7 +212,7 @@ def main(argv=None) -> None:
     summary = (f"NFN-NP (as trained here) / ProbeGen K=128 FLOP ratio: {nfn / ref:.1f}x (computed by XLA's cost "
                f"analysis); published NFN cost / ProbeGen: {CITED_INR_GFLOPS['NFN (published)'] * 1e9 / ref:.0f}x. "
                "Paper-size graph metanetworks measured / ProbeGen K=128: "
-               + ", ".join(f"{NAMES[k]} {paper[k] / ref:.0f}x" for k in ("ng_gnn", "ng_t", "scalegmn", "nfn_hnp"))
+               + ", ".join(f"{NAMES[k]} {paper[k] / ref:.0f}x" for k in ("ng_gnn", "ng_t", "scalegmn", "nfn_hnp", "nft"))
                + ". Published costs are per MNIST INR (REFERENCE.md sections 5-6); the reference NG-GNN INR "
                "config has d_hid 32, so a d_hid-128 row is given too.")
     sections.append(("INR classification (FMNIST SIRENs)", text, summary))

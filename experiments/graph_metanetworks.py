@@ -32,7 +32,7 @@ from probegen_jax.make.cnn import CNNTraining, SmallCNNZooConfig, make_small_cnn
 from probegen_jax.make.inr import INRZooConfig, make_inr_zoo
 from probegen_jax.methods.baselines.nfn import NFNConfig
 from probegen_jax.methods.contract import get_method, make_spec, select_checkpoint, spec_with_zoo_defaults, train
-from probegen_jax.methods.graphs import METHOD_NAMES, NFNHNPSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec
+from probegen_jax.methods.graphs import METHOD_NAMES, NFNHNPSpec, NFTSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec
 from probegen_jax.training.loop import TrainConfig
 from probegen_jax.training.runlog import RunLog, config_settings, run_key
 from probegen_jax.training.tasks import task_for
@@ -52,6 +52,7 @@ def specs(zoo_name: str) -> dict[str, object]:
         "probegen": {"num_probes": 64},
         "nfn": NFNConfig(channels=(32, 32)),
         "nfn_hnp": NFNHNPSpec.small(),
+        "nft": NFTSpec.small(),
         "ng_gnn": NGGNNSpec.small(),
         "ng_t": NGTSpec.small(),
         "scalegmn": ScaleGMNSpec.small("sign" if zoo_name == "inr" else "scale"),
@@ -151,7 +152,7 @@ def plot(results: dict, zoos, path: Path) -> Path:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoos", nargs="+", default=["inr", "cnn"], choices=["inr", "cnn"])
-    p.add_argument("--methods", nargs="+", default=["probegen", "nfn", "nfn_hnp", "ng_gnn", "ng_t", "scalegmn"])
+    p.add_argument("--methods", nargs="+", default=["probegen", "nfn", "nfn_hnp", "nft", "ng_gnn", "ng_t", "scalegmn"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", default="results/graph_metanetworks")

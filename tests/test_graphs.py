@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from probegen_jax.archs import make_arch
-from probegen_jax.methods.graphs import GRAPH_METHODS, NFNHNPSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec
+from probegen_jax.methods.graphs import GRAPH_METHODS, NFNHNPSpec, NFTSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec
 from probegen_jax.methods.graphs.graph import graph_builder, graph_constants, graph_space, layout_of
 from probegen_jax.training.loop import TrainConfig, fit
 from probegen_jax.training.tasks import classification
@@ -19,12 +19,13 @@ from probegen_jax.zoo.hetero import HeteroZoo
 from probegen_jax.zoo.zoo import Zoo
 
 SPECS = {"ng_gnn": NGGNNSpec.small(), "ng_t": NGTSpec.small(), "scalegmn": ScaleGMNSpec.small(),
-         "nfn_hnp": NFNHNPSpec.small()}
-# one layer each (NG-T: two), to keep compilation short in the training tests
+         "nfn_hnp": NFNHNPSpec.small(), "nft": NFTSpec.small()}
+# one layer each (NG-T: two; NFT: one block, no latent self-attention), to keep compilation short in the training tests
 LEARN_SPECS = {"ng_gnn": NGGNNSpec(d_hid=16, num_layers=1, fourier_dim=16),
                "ng_t": NGTSpec.small(),
                "scalegmn": dataclasses.replace(ScaleGMNSpec.small(), num_layers=1),
-               "nfn_hnp": NFNHNPSpec(channels=(16,), fourier_features=0, head_hidden=64)}
+               "nfn_hnp": NFNHNPSpec(channels=(16,), fourier_features=0, head_hidden=64),
+               "nft": dataclasses.replace(NFTSpec.small(), num_blocks=1, self_per_cross=0)}
 
 
 def _splits(n: int) -> dict[str, np.ndarray]:

@@ -109,16 +109,22 @@ def hnp_constants(zoo, train_indices) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float32) for k, v in scales._asdict().items()}
 
 
-def learner(spec: NFNHNPSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
-    """An invariant NFN-HNP over a ``Zoo`` of dense or convolutional ``(kernel, bias)`` layers;
-    ``constants``: ``hnp_constants`` (default: of the zoo's training split)."""
+def fixed_architecture(zoo, constants: dict | None, method: str) -> tuple[LayerScales, list[str], WeightSpace]:
+    """``(scales, layer order, weight space of a zero network)`` of a one-architecture ``zoo`` for a weight-space
+    method; ``constants``: ``hnp_constants`` (default: of the zoo's training split)."""
     if zoo.packs_inputs:
-        raise ShapeMismatchError("NFN-HNP needs a zoo of one architecture; graph methods take heterogeneous zoos")
+        raise ShapeMismatchError(f"{method} needs a zoo of one architecture; graph methods take heterogeneous zoos")
     constants = hnp_constants(zoo, zoo.indices("train")) if constants is None else constants
     scales = LayerScales(**{k: tuple(float(v) for v in np.asarray(constants[k])) for k in LayerScales._fields})
     example = zoo.archs[0].stacked_zeros()
     layers = layer_order(example)
-    ws0 = weight_space(example, layers)
+    return scales, layers, weight_space(example, layers)
+
+
+def learner(spec: NFNHNPSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
+    """An invariant NFN-HNP over a ``Zoo`` of dense or convolutional ``(kernel, bias)`` layers;
+    ``constants``: ``hnp_constants`` (default: of the zoo's training split)."""
+    scales, layers, ws0 = fixed_architecture(zoo, constants, "NFN-HNP")
     cfg = spec.nfn
     filters = [w.shape[3] for w in ws0.weights]
     n_in, n_out = ws0.weights[0].shape[2], ws0.weights[-1].shape[1]
