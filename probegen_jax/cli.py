@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from probegen_jax.errors import user_error_message
@@ -438,8 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings in the CLI's form, one line each (``--debug`` keeps Python's, with the source line)."""
+    print(f"probegen-jax: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restored on return (main is also called in-process)
+        if not args.debug:
+            warnings.showwarning = one_line_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.distributed or args.coordinator:
         from probegen_jax.parallel import initialize_distributed
 

@@ -21,20 +21,27 @@ class Timing:
     def cores_busy(self) -> float:
         return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def __add__(self, other: Timing) -> Timing:
+        return Timing(self.wall_seconds + other.wall_seconds, self.cpu_seconds + other.cpu_seconds)
+
     def as_meta(self) -> dict[str, float]:
         """The record a generated zoo keeps in its meta."""
         return {"generation_seconds": round(self.wall_seconds, 2), "generation_cpu_seconds": round(self.cpu_seconds, 2),
                 "cores_busy": round(self.cores_busy, 2)}
 
 
-class Stopwatch:
-    """Started when made; ``elapsed()`` is the ``Timing`` since then."""
+NO_TIME = Timing(0.0, 0.0)
 
-    def __init__(self) -> None:
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+class Stopwatch:
+    """Started when made; ``elapsed()`` is the ``Timing`` since then, plus ``earlier`` (the time
+    interrupted runs of the same work spent)."""
+
+    def __init__(self, earlier: Timing = NO_TIME) -> None:
+        self._wall, self._cpu, self._earlier = time.perf_counter(), time.process_time(), earlier
 
     def elapsed(self) -> Timing:
-        return Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+        return self._earlier + Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
 
 
 def describe_generation(meta: Mapping[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 
 import jax
 import jax.numpy as jnp
@@ -138,12 +139,16 @@ def test_zoo_does_not_depend_on_chunk_size(digits, small_reference):
 # ------------------------------------------------------------------------------ resumption
 
 
+SLOW_CHUNK_S = 4.0  # longer than the resumed run takes: its time alone would be less
+
+
 class Boom(RuntimeError):
     pass
 
 
-def interrupt_on_call(monkeypatch, n):
-    """Make the n-th call of ``fit_inrs`` (1-based) raise; returns the list of calls."""
+def interrupt_on_call(monkeypatch, n, *, seconds_each=0.0):
+    """Make the n-th call of ``fit_inrs`` (1-based) raise, each taking at least ``seconds_each``;
+    returns the list of calls."""
     calls = []
     real = inr.fit_inrs
 
@@ -151,6 +156,7 @@ def interrupt_on_call(monkeypatch, n):
         calls.append(1)
         if len(calls) == n:
             raise Boom("interrupted")
+        time.sleep(seconds_each)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(inr, "fit_inrs", wrapped)
@@ -162,9 +168,11 @@ def test_interrupted_generation_resumes_to_the_same_zoo(tmp_path, monkeypatch, d
     partial = tmp_path / "zoo.partial"
     reference = small_reference
 
-    interrupt_on_call(monkeypatch, 2)
+    interrupt_on_call(monkeypatch, 2, seconds_each=SLOW_CHUNK_S)
     with pytest.raises(Boom):
         make_inr_zoo(SMALL, out, data=digits, progress=False)
+    spent = json.loads((partial / "time_spent.json").read_text())["wall_seconds"]
+    assert spent >= SLOW_CHUNK_S
     assert (partial / "chunk_00000" / "manifest.json").is_file()
     assert not (partial / "chunk_00001").exists()
     assert json.loads((partial / "plan.json").read_text())["config"]["seed"] == SMALL.seed
@@ -176,6 +184,7 @@ def test_interrupted_generation_resumes_to_the_same_zoo(tmp_path, monkeypatch, d
     calls = interrupt_on_call(monkeypatch, 0)  # count only
     resumed = make_inr_zoo(SMALL, out, data=digits, progress=False)
     assert len(calls) == 1, "the finished chunk must be read back, not fitted again"
+    assert resumed.meta["generation_seconds"] >= spent  # the interrupted run's time counts too
     assert_params_equal(resumed.params, reference.params)
     for k in ("label", "psnr", "steps"):
         np.testing.assert_array_equal(resumed.targets[k], reference.targets[k])

@@ -50,6 +50,17 @@ def test_zoo_info_of_a_bracket_path_and_of_a_damaged_zoo(tmp_path, capsys):
         main(["--debug", "zoo", "info", str(folder)])
 
 
+def test_a_zoo_of_format_version_1_loads_with_a_one_line_warning(tmp_path, capsys):
+    from test_zoo_store import _save_format_1
+
+    _save_format_1(tiny_zoo(), tmp_path / "old zoo")
+    assert main(["zoo", "info", str(tmp_path / "old zoo")]) == 0
+    captured = capsys.readouterr()
+    assert "zoo of" in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("probegen-jax: warning: ") and "format version 1" in lines[0], lines
+
+
 def test_full_disk_during_export_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     pytest.importorskip("probegen_jax.zoo.formats.dwsnets")
     save_zoo(tiny_zoo(), tmp_path / "zoo")

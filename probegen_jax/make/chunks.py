@@ -4,6 +4,7 @@ gives the same zoo; a chunk that fails its checksum is computed again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -16,8 +17,10 @@ from tqdm.auto import tqdm
 
 from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import load_pytree, read_json, remove_stale_temps, save_pytree, write_json
+from probegen_jax.timing import NO_TIME, Stopwatch, Timing
 
 ChunkFn = Callable[[int], Mapping[str, np.ndarray]]
+TIME_FILE = "time_spent.json"  # the time spent on the chunks so far, over every (interrupted) run
 
 
 def work_dir_for(out: str | os.PathLike) -> Path:
@@ -56,7 +59,7 @@ def run_chunks(
             )
     else:
         write_json(plan_file, plan)
-    chunks = []
+    chunks, stopwatch = [], Stopwatch(time_spent(work_dir))
     done = sum(chunk_path(work_dir, i).exists() for i in range(num_chunks))
     with tqdm(total=num_chunks, initial=done, desc=desc, disable=not progress, unit="chunk") as bar:
         for i in range(num_chunks):
@@ -70,9 +73,19 @@ def run_chunks(
             remove_stale_temps(path)
             chunk = {k: np.asarray(v) for k, v in make_chunk(i).items()}
             save_pytree(path, chunk)
+            write_json(work_dir / TIME_FILE, dataclasses.asdict(stopwatch.elapsed()))
             chunks.append(chunk)
             bar.update(1)
     return chunks
+
+
+def time_spent(work_dir: str | os.PathLike | None) -> Timing:
+    """The time earlier, interrupted runs spent computing the chunks in ``work_dir`` (none without one)."""
+    file = Path(work_dir) / TIME_FILE if work_dir is not None else None
+    if file is None or not file.exists():
+        return NO_TIME
+    record = read_json(file, ZooFormatError, fields={"wall_seconds": (int, float), "cpu_seconds": (int, float)})
+    return Timing(record["wall_seconds"], record["cpu_seconds"])
 
 
 def chunk_path(work_dir: str | os.PathLike, i: int) -> Path:

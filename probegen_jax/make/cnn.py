@@ -68,7 +68,7 @@ from probegen_jax.make.chunks import (
     remove_work_dir,
     work_dir_for,
 )
-from probegen_jax.make.processes import run_chunks_on_processes
+from probegen_jax.make.processes import run_chunks_on_processes, time_spent_before
 from probegen_jax.parallel import is_main_process
 from probegen_jax.zoo.store import save_zoo
 from probegen_jax.zoo.zoo import Zoo, at_epoch  # noqa: F401  (at_epoch: the CNN zoos' checkpoint filter)
@@ -429,7 +429,7 @@ def _generate(
 
     plan = {"generator": kind, "config": dataclasses.asdict(cfg)}
     work_dir = work_dir_for(out) if out is not None else None
-    stopwatch = Stopwatch()
+    stopwatch = Stopwatch(time_spent_before(work_dir))
     chunks = run_chunks_on_processes(work_dir, plan, num_chunks, chunk, desc=f"training {kind} CNNs",
                                      progress=progress)
     return chunks, stopwatch.elapsed()

@@ -24,7 +24,7 @@ from probegen_jax.data import ImageDataset, load_dataset
 from probegen_jax.timing import Stopwatch
 from probegen_jax.types import Array, Params
 from probegen_jax.make.chunks import concat_chunks, remove_work_dir, work_dir_for
-from probegen_jax.make.processes import run_chunks_on_processes
+from probegen_jax.make.processes import run_chunks_on_processes, time_spent_before
 from probegen_jax.zoo.store import save_zoo
 from probegen_jax.zoo.zoo import Zoo
 
@@ -165,7 +165,7 @@ def make_inr_zoo(
 
     plan = {"generator": "inr", "config": dataclasses.asdict(cfg), "dataset_size": len(images)}
     work_dir = work_dir_for(out) if out is not None else None  # None: chunks stay in memory
-    stopwatch = Stopwatch()
+    stopwatch = Stopwatch(time_spent_before(work_dir))
     chunks = run_chunks_on_processes(work_dir, plan, num_chunks, make_chunk, desc="fitting INRs", progress=progress)
     merged = concat_chunks(chunks)
     params = arch.unflatten({k[len("params/"):]: v for k, v in merged.items() if k.startswith("params/")},

@@ -17,13 +17,27 @@ import numpy as np
 
 from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import process_local_writes
-from probegen_jax.make.chunks import ChunkFn, run_chunks
+from probegen_jax.make.chunks import ChunkFn, run_chunks, time_spent
 from probegen_jax.parallel import barrier, is_main_process
+from probegen_jax.timing import Timing
 
 
 def chunk_shares(num_chunks: int, processes: int) -> list[list[int]]:
     """The chunks each process computes: every ``processes``-th, starting at its index."""
     return [list(range(p, num_chunks, processes)) for p in range(processes)]
+
+
+def share_dir(work_dir: str | os.PathLike, process: int, processes: int) -> Path:
+    """Where process ``process`` of ``processes`` keeps its chunks."""
+    return Path(work_dir) / f"process_{process:03d}_of_{processes:03d}"
+
+
+def time_spent_before(work_dir: str | os.PathLike | None) -> Timing:
+    """The time interrupted runs of this process spent on its chunks of the job in ``work_dir``;
+    a generator's ``Stopwatch`` starts from it, so a resumed zoo records the time of every run."""
+    if work_dir is None or jax.process_count() == 1:
+        return time_spent(work_dir)
+    return time_spent(share_dir(work_dir, jax.process_index(), jax.process_count()))
 
 
 def run_chunks_on_processes(
@@ -43,7 +57,7 @@ def run_chunks_on_processes(
     shares = chunk_shares(num_chunks, processes)
 
     def share(p: int) -> tuple[Path, dict[str, Any]]:
-        return Path(work_dir) / f"process_{p:03d}_of_{processes:03d}", {**plan, "process": p, "processes": processes}
+        return share_dir(work_dir, p, processes), {**plan, "process": p, "processes": processes}
 
     me = jax.process_index()
     with process_local_writes():

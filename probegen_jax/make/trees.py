@@ -41,7 +41,7 @@ from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import atomic_write, write_checked_bytes
 from probegen_jax.timing import Stopwatch
 from probegen_jax.types import Array, Params, PRNGKey, PyTree
-from probegen_jax.make.chunks import concat_chunks, remove_work_dir, run_chunks, work_dir_for
+from probegen_jax.make.chunks import concat_chunks, remove_work_dir, run_chunks, time_spent, work_dir_for
 from probegen_jax.zoo.store import load_zoo, save_zoo
 from probegen_jax.zoo.zoo import Zoo
 
@@ -279,11 +279,11 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     images, labels = (jnp.asarray(a) for a in _pool(data, cfg.pool_size, cfg.seed))
     test_images, test_labels = jnp.asarray(data.test_images[:2000]), jnp.asarray(data.test_labels[:2000])
     loss = classifier_loss(arch.apply, images, labels, c, cfg.batch_size)
-    stopwatch = Stopwatch()
     out = Path(out) if out is not None else None
 
     base_key = jax.random.fold_in(jax.random.key(cfg.seed), 2**30)
     work_dir = work_dir_for(out / "children") if out is not None else None
+    stopwatch = Stopwatch(time_spent(work_dir))  # with the time of interrupted runs
     base_params, base_loss = pretrained_base(
         work_dir, arch, lambda: adam_steps(loss, arch.init(base_key), jnp.ones(c), base_key,
                                            jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
@@ -338,7 +338,6 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
     c, shape = data.num_classes, data.image_shape
     dim = int(np.prod(shape))
     base_arch = make_arch("mlp", input_shape=list(shape), hidden=cfg.hidden, depth=1, out_dim=dim)
-    stopwatch = Stopwatch()
     out = Path(out) if out is not None else None
 
     jimages = jnp.asarray(images)
@@ -350,6 +349,7 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
         return pool_loss(p, jimages[idx], jax.random.fold_in(key, 1))
 
     work_dir = work_dir_for(out / "children") if out is not None else None
+    stopwatch = Stopwatch(time_spent(work_dir))  # with the time of interrupted runs
     base_params, base_loss = pretrained_base(
         work_dir, base_arch, lambda: adam_steps(pretrain_loss, base_arch.init(base_key), (), base_key,
                                                 jnp.float32(cfg.pretrain_lr), jnp.int32(cfg.pretrain_steps),
