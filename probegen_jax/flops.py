@@ -212,4 +212,7 @@ def method_cost(method: str, spec, arch: Arch, num_outputs: int, *, batch: int =
     zoo = Zoo(arch, params, {}, {"train": np.arange(4)})
     task = classification(num_outputs) if num_outputs > 1 else regression()
     learner = m.learner(spec, zoo, task, m.prepare(spec, zoo, np.arange(4), np.zeros(4), task))
+    features = getattr(m.inputs, "features", None)  # a feature method: its features are computed per network too
+    if features is not None:
+        learner = learner._replace(apply=lambda p, zp, apply=learner.apply: apply(p, features(zp)))
     return learner_cost(learner, jax.eval_shape(arch.init, jax.random.key(0)), batch=batch), num_params(learner)

@@ -35,3 +35,16 @@ def test_nfn_xla_flops_match_analytic_and_exceed_probegen():
     probegen = probegen_inr_flops([2, 32, 32, 1], 128, 10)
     assert nfn_np_flops([(32, 2, 1), (32, 32, 1), (1, 32, 1)], (64, 64, 64), 10) / probegen > 30
     assert set(CITED_INR_GFLOPS) >= {"NFT", "NG-GNN", "NG-T"}
+
+
+def test_feature_methods_count_their_features_and_head():
+    """StatNN's cost per network is its statistics of the params plus its head on them."""
+    from probegen_jax.flops import method_cost, xla_cost
+    from probegen_jax.methods.baselines.statnn import statnn_features
+
+    arch = make_arch("siren")
+    cost, params = method_cost("statnn", None, arch, 10, batch=4)
+    one = jax.eval_shape(arch.init, jax.random.key(0))
+    stacked = jax.tree.map(lambda s: jax.ShapeDtypeStruct((4, *s.shape), s.dtype), one)
+    features = xla_cost(statnn_features, stacked).total / 4
+    assert params > 0 and cost.total > features > 0

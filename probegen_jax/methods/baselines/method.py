@@ -46,17 +46,27 @@ class GBTSpec:
     seed: int = 0
 
 
-def feature_inputs(features: Callable[[Params], Array]):
+@dataclasses.dataclass(frozen=True)
+class FeatureInputs:
     """``Method.inputs`` of a fixed feature map: its features of the members, computed once per call
-    under ``jit`` (padded StatNN statistics on zoos of several architectures)."""
-    compute = jax.jit(features)
+    under ``jit`` (padded StatNN statistics on zoos of several architectures). ``features`` stays
+    traceable, for counting a method's FLOPs from the params on."""
 
-    def inputs(spec, zoo, indices: np.ndarray) -> np.ndarray:
+    features: Callable[[Params], Array]
+
+    def __call__(self, spec, zoo, indices: np.ndarray) -> np.ndarray:
         if zoo.packs_inputs:
             return hetero_statnn_features(zoo)[np.asarray(indices)]
-        return np.asarray(compute(zoo.inputs(indices)))
+        return np.asarray(_jitted(self.features)(zoo.inputs(indices)))
 
-    return inputs
+
+@functools.cache
+def _jitted(fn):
+    return jax.jit(fn)
+
+
+def feature_inputs(features: Callable[[Params], Array]) -> FeatureInputs:
+    return FeatureInputs(features)
 
 
 def standardizer_constants(inputs):
