@@ -2,7 +2,8 @@
 and 8 devices, each count in its own subprocess (``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
 ``--processes`` instead compares 1 process with 2 devices against 2 processes with 1 device each
 (localhost, ``initialize_distributed``; the same 2-device mesh): probing, a training step, and
-INR zoo generation (1 process against 2, chunks split between them).
+INR zoo generation (1 process against 2, chunks split between them), and probing a stored zoo
+loaded lazily (each process reads only its devices' rows: the MB each read are reported).
 
     python benchmarks/scaling.py
     python benchmarks/scaling.py --devices 1 2 4 8 --nets 4096 --steps 8
@@ -98,6 +99,31 @@ def generate_seconds(out: str, num_networks: int) -> float:
     return time.perf_counter() - start
 
 
+def probe_stored(path: str, probes: int) -> dict:
+    """Load the zoo at ``path`` lazily and probe it on a mesh of every process's devices: wall
+    seconds, and the MB of params this process read from the file (its devices' rows only)."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from probegen_jax.methods.probing import probe_zoo
+    from probegen_jax.parallel import barrier, to_host, zoo_mesh
+    from probegen_jax.stored import is_stored
+    from probegen_jax.zoo import load_zoo
+
+    x = np.random.default_rng(1).uniform(-1, 1, (probes, 2)).astype(np.float32)
+    barrier("stored probing starts")
+    start = time.perf_counter()
+    zoo = load_zoo(path, lazy=True)
+    responses = to_host(probe_zoo(zoo.arch, zoo.params, x, mesh=zoo_mesh()))
+    seconds = time.perf_counter() - start
+    read = sum(a.leaf.row_bytes * len(np.unique(np.concatenate(a.reads))) for a in jax.tree.leaves(zoo.params)
+               if is_stored(a) and a.reads)
+    total = sum(a.leaf.nbytes for a in jax.tree.leaves(zoo.params) if is_stored(a))
+    return {"stored_s": seconds, "read_mb": read / 1e6, "params_mb": total / 1e6, "checksum": float(responses.sum())}
+
+
 def run_layout(processes: int, devices: int, child_args: list[str]) -> dict:
     """Run the child on ``processes`` local processes of ``devices`` CPU devices each; process 0's result."""
     import socket
@@ -136,8 +162,20 @@ def process_table(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gen = ["--generate", str(Path(tmp) / "zoo"), "--gen-networks", str(args.gen_networks)]
         g1, g2 = run_layout(1, 1, gen)["generate_s"], run_layout(2, 1, gen)["generate_s"]
+        from integrity import inr_zoo
+
+        from probegen_jax.zoo import save_zoo
+
+        save_zoo(inr_zoo(args.stored_networks), Path(tmp) / "stored")
+        stored = ["--stored", str(Path(tmp) / "stored"), "--probes", str(args.probes)]
+        s1, s2 = run_layout(1, 2, stored), run_layout(2, 1, stored)
+    assert s1["checksum"] == s2["checksum"], "the two layouts' responses differ"
     rows.append([f"INR zoo of {args.gen_networks} digits, 200 steps (s; 1 process x 1 device)", f"{g1:.1f}",
                  f"{g2:.1f}", f"{g2 / g1:.2f}"])
+    rows.append([f"stored zoo of {args.stored_networks:,} SIRENs ({s1['params_mb']:.0f} MB of params), lazy load + "
+                 "probe (s)", f"{s1['stored_s']:.2f}", f"{s2['stored_s']:.2f}", f"{s2['stored_s'] / s1['stored_s']:.2f}"])
+    rows.append(["  params read from the file by process 0 (MB)", f"{s1['read_mb']:.0f}", f"{s2['read_mb']:.0f}",
+                 f"{s2['read_mb'] / s1['read_mb']:.2f}"])
     print(markdown_table(["", "1 process x 2 devices", "2 processes x 1 device", "time ratio (2 proc / 1)"], rows))
 
 
@@ -152,7 +190,10 @@ def main(argv=None) -> None:
     p.add_argument("--processes", action="store_true",
                    help="compare 1 process x 2 devices with 2 processes x 1 device (and zoo generation)")
     p.add_argument("--gen-networks", type=int, default=256, help="INRs generated in the --processes comparison")
+    p.add_argument("--stored-networks", type=int, default=70_000,
+                   help="SIRENs of the stored zoo probed in the --processes comparison (partial reads)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--stored", help=argparse.SUPPRESS)
     p.add_argument("--layout", nargs=4, type=int, help=argparse.SUPPRESS)  # processes, devices, id, port
     p.add_argument("--generate", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -163,6 +204,7 @@ def main(argv=None) -> None:
             processes, devices, process_id, port = args.layout
             initialize_distributed(f"127.0.0.1:{port}", processes, process_id, cpu_devices=devices)
         result = ({"generate_s": generate_seconds(args.generate, args.gen_networks)} if args.generate else
+                  probe_stored(args.stored, args.probes) if args.stored else
                   measure(args.nets, args.probes, args.steps, args.batch_size, args.repeats))
         if not args.layout or is_main_process():
             print(json.dumps(result))
