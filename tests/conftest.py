@@ -7,6 +7,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("PROBEGEN_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="probegen-jax-xla-cache-"))
 
 import fcntl  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -32,51 +34,55 @@ def digits_cfg() -> INRZooConfig:
 
 
 def _zoo_to_npz(zoo: Zoo, path: Path) -> None:
+    """A plain ``.npz`` copy of ``zoo`` (not the library's own store, which is under test), with its
+    architecture spec and meta in JSON beside it."""
     arrays = {f"params/{k}": np.asarray(v) for k, v in flatten_params(zoo.params).items()}
     arrays.update({f"targets/{k}": v for k, v in zoo.targets.items()})
     arrays.update({f"splits/{k}": v for k, v in zoo.splits.items()})
+    path.with_suffix(".json").write_text(json.dumps({"arch": zoo.arch.spec(), "meta": dict(zoo.meta)}))
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
-def _zoo_from_npz(path: Path, arch) -> Zoo:
+def _zoo_from_npz(path: Path) -> Zoo:
+    from probegen_jax.archs import arch_from_spec
+
+    record = json.loads(path.with_suffix(".json").read_text())
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
 
     def part(prefix):
         return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
+    arch = arch_from_spec(record["arch"])
     return Zoo(arch=arch, params=arch.unflatten(part("params/")), targets=part("targets/"),
-               splits=part("splits/"), meta={"dataset": "digits", "num_classes": 10})
+               splits=part("splits/"), meta=record["meta"])
 
 
-@pytest.fixture(scope="session")
-def digits_zoo(tmp_path_factory) -> Zoo:
-    """The digits INR zoo, fitted once per test run and shared by the xdist workers.
-
-    The first worker to get here fits it and leaves a plain ``.npz`` copy (not the library's own
-    store, which is under test) in the run's shared temporary folder; the others read that.
-    """
-    from probegen_jax.archs import make_arch
-
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
-        return make_inr_zoo(DIGITS_CFG, progress=False)
+def zoo_shared_by_workers(tmp_path_factory, name: str, make: Callable[[], Zoo]) -> Zoo:
+    """``make()``, called once per test run: the first xdist worker to get here makes the zoo and
+    leaves a copy in the run's shared temporary folder; the others read that (bit for bit)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return make()
     shared = tmp_path_factory.getbasetemp().parent
-    cache = shared / "digits_zoo.npz"
-    with open(shared / "digits_zoo.lock", "w") as lock:
+    cache = shared / f"{name}.npz"
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if cache.exists():
-                arch = make_arch("siren", in_dim=2, hidden=DIGITS_CFG.hidden, depth=DIGITS_CFG.depth,
-                                 out_dim=1, w0=DIGITS_CFG.w0)
-                return _zoo_from_npz(cache, arch)
-            zoo = make_inr_zoo(DIGITS_CFG, progress=False)
+                return _zoo_from_npz(cache)
+            zoo = make()
             _zoo_to_npz(zoo, cache)
             return zoo
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def digits_zoo(tmp_path_factory) -> Zoo:
+    """The digits INR zoo, fitted once per test run and shared by the xdist workers."""
+    return zoo_shared_by_workers(tmp_path_factory, "digits_zoo", lambda: make_inr_zoo(DIGITS_CFG, progress=False))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import zoo_shared_by_workers
 
 from probegen_jax.archs import make_arch
 from probegen_jax.data import ImageDataset, load_digits
@@ -29,8 +30,9 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def tiny_zoo(digits):
-    return make_small_cnn_zoo(TINY, data=digits, progress=False)
+def tiny_zoo(digits, tmp_path_factory):
+    return zoo_shared_by_workers(tmp_path_factory, "cnn_tiny_zoo",
+                                 lambda: make_small_cnn_zoo(TINY, data=digits, progress=False))
 
 
 def assert_zoos_equal(a, b, **tol):
@@ -229,10 +231,10 @@ def test_diverged_networks_are_excluded_and_recorded(digits):
 def test_probegen_ranks_cnn_test_accuracy(digits):
     cfg = SmallCNNZooConfig(training=CNNTraining(dataset="digits", train_size=512, test_size=128,
                                                  train_eval_size=128, epochs=(0, 2)),
-                            num_networks=160, chunk_size=160, seed=1)
+                            num_networks=120, chunk_size=120, seed=1)
     zoo = at_epoch(make_small_cnn_zoo(cfg, data=digits, progress=False))
     run = train("probegen", zoo, {"num_probes": 16, "head_hidden": 64, "head_layers": 3, "response": "raw"},
-                TrainConfig(epochs=40, batch_size=16, learning_rate=1e-3), target="test_accuracy", checkpoint="all",
+                TrainConfig(epochs=25, batch_size=16, learning_rate=1e-3), target="test_accuracy", checkpoint="all",
                 progress=False)
     assert run.task.name == "regression"
     assert run.result.test["kendall_tau"] > 0.3, run.result.test

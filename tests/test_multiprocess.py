@@ -125,6 +125,19 @@ def run_scenarios(workdir: Path) -> dict[str, np.ndarray]:
     record("lazy_fit", loop.fit(learner, task, stored.split_arrays("label"), cfg, mesh=mesh, progress=False))
     results["local/rows_read_training"] = rows_read_of_every_leaf(stored.params)
 
+    # the method contract, as the CLI runs it on a pod: a lazily loaded zoo, a saved and reloaded run
+    from probegen_jax.methods.contract import evaluate, train
+    from probegen_jax.methods.run import load_run
+
+    spec = {"num_probes": 8, "head_hidden": 16, "head_layers": 2}
+    run = train("probegen", load_zoo(workdir / "zoo", lazy=True), spec, cfg, mesh=mesh, out=str(workdir / "run"),
+                progress=False)
+    record("contract", run.result)
+    reloaded = load_run(workdir / "run")
+    metrics = evaluate(reloaded, load_zoo(workdir / "zoo", lazy=True), "test", mesh=mesh)
+    results["contract/reloaded/metrics"] = np.asarray([metrics[k] for k in sorted(metrics)])
+    results["contract/fit_test/metrics"] = np.asarray([run.result.test[k] for k in sorted(metrics)])
+
     from probegen_jax.make import inr
 
     fitted = []
@@ -198,10 +211,8 @@ def load_result(path: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def run_both_layouts(root: Path):
     """Results of 1 process with 2 devices and of each of 2 processes with 1 device, run at once."""
-    root = tmp_path_factory.mktemp("multiprocess")
     procs = launch(root / "single", 1, 2) + launch(root / "multi", 2, 1)
     codes = None
     try:
@@ -220,7 +231,18 @@ def runs(tmp_path_factory):
             [(root / "multi" / f"log_{i}.txt").read_text() for i in range(2)])
 
 
-def test_every_process_gets_the_single_process_results(runs):
+def test_two_processes_give_the_results_of_one(tmp_path):
+    """One launch of both layouts (about a minute on 2 cores), every check on its results; one
+    test rather than several sharing a fixture, which each xdist worker would compute again."""
+    runs = run_both_layouts(tmp_path)
+    check_every_process_gets_the_single_process_results(runs)
+    check_zoo_generation_splits_its_chunks_across_processes(runs)
+    check_scenarios_are_not_trivial(runs)
+    check_each_process_reads_only_the_rows_its_devices_hold(runs)
+    check_only_the_main_process_prints_progress(runs)
+
+
+def check_every_process_gets_the_single_process_results(runs):
     single, multi, _ = runs
     for got in multi:
         assert sorted(got) == sorted(single)
@@ -233,14 +255,14 @@ def test_every_process_gets_the_single_process_results(runs):
                 np.testing.assert_array_equal(got[name], want, err_msg=name)
 
 
-def test_zoo_generation_splits_its_chunks_across_processes(runs):
+def check_zoo_generation_splits_its_chunks_across_processes(runs):
     single, multi, _ = runs
     assert int(single["local/chunks_fitted"]) == 4
     assert [int(m["local/chunks_fitted"]) for m in multi] == [2, 2]
     assert len(single["generated/psnr"]) == 20
 
 
-def test_scenarios_are_not_trivial(runs):
+def check_scenarios_are_not_trivial(runs):
     single, _, _ = runs
     zoo = tiny_zoo()
     assert single["responses"].shape == (NUM_NETWORKS, 16, 1)
@@ -257,7 +279,7 @@ def test_scenarios_are_not_trivial(runs):
                                        atol=1e-6)
 
 
-def test_each_process_reads_only_the_rows_its_devices_hold(runs):
+def check_each_process_reads_only_the_rows_its_devices_hold(runs):
     single, multi, _ = runs
     everything = np.arange(NUM_NETWORKS)
     np.testing.assert_array_equal(single["local/rows_read_probing"], everything)
@@ -274,12 +296,13 @@ def test_each_process_reads_only_the_rows_its_devices_hold(runs):
         members = zoo.splits[split]
         np.testing.assert_array_equal(np.intersect1d(members, first), np.sort(members[:len(members) // 2]))
     np.testing.assert_array_equal(single["lazy/responses"], single["responses"])
+    np.testing.assert_allclose(single["contract/reloaded/metrics"], single["contract/fit_test/metrics"], rtol=1e-6)
     for name in single:
         if name.startswith("fit/"):
             np.testing.assert_allclose(single[name.replace("fit/", "lazy_fit/")], single[name], rtol=1e-6, atol=1e-6)
 
 
-def test_only_the_main_process_prints_progress(runs):
+def check_only_the_main_process_prints_progress(runs):
     _, _, (main, other) = runs
     assert "multiprocess fit" in main
     assert "multiprocess fit" not in other

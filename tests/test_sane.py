@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import zoo_shared_by_workers
 from sklearn.linear_model import Ridge
 
 from probegen_jax.archs import make_arch
@@ -62,10 +63,11 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def epoch_zoo(digits):
+def epoch_zoo(digits, tmp_path_factory):
     cfg = SmallCNNZooConfig(training=CNNTraining(dataset="digits", train_size=256, test_size=128, train_eval_size=128,
                                                  epochs=(0, 1, 3)), num_networks=48, chunk_size=48, seed=2)
-    return make_small_cnn_zoo(cfg, data=digits, progress=False)
+    return zoo_shared_by_workers(tmp_path_factory, "sane_epoch_zoo",
+                                 lambda: make_small_cnn_zoo(cfg, data=digits, progress=False))
 
 
 @pytest.fixture(scope="module")
