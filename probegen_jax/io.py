@@ -33,11 +33,11 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import numpy as np
+import xxhash
 
 from probegen_jax.errors import CheckpointError, IntegrityError
 
@@ -49,9 +49,10 @@ DATA = "arrays.bin"
 CHECKSUM_SUFFIX = ".sha256"
 ALIGN = 64
 BLOCK_WORDS, BLOCK_ROWS = 512, 256  # a checksum block: up to 256 rows of 512 little-endian 64-bit words
-BLOCK_BYTES = 8 * BLOCK_WORDS * BLOCK_ROWS  # 1 MiB, read and summed while in cache
+BLOCK_BYTES = 8 * BLOCK_WORDS * BLOCK_ROWS  # 1 MiB, read and hashed while in cache
 CHECKSUM_V1 = "blocksums-sha256"  # format version 1's whole-leaf checksum field
 DIGESTS = "block_digests"  # format version 2: the hex of each block's ``block_digest``, in order
+DIGEST = "xxh3_128"  # the hash of each block (recorded in the manifest)
 DIGEST_BYTES = 16
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^.]+$")
 
@@ -368,8 +369,8 @@ def _parse_dtype(name: str) -> np.dtype:
 
 def _block_sums(block: memoryview) -> bytes:
     """A block's row sums and column sums (mod 2^64) as 64-bit words in rows of ``BLOCK_WORDS``
-    (the last block zero-padded to whole rows): computed at memory speed while the block is in
-    cache. Any change confined to one word, and any one or two flipped bits, changes a sum."""
+    (the last block zero-padded to whole rows): the checksum of format version 1. Any change
+    confined to one word, and any one or two flipped bits, changes a sum."""
     if len(block) % (8 * BLOCK_WORDS):
         padded = np.zeros(-(-len(block) // (8 * BLOCK_WORDS)) * 8 * BLOCK_WORDS, np.uint8)
         padded[:len(block)] = np.frombuffer(block, np.uint8)
@@ -379,11 +380,11 @@ def _block_sums(block: memoryview) -> bytes:
 
 
 def block_digest(block: memoryview) -> bytes:
-    """The checksum of one block of an array's bytes (format version 2): the first 16 bytes of the
-    SHA-256 of its sums and its length. One per ``BLOCK_BYTES`` of a leaf, in order, so that any
-    rows of a leaf can be read and verified alone; truncation and reordering change them.
-    (A CRC-32 runs at about a tenth of this speed.)"""
-    return hashlib.sha256(_block_sums(block) + len(block).to_bytes(8, "little")).digest()[:DIGEST_BYTES]
+    """The checksum of one block of an array's bytes (format version 2): its XXH3-128 hash, one per
+    ``BLOCK_BYTES`` of a leaf, in order, so that any rows of a leaf can be read and verified alone.
+    Computed while the block just read is in cache, it costs a few percent of the read (SHA-256
+    runs at about a twentieth of its speed); truncation and reordering change the sequence."""
+    return xxhash.xxh3_128_digest(block)
 
 
 def _leaf_checksum_v1(view: memoryview) -> str:
@@ -440,7 +441,7 @@ def _save_pytree(path: str | os.PathLike, tree: Any, record: Any) -> Path:
             f.flush()
             os.fsync(f.fileno())
         write_json(tmp / MANIFEST, {"format": PYTREE_FORMAT, "version": PYTREE_VERSION, "data": DATA,
-                                    "block_bytes": BLOCK_BYTES, "size": offset, "leaves": leaves, "record": record})
+                                    "block_bytes": BLOCK_BYTES, "block_digest": DIGEST, "size": offset, "leaves": leaves, "record": record})
     return path
 
 
@@ -463,9 +464,9 @@ def read_manifest(path: str | os.PathLike, error: type[Exception] = CheckpointEr
     if manifest.get("version") not in READABLE_PYTREE_VERSIONS:
         raise error(f"{file}: saved arrays of format version {manifest.get('version')}; this library reads "
                     f"versions {list(READABLE_PYTREE_VERSIONS)}: upgrade probegen_jax")
-    if manifest.get("block_bytes", BLOCK_BYTES) != BLOCK_BYTES:
-        raise error(f"{file}: checksum blocks of {manifest['block_bytes']} bytes; this library reads blocks of "
-                    f"{BLOCK_BYTES}: upgrade probegen_jax")
+    if manifest.get("block_bytes", BLOCK_BYTES) != BLOCK_BYTES or manifest.get("block_digest", DIGEST) != DIGEST:
+        raise error(f"{file}: checksums {manifest.get('block_digest')} of {manifest.get('block_bytes')}-byte blocks; "
+                    f"this library reads {DIGEST} of {BLOCK_BYTES}-byte blocks: upgrade probegen_jax")
     if not isinstance(manifest.get("leaves"), list):
         raise error(f"{file}: no list of leaves")
     return manifest
@@ -507,23 +508,16 @@ class StoredLeaf:
     def row_bytes(self) -> int:
         return int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
-    def read(self, *, verify: bool = True, pool: Executor | None = None,
-             deferred: list[BlockCheck] | None = None) -> np.ndarray:
-        """The whole array. Given ``deferred``, the checks of blocks still being verified on
-        ``pool`` are appended to it for the caller to ``confirm`` (after reading more leaves)."""
+    def read(self, *, verify: bool = True) -> np.ndarray:
+        """The whole array."""
         array = np.empty(self.shape, self.dtype)
         view = memoryview(array.reshape(-1).view(np.uint8))
-        checks = self._read_blocks(view, range(len(_blocks(self.nbytes))),
-                                   verify=verify and self.digests is not None, pool=pool)
-        if deferred is None:
-            confirm(checks)
-        else:
-            deferred.extend(checks)
+        self._read_blocks(view, range(len(_blocks(self.nbytes))), verify=verify and self.digests is not None)
         if verify and self.checksum_v1 is not None and _leaf_checksum_v1(view) != self.checksum_v1:
             raise IntegrityError(f"{self.file}: leaf {self.name} fails its checksum: the file is damaged")
         return array
 
-    def read_rows(self, rows: np.ndarray, *, verify: bool = True, pool: Executor | None = None) -> np.ndarray:
+    def read_rows(self, rows: np.ndarray, *, verify: bool = True) -> np.ndarray:
         """Rows ``rows`` (indices into the leading axis, any order, repeats allowed), reading from
         the file only the checksum blocks that hold them and verifying those (a leaf of format
         version 1 has one checksum for the whole leaf: it is read whole)."""
@@ -533,7 +527,7 @@ class StoredLeaf:
         if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
             raise IndexError(f"{self.file}: leaf {self.name}: rows out of range [0, {self.shape[0]})")
         if self.digests is None or self.row_bytes == 0:
-            return self.read(verify=verify, pool=pool)[rows]
+            return self.read(verify=verify)[rows]
         wanted, inverse = np.unique(rows, return_inverse=True)
         first, last = wanted * self.row_bytes // BLOCK_BYTES, ((wanted + 1) * self.row_bytes - 1) // BLOCK_BYTES
         cover = np.zeros(len(_blocks(self.nbytes)) + 1, np.int64)  # blocks any wanted row touches
@@ -541,7 +535,7 @@ class StoredLeaf:
         np.add.at(cover, last + 1, -1)
         blocks = np.flatnonzero(np.cumsum(cover)[:-1] > 0)
         buffer = np.empty(len(blocks) * BLOCK_BYTES, np.uint8)
-        confirm(self._read_blocks(memoryview(buffer), blocks, verify=verify, pool=pool))
+        self._read_blocks(memoryview(buffer), blocks, verify=verify)
         slot = np.full(len(cover), -1, np.int64)
         slot[blocks] = np.arange(len(blocks))
         starts = slot[first] * BLOCK_BYTES + wanted * self.row_bytes - first * BLOCK_BYTES
@@ -551,11 +545,9 @@ class StoredLeaf:
             out[lo:hi] = buffer[starts[lo]:starts[lo] + (hi - lo) * self.row_bytes].reshape(hi - lo, -1)
         return out.view(self.dtype).reshape(len(wanted), *self.shape[1:])[inverse]
 
-    def _read_blocks(self, buffer: memoryview, blocks: Sequence[int], *, verify: bool,
-                     pool: Executor | None) -> list[BlockCheck]:
-        """Read checksum blocks ``blocks`` (sorted) one after another into ``buffer``; returns their
-        checks, verified on ``pool`` while the next blocks are read (or here, without a pool)."""
-        checks = []
+    def _read_blocks(self, buffer: memoryview, blocks: Sequence[int], *, verify: bool) -> None:
+        """Read checksum blocks ``blocks`` (sorted) one after another into ``buffer``, each verified
+        while it is in cache."""
         try:
             with open(self.file, "rb") as f:
                 position = None
@@ -569,32 +561,12 @@ class StoredLeaf:
                         raise IntegrityError(f"{self.file}: truncated (leaf {self.name} runs past the end of the "
                                              "file): the save is damaged")
                     position = start + length
-                    if verify:
-                        expected = self.digests[DIGEST_BYTES * int(block):DIGEST_BYTES * (int(block) + 1)]
-                        digest = block_digest(into) if pool is None else pool.submit(block_digest, into)
-                        checks.append(BlockCheck(self, int(block), expected, digest))
+                    expected = self.digests[DIGEST_BYTES * int(block):DIGEST_BYTES * (int(block) + 1)] if verify else b""
+                    if verify and block_digest(into) != expected:
+                        raise IntegrityError(f"{self.file}: leaf {self.name} fails its checksum (bytes {start}-"
+                                             f"{start + length} of the leaf): the file is damaged")
         except FileNotFoundError as e:
             raise IntegrityError(f"{self.file}: missing; {self.file.parent} is an incomplete or damaged save") from e
-        return checks
-
-
-class BlockCheck(NamedTuple):
-    """A block's checksum as recorded, and as computed (or being computed on a pool)."""
-
-    leaf: StoredLeaf
-    block: int
-    expected: bytes
-    digest: bytes | Future
-
-
-def confirm(checks: Sequence[BlockCheck]) -> None:
-    """Raise ``IntegrityError`` naming the file, leaf and bytes of the first block whose checksum
-    differs from the recorded one (waiting for those still being computed)."""
-    for leaf, block, expected, digest in checks:
-        if (digest.result() if isinstance(digest, Future) else digest) != expected:
-            start = block * BLOCK_BYTES
-            raise IntegrityError(f"{leaf.file}: leaf {leaf.name} fails its checksum (bytes {start}-"
-                                 f"{min(start + BLOCK_BYTES, leaf.nbytes)} of the leaf): the file is damaged")
 
 
 def stored_leaves(path: str | os.PathLike, manifest: dict[str, Any],
@@ -613,25 +585,13 @@ def stored_leaves(path: str | os.PathLike, manifest: dict[str, Any],
     return [StoredLeaf.from_manifest(file, leaf, error) for leaf in manifest["leaves"]]
 
 
-@contextlib.contextmanager
-def checksum_pool() -> Iterator[Executor]:
-    """Threads that verify blocks while the next ones are read (NumPy's sums and SHA-256 release
-    the GIL), so verification costs little more than the read itself."""
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        yield pool
-
-
 def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[Exception] = CheckpointError, *,
                 verify: bool = True) -> list[tuple[tuple[str, ...], np.ndarray]]:
     """``[(path, array)]`` of every leaf the manifest lists, each checked against its checksums."""
     leaves = stored_leaves(path, manifest, error)
     try:
-        with checksum_pool() as pool:
-            deferred: list[BlockCheck] = []
-            arrays = [(tuple(map(str, entry.get("path", []))), leaf.read(verify=verify, pool=pool, deferred=deferred))
-                      for entry, leaf in zip(manifest["leaves"], leaves, strict=True)]
-            confirm(deferred)
-            return arrays
+        return [(tuple(map(str, entry.get("path", []))), leaf.read(verify=verify))
+                for entry, leaf in zip(manifest["leaves"], leaves, strict=True)]
     except OSError as e:
         raise error(f"{Path(path) / DATA}: cannot read it ({e.strerror or e})") from e
 
@@ -696,9 +656,8 @@ def load_pytree(path: str | os.PathLike, abstract: Any = None, *, error: type[Ex
 
         keys = [tuple(map(str, entry.get("path", []))) for entry in manifest["leaves"]]
         stored = stored_leaves(path, manifest, error)
-        with checksum_pool() as pool:
-            leaves = [(k, StoredRows(leaf, verify=verify) if lazy(k) and leaf.shape else leaf.read(verify=verify, pool=pool))
-                      for k, leaf in zip(keys, stored, strict=True)]
+        leaves = [(k, StoredRows(leaf, verify=verify) if lazy(k) and leaf.shape else leaf.read(verify=verify))
+                  for k, leaf in zip(keys, stored, strict=True)]
     return _nested(leaves, path, error) if abstract is None else _fill(abstract, leaves, path, error)
 
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from probegen_jax.errors import NonFiniteWeightsError
-from probegen_jax.io import StoredLeaf, checksum_pool
+from probegen_jax.io import StoredLeaf
 from probegen_jax.types import PyTree
 
 
@@ -62,8 +62,7 @@ class StoredRows:
     def read(self, indices: Any = slice(None)) -> np.ndarray:
         """Rows ``indices`` of this selection, read from the file now."""
         rows = np.atleast_1d(self.rows[indices])
-        with checksum_pool() as pool:
-            array = self.leaf.read_rows(rows, verify=self.verify, pool=pool)
+        array = self.leaf.read_rows(rows, verify=self.verify)
         self.reads.append(rows)
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
             bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
