@@ -1,11 +1,11 @@
 """Save and load zoos.
 
 A saved zoo (format version 2) is one folder written by ``io.save_pytree``: ``arrays.bin``
-(params, targets, splits) and ``manifest.json`` (every array's dtype, shape and CRC-32, and the
-zoo's record: format version, architecture spec, how the zoo was made), written under a
+(params, targets, splits) and ``manifest.json`` (every array's dtype, shape and block checksums,
+and the zoo's record: format version, architecture spec, how the zoo was made), written under a
 temporary name and renamed into place when complete. Loading verifies every checksum; a damaged
-file raises ``IntegrityError`` naming it. Zoos of format version 1 (orbax folders) still load,
-unchecked, with a warning.
+file raises ``IntegrityError`` naming it. ``load_zoo(lazy=True)`` leaves the params on disk, read by
+rows when used. Zoos of format version 1 (orbax folders) still load, unchecked, with a warning.
 """
 
 from __future__ import annotations
