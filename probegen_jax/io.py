@@ -551,8 +551,8 @@ class StoredLeaf:
         try:
             with open(self.file, "rb") as f:
                 position = None
-                for i, block in enumerate(blocks):
-                    start = int(block) * BLOCK_BYTES
+                for i, block in enumerate(map(int, blocks)):
+                    start = block * BLOCK_BYTES
                     length = min(BLOCK_BYTES, self.nbytes - start)
                     if position != start:
                         f.seek(self.offset + start)
@@ -561,8 +561,7 @@ class StoredLeaf:
                         raise IntegrityError(f"{self.file}: truncated (leaf {self.name} runs past the end of the "
                                              "file): the save is damaged")
                     position = start + length
-                    expected = self.digests[DIGEST_BYTES * int(block):DIGEST_BYTES * (int(block) + 1)] if verify else b""
-                    if verify and block_digest(into) != expected:
+                    if verify and block_digest(into) != self.digests[DIGEST_BYTES * block:DIGEST_BYTES * (block + 1)]:
                         raise IntegrityError(f"{self.file}: leaf {self.name} fails its checksum (bytes {start}-"
                                              f"{start + length} of the leaf): the file is damaged")
         except FileNotFoundError as e:
@@ -586,12 +585,21 @@ def stored_leaves(path: str | os.PathLike, manifest: dict[str, Any],
 
 
 def read_leaves(path: str | os.PathLike, manifest: dict[str, Any], error: type[Exception] = CheckpointError, *,
-                verify: bool = True) -> list[tuple[tuple[str, ...], np.ndarray]]:
-    """``[(path, array)]`` of every leaf the manifest lists, each checked against its checksums."""
+                verify: bool = True, lazy: Callable[[tuple[str, ...]], bool] | None = None
+                ) -> list[tuple[tuple[str, ...], Any]]:
+    """``[(path, array)]`` of every leaf the manifest lists, each checked against its checksums;
+    leaves (not scalars) whose path ``lazy`` accepts come back unread, as ``stored.StoredRows``."""
+    def read(keys: tuple[str, ...], leaf: StoredLeaf) -> Any:
+        if lazy is not None and lazy(keys) and leaf.shape:
+            from probegen_jax.stored import StoredRows  # (imports JAX: only when asked for)
+
+            return StoredRows(leaf, verify=verify)
+        return leaf.read(verify=verify)
+
     leaves = stored_leaves(path, manifest, error)
+    keys = [tuple(map(str, entry.get("path", []))) for entry in manifest["leaves"]]
     try:
-        return [(tuple(map(str, entry.get("path", []))), leaf.read(verify=verify))
-                for entry, leaf in zip(manifest["leaves"], leaves, strict=True)]
+        return [(k, read(k, leaf)) for k, leaf in zip(keys, leaves, strict=True)]
     except OSError as e:
         raise error(f"{Path(path) / DATA}: cannot read it ({e.strerror or e})") from e
 
@@ -648,16 +656,7 @@ def load_pytree(path: str | os.PathLike, abstract: Any = None, *, error: type[Ex
     path = Path(path).absolute()
     if path.is_dir() and not (path / MANIFEST).exists() and _is_orbax_dir(path):
         return _load_orbax(path, abstract, error)
-    manifest = read_manifest(path, error)
-    if lazy is None:
-        leaves = read_leaves(path, manifest, error, verify=verify)
-    else:
-        from probegen_jax.stored import StoredRows
-
-        keys = [tuple(map(str, entry.get("path", []))) for entry in manifest["leaves"]]
-        stored = stored_leaves(path, manifest, error)
-        leaves = [(k, StoredRows(leaf, verify=verify) if lazy(k) and leaf.shape else leaf.read(verify=verify))
-                  for k, leaf in zip(keys, stored, strict=True)]
+    leaves = read_leaves(path, read_manifest(path, error), error, verify=verify, lazy=lazy)
     return _nested(leaves, path, error) if abstract is None else _fill(abstract, leaves, path, error)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from probegen_jax.archs import Arch, check_finite
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError
-from probegen_jax.stored import in_memory, is_stored, take_rows
+from probegen_jax.stored import has_stored, in_memory, is_stored, take_rows
 from probegen_jax.types import Params
 
 SPLITS = ("train", "val", "test")
@@ -120,8 +120,9 @@ class Zoo:
         return {s: (self.inputs(self.indices(s)), y[self.indices(s)]) for s in splits}
 
     def in_memory(self) -> Zoo:
-        """This zoo with every param read (a zoo loaded with ``lazy=True`` reads its rows here)."""
-        return dataclasses.replace(self, params=in_memory(self.params))
+        """This zoo with every param read (a zoo loaded with ``lazy=True`` reads its rows here; any
+        other zoo is returned as it is, not checked again)."""
+        return dataclasses.replace(self, params=in_memory(self.params)) if has_stored(self.params) else self
 
     def describe(self) -> str:
         """A few lines: size, architecture, targets, splits."""
