@@ -24,6 +24,8 @@ _NAMES = {
     # architectures
     "Arch": "probegen_jax.archs", "make_arch": "probegen_jax.archs", "arch_from_function": "probegen_jax.archs",
     "arch_from_linen": "probegen_jax.archs", "arch_from_nnx": "probegen_jax.archs",
+    # text: all-MiniLM-L6-v2 sentence embeddings
+    "embed_text": "probegen_jax.archs.minilm",
     # probing
     "probe": "probegen_jax.methods.probing.probe", "probe_zoo": "probegen_jax.methods.probing.probe",
     "learned_probes": "probegen_jax.methods.probing.method",

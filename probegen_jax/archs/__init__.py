@@ -17,12 +17,13 @@ from probegen_jax.archs.base import (
 from probegen_jax.archs.cnn import small_cnn, wild_cnn
 from probegen_jax.archs.dense import mlp, siren
 from probegen_jax.archs.lora import lora
+from probegen_jax.archs.minilm import minilm_top
 from probegen_jax.archs.vision import mixer, vit
 from probegen_jax.archs.tensors import tensors
 from probegen_jax.archs.torch_cnn import torch_cnn
 
 __all__ = [
     "Arch", "arch_from_function", "arch_from_linen", "arch_from_nnx", "arch_from_spec",
-    "check_finite", "flatten_params", "layer_order", "lora", "make_arch", "mixer", "mlp", "register_arch", "registered_archs", "siren", "small_cnn", "tensors", "torch_cnn",
+    "check_finite", "flatten_params", "layer_order", "lora", "make_arch", "minilm_top", "mixer", "mlp", "register_arch", "registered_archs", "siren", "small_cnn", "tensors", "torch_cnn",
     "tree_path_name", "vit", "wild_cnn",
 ]

