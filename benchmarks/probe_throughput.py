@@ -78,7 +78,7 @@ def fitting_rows(chunk: int, steps: int, image_size: int, repeats: int):
     coords = coordinate_grid(image_size, image_size)
     pixels = jax.random.uniform(jax.random.key(2), (chunk, image_size * image_size, 1))
     init = random_zoo(arch, chunk)
-    fit = lambda: fit_inrs(arch.apply, init, coords, pixels, steps=steps, learning_rate=5e-4,  # noqa: E731
+    fit = lambda: fit_inrs(arch, init, coords, pixels, steps=steps, learning_rate=5e-4,  # noqa: E731
                            target_psnr=99.0)
     seconds, cores = median_seconds_and_cores(fit, repeats=repeats)
     step_rate = chunk * steps / seconds

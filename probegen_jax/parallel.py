@@ -9,6 +9,7 @@ result into every process, and console output and plain-file writes come from th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -121,6 +122,11 @@ def zoo_sharding(mesh: Mesh) -> NamedSharding:
 def platform_of(mesh: Mesh | None) -> str:
     """Where a zoo computation runs: the mesh's devices' platform, else the default backend's."""
     return jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

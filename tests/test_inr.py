@@ -103,15 +103,50 @@ def test_fit_inrs_lowers_the_error_and_stops_at_target(digits):
     pixels = jnp.asarray(digits.train_images[:6].reshape(6, 64, 1))
     init = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), 6))
     before = -10 * np.log10(np.mean((np.asarray(jax.vmap(arch.apply, (0, None))(init, coords)) - pixels) ** 2, (1, 2)))
-    params, psnr, taken = fit_inrs(arch.apply, init, coords, pixels, steps=60, learning_rate=5e-4, target_psnr=1e9)
+    params, psnr, taken = fit_inrs(arch, init, coords, pixels, steps=60, learning_rate=5e-4, target_psnr=1e9)
     assert np.all(np.asarray(taken) == 60)
     after = -10 * np.log10(np.mean((np.asarray(jax.vmap(arch.apply, (0, None))(params, coords)) - pixels) ** 2, (1, 2)))
     np.testing.assert_allclose(after, psnr, atol=1e-3)
     assert np.all(after > before + 5.0)
     # A target already met stops every INR before its first update.
-    params0, _, taken0 = fit_inrs(arch.apply, init, coords, pixels, steps=10, learning_rate=5e-4, target_psnr=-1e9)
+    params0, _, taken0 = fit_inrs(arch, init, coords, pixels, steps=10, learning_rate=5e-4, target_psnr=-1e9)
     assert np.all(np.asarray(taken0) == 0)
     assert_params_equal(params0, init)
+
+
+def test_closed_form_siren_gradient_equals_autodiff():
+    """The fused SIREN step: the MSE and every gradient equal autodiff of the plain apply with
+    XLA's exact sine (another way to compute them), for one and three output channels."""
+    for out_dim in (1, 3):
+        arch = siren(out_dim=out_dim)
+        exact = siren(out_dim=out_dim, exact_sine=True)
+        params = arch.init(jax.random.key(out_dim))
+        coords = jnp.asarray(grid(28, 28))
+        target = jax.random.uniform(jax.random.key(9), (28 * 28, out_dim))
+        want_mse, want = jax.value_and_grad(lambda p: jnp.mean((exact.apply(p, coords) - target) ** 2))(params)
+        got_mse, got = jax.jit(inr.inr_mse_and_grad(arch))(params, coords, target)
+        np.testing.assert_allclose(got_mse, want_mse, rtol=1e-5)
+        for path, w in jax.tree_util.tree_leaves_with_path(want):
+            g = dict(jax.tree_util.tree_leaves_with_path(got))[path]
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(w))), err_msg=str(path))
+
+
+def test_fitting_layouts_agree_and_the_fused_step_equals_autodiff(digits):
+    """Workers and blocks are a layout, not a result: any number of workers gives bit-identical
+    INRs for one block size, another block size the same to float rounding, and the closed-form
+    SIREN step the INRs that autodiff's step fits (the path every other architecture takes)."""
+    arch = siren()
+    coords = jnp.asarray(grid(8, 8))
+    pixels = digits.train_images[:10].reshape(10, 64, 1)
+    init = jax.vmap(arch.init)(jax.random.split(jax.random.key(1), 10))
+    fit = lambda layout: fit_inrs(arch, init, coords, pixels, steps=30, learning_rate=5e-4,  # noqa: E731
+                                  target_psnr=1e9, layout=layout)
+    one = fit((1, 4))
+    assert_params_equal(one, fit((3, 4)))
+    assert_params_equal(one, fit((1, 10)), rtol=1e-5, atol=1e-6)
+    autodiff = inr._fit_in_blocks(inr._autodiff_mse_and_grad(arch.apply), init, coords, jnp.asarray(pixels),
+                                  steps=30, learning_rate=5e-4, target_psnr=1e9, block_size=10)
+    assert_params_equal(one, autodiff, rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------ determinism, chunks
