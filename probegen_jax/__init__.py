@@ -13,7 +13,11 @@ name that needs it is touched.
 import importlib
 from typing import Any
 
+from probegen_jax.compile_cache import enable_compilation_cache, enable_default_cache
+
 __version__ = "0.2.0"
+
+enable_default_cache()  # a persistent compilation cache unless this process chose its own
 
 _NAMES = {
     # zoos
@@ -38,6 +42,8 @@ _NAMES = {
     # training
     "fit": "probegen_jax.training.loop", "TrainConfig": "probegen_jax.training.loop",
     "Learner": "probegen_jax.training.learner", "task_for": "probegen_jax.training.tasks",
+    "recipe_config": "probegen_jax.training.recipes", "recipe_names": "probegen_jax.training.recipes",
+    "WeightAugment": "probegen_jax.weightspace.augment",
     # several devices and processes
     "zoo_mesh": "probegen_jax.parallel", "initialize_distributed": "probegen_jax.parallel",
 }
@@ -57,4 +63,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_NAMES, *_RENAMED])
 
 
-__all__ = sorted([*_NAMES, *_RENAMED, "__version__"])
+__all__ = sorted([*_NAMES, *_RENAMED, "__version__", "enable_compilation_cache"])

@@ -5,6 +5,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # One compilation cache for the whole test run, shared by the xdist workers (they inherit this
 # environment): the many tests that compile the same small programs compile them once.
 os.environ.setdefault("PROBEGEN_JAX_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="probegen-jax-xla-cache-"))
+# and the processes the tests start use it too, never the user's own cache
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["PROBEGEN_JAX_TEST_XLA_CACHE"])
 
 import fcntl  # noqa: E402
 import json  # noqa: E402
