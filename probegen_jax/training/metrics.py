@@ -4,7 +4,6 @@ per-label binary accuracy."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -18,6 +17,8 @@ def kendall_tau(pred: np.ndarray, target: np.ndarray) -> float:
     pred, target = np.ravel(pred), np.ravel(target)
     if pred.size < 2:
         return 0.0
+    import scipy.stats  # here, not at import: scipy.stats costs a run's start-up a second on 2 cores
+
     tau = scipy.stats.kendalltau(pred, target, variant="b").statistic
     return float(np.nan_to_num(tau))
 
