@@ -304,12 +304,17 @@ def classify_hidden(params: Params, h: Array, cfg: BertConfig) -> Array:
     return _dense(params["head"], mean_pool(run_layers(params, h, mask, layers, cfg), mask))
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "layers"))
+def lower_states(params: Params, ids: Array, mask: Array, cfg: BertConfig, layers: int) -> Array:
+    """Hidden states after the first ``layers`` layers, padding positions zeroed."""
+    return jnp.where(mask[..., None] > 0, encode(params, ids, mask, cfg, layers=layers), 0.0)
+
+
 def frozen_hidden(ids: Array, mask: Array, top_layers: int) -> Array:
-    """Hidden states entering the top ``top_layers`` layers, padding positions zeroed (the input
-    of ``classify_hidden``)."""
+    """Hidden states entering the pretrained encoder's top ``top_layers`` layers, padding
+    positions zeroed (the input of ``classify_hidden``)."""
     model = load_minilm()
-    h = encode(model.params, ids, mask, model.config, layers=model.config.layers - top_layers)
-    return jnp.where(mask[..., None] > 0, h, 0.0)
+    return lower_states(model.params, ids, mask, model.config, model.config.layers - top_layers)
 
 
 @register_arch("minilm_top")

@@ -313,16 +313,9 @@ def make_tree(cfg: TreeConfig, out: str | os.PathLike | None = None, *, tree_id:
     meta = {"generator": "tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
             "dataset": data.name, "class_names": list(data.class_names), "num_classes": c, "head": head,
             "base_test_accuracy": base_acc, **stopwatch.elapsed().as_meta()}
-    children = Zoo(arch, _unflatten_chunk(arch, merged, f"tree {cfg.name} chunks"),
-                   targets={"classes": merged["classes"], "tree": np.full(cfg.num_children, tree_id, np.int32),
-                            "steps": merged["steps"], "lr": merged["lr"],
-                            "test_accuracy": merged["test_accuracy"]},
-                   splits=split_indices(cfg.num_children, cfg.splits, cfg.seed), meta=meta)
-    base = Zoo(arch, jax.tree.map(lambda a: np.asarray(a)[None], base_params),
-               targets={"tree": np.array([tree_id], np.int32)}, meta={**meta, "generator": "tree base"})
-    if out is not None:
-        _save_tree(out, base, children, work_dir)
-    return base, children
+    targets = {"classes": merged["classes"], "tree": np.full(cfg.num_children, tree_id, np.int32),
+               "steps": merged["steps"], "lr": merged["lr"], "test_accuracy": merged["test_accuracy"]}
+    return tree_zoos(arch, merged, base_params, targets, cfg=cfg, meta=meta, out=out, work_dir=work_dir)
 
 
 # ----------------------------------------------------------------------------- generative (LoRA) trees
@@ -397,15 +390,10 @@ def make_lora_tree(cfg: LoraTreeConfig, out: str | os.PathLike | None = None, *,
     meta = {"generator": "lora tree", "tree": cfg.name, "tree_id": tree_id, "config": _jsonable(cfg),
             "dataset": data.name, "class_names": list(data.class_names), "num_classes": c,
             "base_loss": float(base_loss), **stopwatch.elapsed().as_meta()}
-    children = Zoo(arch, _unflatten_chunk(arch, merged, f"tree {cfg.name} chunks"),
-                   targets={"label": merged["label"], "tree": np.full(cfg.num_children, tree_id, np.int32),
-                            "steps": merged["steps"], "lr": merged["lr"], "final_loss": merged["final_loss"]},
-                   splits=split_indices(cfg.num_children, cfg.splits, cfg.seed), meta=meta)
-    base = Zoo(base_arch, jax.tree.map(lambda a: np.asarray(a)[None], base_params),
-               targets={"tree": np.array([tree_id], np.int32)}, meta={**meta, "generator": "lora tree base"})
-    if out is not None:
-        _save_tree(out, base, children, work_dir)
-    return base, children
+    targets = {"label": merged["label"], "tree": np.full(cfg.num_children, tree_id, np.int32),
+               "steps": merged["steps"], "lr": merged["lr"], "final_loss": merged["final_loss"]}
+    return tree_zoos(arch, merged, base_params, targets, cfg=cfg, meta=meta, out=out, work_dir=work_dir,
+                     base_arch=base_arch)
 
 
 def _in_memory_lora(base_arch: Arch, base_flat: Mapping[str, np.ndarray], cfg: LoraTreeConfig) -> Arch:
@@ -422,6 +410,20 @@ def _in_memory_lora(base_arch: Arch, base_flat: Mapping[str, np.ndarray], cfg: L
 
 def _jsonable(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def tree_zoos(arch: Arch, merged: Mapping[str, np.ndarray], base_params: Params, targets: Mapping[str, np.ndarray],
+              *, cfg: Any, meta: Mapping[str, Any], out: Path | None, work_dir: Path | None,
+              base_arch: Arch | None = None) -> tuple[Zoo, Zoo]:
+    """(base zoo of one, children zoo) of a tree whose chunks are ``merged`` (``params/...``), split
+    by ``cfg.splits`` and ``cfg.seed``; saved to ``out`` (and its chunks removed) when given."""
+    children = Zoo(arch, _unflatten_chunk(arch, merged, f"tree {cfg.name} chunks"), targets=targets,
+                   splits=split_indices(cfg.num_children, cfg.splits, cfg.seed), meta=meta)
+    base = Zoo(base_arch or arch, jax.tree.map(lambda a: np.asarray(a)[None], base_params),
+               targets={"tree": np.asarray(targets["tree"][:1])}, meta={**meta, "generator": f"{meta['generator']} base"})
+    if out is not None:
+        _save_tree(out, base, children, work_dir)
+    return base, children
 
 
 def _save_tree(out: Path, base: Zoo, children: Zoo, work_dir: Path) -> None:
