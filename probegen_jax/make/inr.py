@@ -141,26 +141,31 @@ def _fit_in_blocks(
     block_size: int,
 ) -> tuple[Params, Array, Array]:
     """Every block of ``block_size`` INRs runs all its Adam steps before the next block starts,
-    so a block's activations stay in cache from one step to the next."""
+    so a block's activations stay in cache from one step to the next; a block stops once every
+    INR in it has (an INR's own updates stop at its target: stopping the block changes nothing)."""
     opt = optax.adam(learning_rate)
     batched = jax.vmap(mse_and_grad, in_axes=(0, None, 0))
 
     def fit_block(block: tuple[Params, Array]) -> tuple[Params, Array, Array]:
         params, targets = block
 
-        def step(carry, _):
-            params, opt_state, done, taken = carry
+        def step(carry):
+            params, opt_state, done, taken, i = carry
             mse, grads = batched(params, coords, targets)
             done = done | (psnr(mse) >= target_psnr)
             updates, new_state = opt.update(grads, opt_state, params)
             params = jax.tree.map(partial(_masked, done), optax.apply_updates(params, updates), params)
             opt_state = jax.tree.map(lambda n, o: _masked(done, n, o) if n.ndim and n.shape[0] == done.shape[0] else n,
                                      new_state, opt_state)
-            return (params, opt_state, done, taken + (~done)), None
+            return params, opt_state, done, taken + (~done), i + 1
+
+        def running(carry) -> Array:  # a block whose INRs have all stopped is finished
+            _, _, done, _, i = carry
+            return (i < steps) & ~jnp.all(done)
 
         size = targets.shape[0]
-        carry = (params, opt.init(params), jnp.zeros(size, bool), jnp.zeros(size, jnp.int32))
-        (params, _, _, taken), _ = jax.lax.scan(step, carry, None, length=steps)
+        carry = (params, opt.init(params), jnp.zeros(size, bool), jnp.zeros(size, jnp.int32), jnp.int32(0))
+        params, _, _, taken, _ = jax.lax.while_loop(running, step, carry)
         return params, psnr(batched(params, coords, targets)[0]), taken
 
     blocks = jax.tree.map(lambda a: a.reshape(-1, block_size, *a.shape[1:]), (init_params, pixels))
