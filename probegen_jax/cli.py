@@ -12,6 +12,7 @@
     probegen-jax train probex --trees zoos/probex_trees --out runs/probex
     probegen-jax zoo make text-tree --out zoos/text_trees --children 1000
     probegen-jax train nfn --zoo zoos/digits_inr --out runs/nfn
+    probegen-jax train ng_gnn --zoo zoos/digits_inr --out runs/ng_gnn --recipe official
     probegen-jax train sane --zoo zoos/digits_cnn --out runs/sane --epochs 60
     probegen-jax sane sample --model runs/sane --zoo zoos/digits_cnn --num 50 --keep 10 --out zoos/sampled
     probegen-jax eval --run runs/pg --split test
@@ -174,12 +175,15 @@ def _train(args: argparse.Namespace) -> None:
     from probegen_jax.methods.contract import train
     from probegen_jax.methods.registry import get_method
     from probegen_jax.parallel import zoo_mesh
+    from probegen_jax.training.recipes import recipe_config
     from probegen_jax.zoo.hetero import load_any_zoo
 
     method = get_method(getattr(args, "source", None) or args.method)
     spec = {name: getattr(args, name) for name in args.spec_fields if getattr(args, name) is not None}
     given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    cfg = dataclasses.replace(method.train_config, **given)
+    if "epochs" in given:  # --epochs replaces a recipe's step count
+        given.setdefault("steps", 0)
+    cfg = dataclasses.replace(recipe_config(method, args.recipe), **given)
     per_tree = dict(item.split("=", 1) for item in getattr(args, "tree_layers", []) if "=" in item)
     spec.update({"layer": item for item in getattr(args, "tree_layers", []) if "=" not in item})
     if getattr(args, "trees", None):
@@ -214,7 +218,7 @@ def _eval(args: argparse.Namespace) -> None:
     from probegen_jax.methods.contract import evaluate
 
     run, zoo = _run_and_zoo(args)
-    print(json.dumps({args.split: evaluate(run, zoo, args.split)}, indent=2))
+    print(json.dumps({"recipe": run.train_config.recipe, args.split: evaluate(run, zoo, args.split)}, indent=2))
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -254,7 +258,7 @@ def _zoo_make_text_tree(args: argparse.Namespace) -> None:
 
 
 TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "weight_decay": "weight_decay",
-               "eval_every": "eval_every", "seed": "seed"}
+               "eval_every": "eval_every", "seed": "seed", "steps": "steps"}
 FOREST_METHODS = {"probex", "dense_expert"}  # also train one run per tree of a folder (--trees)
 
 
@@ -285,6 +289,7 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
     (defaults: the method's) and one flag per spec field."""
     from probegen_jax.methods.registry import methods
     from probegen_jax.methods.probing.method import SOURCES
+    from probegen_jax.training.recipes import recipe_names
 
     for name, method in methods().items():
         p = train.add_parser(name, help=method.description, description=method.description)
@@ -301,9 +306,13 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
         p.add_argument("--epoch", "--checkpoint", dest="epoch", default=None,
                        help="one checkpoint per network: final, all, or an epoch (default: the zoo's own)")
         cfg = method.train_config
+        p.add_argument("--recipe", default="default", choices=recipe_names(method),
+                       help="named training settings: default (this method's own), official (its reference "
+                            "code's: optimiser, schedule, clipping, dropout, augmentation), ...; the flags "
+                            "below change one setting of it")
         for flag, field in TRAIN_FLAGS.items():
             p.add_argument(f"--{flag.replace('_', '-')}", type=type(getattr(cfg, field)), default=None,
-                           help=f"(default: {getattr(cfg, field)})")
+                           help=f"(default: the recipe's; default recipe: {getattr(cfg, field)})")
         p.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
         if name == "probegen":
             p.add_argument("--source", choices=sorted(SOURCES), help="train this probing method instead (as "

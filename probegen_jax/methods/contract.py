@@ -83,13 +83,14 @@ def train(
     method: str | Method, zoo: Any, spec: Any = None, cfg: TrainConfig | None = None, *,
     target: str | None = None, checkpoint: str | int | None = None, optimizer: Optimizer | None = None,
     out: str | None = None, checkpoint_dir: str | None = None, mesh: Any = None, progress: bool = True,
-    zoo_path: str | None = None, desc: str | None = None,
+    zoo_path: str | None = None, desc: str | None = None, recipe: str | None = None,
 ) -> Run:
     """Train ``method`` on ``zoo``'s train split, select on val, report test; returns the ``Run``.
 
     ``target``, ``checkpoint`` (one per network: ``final``, ``all`` or an epoch) and settings the
     spec leaves ``None`` (probing's ``response``) default to the zoo's ``task_defaults``, the same
-    for the Python API and the command line; ``cfg`` to the method's ``train_config``.
+    for the Python API and the command line; ``cfg`` to the method's ``train_config``, or to the
+    named ``recipe`` (``training.recipes``: "default", "official", ...).
     ``optimizer`` is any optax ``GradientTransformation`` (default: the one ``cfg`` names).
     With ``out`` the run is saved there (checkpoints in ``out/checkpoints``, so an interrupted run
     resumes); a run already finished there with the same settings is loaded, not trained again,
@@ -97,8 +98,12 @@ def train(
     """
     from probegen_jax.methods.probing.hetero import bucket_batch_order
 
+    from probegen_jax.training.recipes import augmenter_for, recipe_config
+
     method = get_method(method)
-    cfg = method.train_config if cfg is None else cfg
+    if recipe is not None and cfg is not None:
+        raise ValueError("give cfg or recipe, not both (change a recipe with dataclasses.replace(recipe_config(...)))")
+    cfg = recipe_config(method, recipe) if recipe is not None else method.train_config if cfg is None else cfg
     if zoo.packs_inputs and not method.heterogeneous:
         raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
                                f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
@@ -126,6 +131,8 @@ def train(
     splits = {s: (x if s == "train" and mesh is not None else in_memory(x), y) for s, (x, y) in splits.items()}
     options: dict[str, Any] = dict(checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc or method.name,
                                    optimizer=optimizer)
+    if cfg.augment is not None:
+        options["augment"] = augmenter_for(method, zoo, cfg.augment)
     fit_cfg, buckets = cfg, zoo.buckets_of(members["train"])
     if len(np.unique(buckets)) > 1:  # bucket-homogeneous batches; small eval blocks touch few buckets
         options["order_fn"] = bucket_batch_order(buckets)

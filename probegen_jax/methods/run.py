@@ -21,7 +21,7 @@ import numpy as np
 
 from probegen_jax.errors import CheckpointError, UnknownNameError
 from probegen_jax.io import load_pytree, read_json, save_pytree, write_json
-from probegen_jax.training.loop import TrainConfig, TrainResult
+from probegen_jax.training.loop import TrainConfig, TrainResult, config_from_record, config_record
 from probegen_jax.training.tasks import Task, task_for, task_from_record, task_record
 from probegen_jax.types import Params, PyTree
 
@@ -63,7 +63,7 @@ class Run:
                 "method": self.method, "spec": dataclasses.asdict(self.spec),
                 "requested_spec": dataclasses.asdict(self.requested or self.spec), "task": task_record(self.task),
                 "target": self.target, "checkpoint": self.checkpoint, "zoo": self.zoo,
-                "train": dataclasses.asdict(self.train_config), "result": self.result.summary(),
+                "train": config_record(self.train_config), "result": self.result.summary(),
                 "constants": sorted(self.constants)}
 
 
@@ -172,7 +172,7 @@ def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
         method = get_method(record["method"])
         spec = make_spec(method, record["spec"])
         task = task_from_record(record["task"])
-        train_config = TrainConfig(**record["train"])
+        train_config = config_from_record(record["train"])
         result = TrainResult(None, **record["result"])
     except (TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{run_dir / RECORD}: damaged run record ({type(e).__name__}: {e})") from e
@@ -198,7 +198,7 @@ def finished_run(run_dir: str | os.PathLike, method: str, spec: Any, cfg: TrainC
     if not (run_dir / RECORD).is_file():
         return None
     record = read_run_record(run_dir)
-    wanted = {"method": method, "spec": dataclasses.asdict(spec), "train": dataclasses.asdict(cfg), "target": target,
+    wanted = {"method": method, "spec": dataclasses.asdict(spec), "train": config_record(cfg), "target": target,
               "checkpoint": checkpoint, "zoo digest": fingerprint["digest"]}
     found = {**{k: record.get(k) for k in wanted}, "spec": record.get("requested_spec", record.get("spec")),
              "zoo digest": record.get("zoo", {}).get("digest")}

@@ -9,7 +9,6 @@ resume verifies the newest checkpoint and, when it is damaged, falls back to the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +33,9 @@ class CheckpointManager:
 
     def __init__(self, directory: str | os.PathLike, cfg: Any):
         self.directory = Path(directory).absolute()
-        self.config = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        from probegen_jax.training.loop import config_record
+
+        self.config = json.loads(json.dumps(config_record(cfg)))
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def steps(self) -> list[int]:

@@ -1,5 +1,6 @@
 """A ``Learner`` is what the training loop trains: ``init(key) -> params`` and
-``apply(params, inputs) -> predictions`` over a batch whose leading axis is the zoo axis."""
+``apply(params, inputs) -> predictions`` over a batch whose leading axis is the zoo axis, and,
+where its head takes dropout, ``apply_train(params, inputs, key, rate) -> predictions``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from probegen_jax.types import Array, Params, PRNGKey, PyTree
 class Learner(NamedTuple):
     init: Callable[[PRNGKey], Params]
     apply: Callable[[Params, PyTree], Array]
+    apply_train: Callable[[Params, PyTree, PRNGKey, float], Array] | None = None  # with dropout at a rate
 
 
 def learner_from_nnx(make_module: Callable[[Any], Any]) -> Learner:

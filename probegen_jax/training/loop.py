@@ -1,6 +1,8 @@
 """The one training loop every method uses.
 
-optax (Adam or AdamW; cosine decay stepped every iteration, or one-cycle), batches of networks,
+optax (Adam or AdamW, optionally AMSGrad; cosine decay stepped every iteration, constant or
+one-cycle, after an optional linear warm-up; optional gradient-norm clipping), batches of networks
+(optionally augmented in weight space, with head dropout and label smoothing: ``training.recipes``),
 an epoch as one jit-compiled ``lax.scan``, evaluation on val, the best-val params kept and test
 reported at them, orbax checkpoints after every evaluation, and resumption that gives the same
 final result as an uninterrupted run (batch order depends only on seed and epoch).
@@ -39,6 +41,7 @@ from probegen_jax.parallel import (
 from probegen_jax.training.tasks import Task
 from probegen_jax.tracing import contains_convolution
 from probegen_jax.types import Array, Params, PyTree
+from probegen_jax.weightspace.augment import Augmenter, WeightAugment
 
 Split = tuple[PyTree, np.ndarray]  # (inputs with a leading axis N, targets [N, ...])
 
@@ -56,6 +59,33 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 256
     seed: int = 0
+    # settings of the reference recipes (``training.recipes``); at their defaults a run is as before
+    amsgrad: bool = False  # AMSGrad's running maximum of the second moment (adam or adamw)
+    warmup_steps: int = 0  # learning rate rising linearly from lr / warmup_steps, then the schedule
+    clip_norm: float = 0.0  # clip gradients to this global norm (0: no clipping)
+    dropout: float = 0.0  # rate on the head's hidden units in training (``Learner.apply_train``)
+    label_smoothing: float = 0.0  # classification targets (1 - s) one-hot + s / classes
+    steps: int = 0  # > 0: this many optimiser steps (whole epochs, rounded up) instead of ``epochs``
+    augment: WeightAugment | None = None  # weight-space augmentation of each training batch
+    recipe: str = "default"  # the named recipe these settings came from
+
+
+RECIPE_FIELDS = ("amsgrad", "warmup_steps", "clip_norm", "dropout", "label_smoothing", "steps", "augment", "recipe")
+
+
+def config_record(cfg: Any) -> dict[str, Any]:
+    """``cfg`` as JSON; of a ``TrainConfig``, the recipe settings left out where at their defaults,
+    so runs and checkpoints written before recipes existed compare equal to the same settings now."""
+    record = dataclasses.asdict(cfg)
+    if isinstance(cfg, TrainConfig):
+        default = TrainConfig()
+        record = {k: v for k, v in record.items() if k not in RECIPE_FIELDS or getattr(cfg, k) != getattr(default, k)}
+    return record
+
+
+def config_from_record(record: Mapping[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` ``config_record`` wrote (a record without recipe settings: the defaults)."""
+    return TrainConfig(**{**record, "augment": WeightAugment.from_record(record.get("augment"))})
 
 
 class TrainState(NamedTuple):
@@ -93,21 +123,41 @@ def resolve_optimizer(optimizer: Optimizer | None, cfg: TrainConfig, total_steps
                     f"count returning one, got {type(optimizer).__name__}")
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def learning_rate_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
+    """``cfg``'s schedule over ``total_steps``; with ``warmup_steps`` the rate first rises linearly
+    (step ``k`` at ``lr * (k + 1) / warmup_steps``, as the neural-graphs ``WarmupLRScheduler``) and
+    the schedule runs over the steps after it."""
+    steps = max(total_steps - cfg.warmup_steps, 1)
     schedules = {
-        "cosine": lambda: optax.cosine_decay_schedule(cfg.learning_rate, max(total_steps, 1)),
+        "cosine": lambda: optax.cosine_decay_schedule(cfg.learning_rate, steps),
         "constant": lambda: optax.constant_schedule(cfg.learning_rate),
-        "onecycle": lambda: optax.cosine_onecycle_schedule(max(total_steps, 1), cfg.learning_rate),
+        "onecycle": lambda: optax.cosine_onecycle_schedule(steps, cfg.learning_rate),
     }
     if cfg.schedule not in schedules:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; available: {sorted(schedules)}")
-    lr = schedules[cfg.schedule]()
-    if cfg.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.adam(lr)) if cfg.weight_decay \
+    if not cfg.warmup_steps:
+        return schedules[cfg.schedule]()
+    warmup = optax.linear_schedule(cfg.learning_rate / cfg.warmup_steps, cfg.learning_rate, cfg.warmup_steps - 1)
+    return optax.join_schedules([warmup, schedules[cfg.schedule]()], [cfg.warmup_steps])
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """``cfg``'s optimiser: Adam (``weight_decay``: coupled L2, as ``torch.optim.Adam``) or AdamW
+    (decoupled), AMSGrad's moment where asked, after gradient-norm clipping where asked."""
+    lr = learning_rate_schedule(cfg, total_steps)
+    if cfg.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; available: ['adam', 'adamw']")
+    if cfg.amsgrad:
+        decay = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+        moments = [optax.scale_by_amsgrad()]
+        opt = optax.chain(*(decay + moments if cfg.optimizer == "adam" else moments + decay),
+                          optax.scale_by_learning_rate(lr))
+    elif cfg.optimizer == "adamw":
+        opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.adam(lr)) if cfg.weight_decay \
             else optax.adam(lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; available: ['adam', 'adamw']")
+    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt) if cfg.clip_norm else opt
 
 
 def _size(split: Split, name: str) -> int:
@@ -219,13 +269,49 @@ def _epoch_fn(objective: Objective, optimizer: optax.GradientTransformation, mes
     return epoch
 
 
-def supervised_objective(learner: Learner, task: Task) -> Objective:
-    """``task.loss(learner.apply(params, inputs), targets)`` for batches ``(inputs, targets)``."""
-    def objective(params: Params, batch: Split, key: Array) -> Array:
-        inputs, targets = batch
-        return task.loss(learner.apply(params, inputs), targets)
+def example_loss(task: Task, label_smoothing: float = 0.0) -> Callable[[Array, Array], Array]:
+    """``(predictions [B, ...], targets [B, ...]) -> [B]``: ``task.loss`` of each example; with
+    ``label_smoothing`` (classification) the cross-entropy against smoothed one-hot targets."""
+    if not label_smoothing:
+        return jax.vmap(lambda p, t: task.loss(p[None], t[None]))
+    if task.name != "classification":
+        raise ValueError(f"label smoothing needs a classification task, not {task.name!r}")
+    return lambda logits, y: optax.softmax_cross_entropy(
+        logits, optax.smooth_labels(jax.nn.one_hot(y, task.num_outputs), label_smoothing))
 
-    return objective
+
+def supervised_objective(learner: Learner, task: Task, cfg: TrainConfig = TrainConfig(),
+                         augment: Augmenter | None = None) -> Objective:
+    """``task.loss(learner.apply(params, inputs), targets)`` for batches ``(inputs, targets)``.
+
+    With a recipe's settings, from the step key: the batch goes through ``augment`` (MixUp's
+    partner labels weighted in), the head drops units at ``cfg.dropout`` (``learner.apply_train``),
+    and classification targets are smoothed by ``cfg.label_smoothing``.
+    """
+    if augment is None and not cfg.dropout and not cfg.label_smoothing:
+        def objective(params: Params, batch: Split, key: Array) -> Array:
+            inputs, targets = batch
+            return task.loss(learner.apply(params, inputs), targets)
+
+        return objective
+    if cfg.dropout and learner.apply_train is None:
+        raise ValueError(f"dropout {cfg.dropout}: this method's learner takes no dropout")
+    loss = example_loss(task, cfg.label_smoothing)
+
+    def recipe_objective(params: Params, batch: Split, key: Array) -> Array:
+        inputs, targets = batch
+        k_augment, k_dropout = jax.random.split(key)
+        partner, weight = targets, None
+        if augment is not None:
+            inputs, targets, partner, weight = augment(k_augment, inputs, targets)
+        pred = (learner.apply_train(params, inputs, k_dropout, cfg.dropout) if cfg.dropout
+                else learner.apply(params, inputs))
+        losses = loss(pred, targets)
+        if weight is not None:
+            losses = weight * losses + (1 - weight) * loss(pred, partner)
+        return jnp.mean(losses)
+
+    return recipe_objective
 
 
 def epoch_function(learner: Learner, task: Task, optimizer: optax.GradientTransformation, mesh: Mesh | None = None,
@@ -248,6 +334,7 @@ def fit(
     desc: str = "training",
     order_fn: Callable[[int, int, int, int], np.ndarray] | None = None,
     optimizer: Optimizer | None = None,
+    augment: Augmenter | None = None,
 ) -> TrainResult:
     """Train ``learner`` on ``splits["train"]``, select on ``"val"``, report ``"test"`` at the best val.
 
@@ -262,6 +349,8 @@ def fit(
       optimizer: any optax ``GradientTransformation`` (e.g. ``optax.multi_transform`` for other
         rates per part, ``optax.chain(optax.clip_by_global_norm(1.0), ...)``), or a function of
         the total step count returning one; default: the one ``cfg`` names.
+      augment: ``(key, inputs, targets) -> Augmented``, applied to every training batch from the
+        step key (``weightspace.batch_augmenter`` of ``cfg.augment``).
     """
     for name in ("train", "val"):
         if name not in splits:
@@ -270,7 +359,7 @@ def fit(
         _size(splits[name], name)
     eval_kw = dict(batch_size=cfg.eval_batch_size, mesh=mesh)
 
-    result = fit_objective(learner.init, supervised_objective(learner, task), splits["train"],
+    result = fit_objective(learner.init, supervised_objective(learner, task, cfg, augment), splits["train"],
                            lambda params: evaluate(learner, task, params, splits["val"], **eval_kw), task.select,
                            cfg, checkpoint_dir=checkpoint_dir, mesh=mesh, progress=progress, desc=desc,
                            order_fn=order_fn, optimizer=optimizer)
@@ -305,7 +394,8 @@ def fit_objective(
     batch_size = min(cfg.batch_size, n_train)
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} must be a multiple of the mesh's {mesh.size} devices")
-    optimizer = resolve_optimizer(optimizer, cfg, steps_per_epoch(n_train, batch_size) * cfg.epochs)
+    epochs = -(-cfg.steps // steps_per_epoch(n_train, batch_size)) if cfg.steps else cfg.epochs
+    optimizer = resolve_optimizer(optimizer, cfg, steps_per_epoch(n_train, batch_size) * epochs)
 
     params = init(jax.random.key(cfg.seed))
     state = TrainState(params, optimizer.init(params))
@@ -323,12 +413,12 @@ def fit_objective(
         state = place_on_mesh(state, replicated(mesh))
     epoch_fn = _epoch_fn(objective, optimizer, mesh, cfg.seed, scan=None)
     started = time.perf_counter() - elapsed
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=desc, disable=not (progress and is_main_process()), unit="epoch",
-               initial=start_epoch, total=cfg.epochs)
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not (progress and is_main_process()), unit="epoch",
+               initial=start_epoch, total=epochs)
     for epoch in bar:
         order = (order_fn or batch_order)(cfg.seed, epoch, n_train, batch_size)
         state, loss = epoch_fn(state, train_data, np.asarray(order), np.asarray(epoch))
-        if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
+        if (epoch + 1) % cfg.eval_every and epoch + 1 != epochs:
             continue
         val = validate(state.params)
         history.append({"epoch": epoch, "train_loss": float(loss), **{f"val_{k}": v for k, v in val.items()}})

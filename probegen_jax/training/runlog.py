@@ -4,7 +4,6 @@ separate processes can be gathered into one table."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from collections.abc import Hashable, Iterable, Mapping
@@ -25,7 +24,9 @@ def run_key(*parts: Hashable) -> str:
 def config_settings(config: Any, *varying: str) -> dict[str, Any]:
     """A dataclass config (e.g. ``TrainConfig``) as log settings, without the fields that vary from run
     to run and so belong in each run's key (``"seed"``, ...)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in varying}
+    from probegen_jax.training.loop import config_record  # a TrainConfig's recipe settings only where set
+
+    return {k: v for k, v in config_record(config).items() if k not in varying}
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import chex
@@ -33,6 +33,7 @@ from probegen_jax.archs.base import layer_order
 from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.training.learner import Learner
 from probegen_jax.methods.probing.probegen import mlp_head
+from probegen_jax.nn.dropout import with_head_dropout
 from probegen_jax.types import Array, Params, PRNGKey
 
 
@@ -251,13 +252,14 @@ def nfn_learner(
                                           strict=True)]
         return {"np": np_params, "head": head.init(k_head)}
 
-    def apply(params: Params, zoo_params: Params) -> Array:
+    def apply(params: Params, zoo_params: Params, activation: Callable[[Array], Array] = jax.nn.relu) -> Array:
         ws = weight_space(zoo_params, layers)
         got = [(w.shape[1:], b.shape[1:]) for w, b in zip(ws.weights, ws.biases, strict=True)]
         if got != shapes:
             raise ShapeMismatchError(f"NFN: zoo params have layer shapes {got}, the learner was built for {shapes}")
         chex.assert_equal_shape_prefix(list(ws.weights) + list(ws.biases), 1)
         features = nfn_features(cfg, params, _standardize(ws, scales))
-        return head.apply(params["head"], features)
+        return head.apply(params["head"], features, activation)
 
-    return Learner(jax.jit(init), apply)  # one compiled call instead of many small eager ops
+    # one compiled init instead of many small eager ops; dropout on the head's hidden units in training
+    return Learner(jax.jit(init), apply, with_head_dropout(apply))

@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 
 from probegen_jax.archs import Arch, layer_order
 from probegen_jax.errors import ShapeMismatchError
+from probegen_jax.nn.dropout import with_head_dropout
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PyTree
 
@@ -326,10 +327,14 @@ def zoo_graphs(zoo, constants: dict[str, np.ndarray] | None = None):
 def graph_learner(init_params: Callable, forward: Callable, spec: Any, zoo, num_outputs: int,
                   constants: dict[str, np.ndarray] | None = None) -> Learner:
     """A graph metanetwork as a ``Learner``: ``init_params(spec, space, num_outputs, key)`` and
-    ``forward(spec, space, params, graphs)`` over the zoo's graphs (``zoo_graphs``)."""
+    ``forward(spec, space, params, graphs, activation)`` over the zoo's graphs (``zoo_graphs``);
+    ``activation``, its head's, takes dropout in training."""
     space, build = zoo_graphs(zoo, constants)
-    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)),
-                   lambda params, inputs: forward(spec, space, params, build(inputs)))
+
+    def apply(params: Params, inputs: PyTree, activation: Callable[[Array], Array] = jax.nn.relu) -> Array:
+        return forward(spec, space, params, build(inputs), activation=activation)
+
+    return Learner(jax.jit(lambda key: init_params(spec, space, num_outputs, key)), apply, with_head_dropout(apply))
 
 
 # ----------------------------------------------------------------------------- message passing helpers

@@ -4,7 +4,7 @@ encodings of scalars, node/edge input embeddings and the output-node readout."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +78,7 @@ def readout_init(key: PRNGKey, num_outputs_nodes: int, d: int, hidden: int, num_
     return mlp_init(key, [num_outputs_nodes * d, hidden, hidden, num_outputs])
 
 
-def readout_apply(p: Params, g: Graphs, nodes: Array) -> Array:
+def readout_apply(p: Params, g: Graphs, nodes: Array, activation: Callable[[Array], Array] = jax.nn.relu) -> Array:
+    """The MLP on the output neurons' features; ``activation`` after its hidden layers (dropout in training)."""
     out = jnp.take_along_axis(nodes, g.output_nodes[..., None], axis=1)
-    return mlp_apply(p, out.reshape(out.shape[0], -1))
+    return mlp_apply(p, out.reshape(out.shape[0], -1), activation)

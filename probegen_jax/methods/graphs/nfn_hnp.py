@@ -15,6 +15,7 @@ the last layer averaged over its hidden neurons (one per output neuron) and the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ from probegen_jax.methods.baselines.nfn import (
 )
 from probegen_jax.methods.graphs.layers import keys, linear, linear_init
 from probegen_jax.methods.probing.probegen import mlp_head
+from probegen_jax.nn.dropout import with_head_dropout
 from probegen_jax.training.learner import Learner
 from probegen_jax.types import Array, Params, PRNGKey
 
@@ -142,12 +144,12 @@ def learner(spec: NFNHNPSpec, zoo, num_outputs: int, constants: dict | None = No
                                     strict=True)]
         return {"hnp": hnp, "head": head.init(k_head)}
 
-    def apply(params: Params, zoo_params: Params) -> Array:
+    def apply(params: Params, zoo_params: Params, activation: Callable[[Array], Array] = jax.nn.relu) -> Array:
         ws = _standardize(weight_space(zoo_params, layers), scales)
         if cfg.fourier_features:
             ws = fourier_encode(ws, fourier_projection(cfg))
         for layer in params["hnp"]:
             ws = map_weight_space(jax.nn.relu, hnp_layer_apply(layer, ws))
-        return head.apply(params["head"], hnp_pool(ws))
+        return head.apply(params["head"], hnp_pool(ws), activation)
 
-    return Learner(jax.jit(init), apply)
+    return Learner(jax.jit(init), apply, with_head_dropout(apply))

@@ -107,8 +107,8 @@ def init_params(spec: NGGNNSpec, space: GraphSpace, num_outputs: int, key: PRNGK
     }
 
 
-def forward(spec: NGGNNSpec, space: GraphSpace, params: Params, g: Graphs) -> Array:
-    """Predictions ``[B, num_outputs]`` for a batch of neural graphs."""
+def forward(spec: NGGNNSpec, space: GraphSpace, params: Params, g: Graphs, activation=jax.nn.relu) -> Array:
+    """Predictions ``[B, num_outputs]`` for a batch of neural graphs (``activation``: the readout's)."""
     bias_proj = fourier_projection(spec.fourier_seed, 1, spec.fourier_dim, spec.fourier_sigma)
     weight_proj = fourier_projection(spec.fourier_seed + 1, space.edge_dim, spec.fourier_dim, spec.fourier_sigma)
     nodes, edges = embed_apply(params["embed"], g, bias_proj, weight_proj)
@@ -118,7 +118,7 @@ def forward(spec: NGGNNSpec, space: GraphSpace, params: Params, g: Graphs) -> Ar
         if i < spec.num_layers - 1:
             nodes = jax.nn.silu(layer_norm(params["norms"][i], nodes))
             edges = edge_update_apply(params["edges"][i], g, nodes, edges)
-    return readout_apply(params["readout"], g, nodes)
+    return readout_apply(params["readout"], g, nodes, activation)
 
 
 def learner(spec: NGGNNSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:

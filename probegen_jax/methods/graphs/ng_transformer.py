@@ -106,15 +106,15 @@ def init_params(spec: NGTSpec, space: GraphSpace, num_outputs: int, key: PRNGKey
     }
 
 
-def forward(spec: NGTSpec, space: GraphSpace, params: Params, g: Graphs) -> Array:
-    """Predictions ``[B, num_outputs]`` for a batch of neural graphs."""
+def forward(spec: NGTSpec, space: GraphSpace, params: Params, g: Graphs, activation=jax.nn.relu) -> Array:
+    """Predictions ``[B, num_outputs]`` for a batch of neural graphs (``activation``: the readout's)."""
     v = space.max_nodes
     bias_proj = fourier_projection(spec.fourier_seed, 1, spec.fourier_dim, spec.fourier_sigma)
     weight_proj = fourier_projection(spec.fourier_seed + 1, space.edge_dim, spec.fourier_dim, spec.fourier_sigma)
     nodes, edges = embed_apply(params["embed"], g, bias_proj, weight_proj, edges=dense_edges(g, g.edges, v))
     for layer in params["layers"]:
         nodes, edges = layer_apply(layer, spec, nodes, edges, g.node_mask)
-    return readout_apply(params["readout"], g, nodes)
+    return readout_apply(params["readout"], g, nodes, activation)
 
 
 def learner(spec: NGTSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:

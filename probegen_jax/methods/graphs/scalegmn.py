@@ -100,8 +100,8 @@ def init_params(spec: ScaleGMNSpec, space: GraphSpace, num_outputs: int, key: PR
     }
 
 
-def forward(spec: ScaleGMNSpec, space: GraphSpace, params: Params, g: Graphs) -> Array:
-    """Invariant predictions ``[B, num_outputs]`` for a batch of neural graphs."""
+def forward(spec: ScaleGMNSpec, space: GraphSpace, params: Params, g: Graphs, activation=jax.nn.relu) -> Array:
+    """Invariant predictions ``[B, num_outputs]`` for a batch of neural graphs (``activation``: the head's)."""
     sym = spec.symmetry
     v = space.max_nodes
     hidden = g.node_kind >= space.max_in + space.max_out  # hidden neurons carry the symmetry
@@ -120,7 +120,7 @@ def forward(spec: ScaleGMNSpec, space: GraphSpace, params: Params, g: Graphs) ->
     inv = invariant(params["rho"], nodes, sym) * g.node_mask[..., None]
     pooled = inv.sum(1) / g.node_mask.sum(1, keepdims=True)
     outputs = jnp.take_along_axis(inv, g.output_nodes[..., None], axis=1).reshape(inv.shape[0], -1)
-    return mlp_apply(params["head"], jnp.concatenate([pooled, outputs], -1))
+    return mlp_apply(params["head"], jnp.concatenate([pooled, outputs], -1), activation)
 
 
 def learner(spec: ScaleGMNSpec, zoo, num_outputs: int, constants: dict | None = None) -> Learner:
