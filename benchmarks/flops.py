@@ -48,7 +48,7 @@ from probegen_jax.methods.graphs import (  # noqa: E402
     NGTSpec,
     ScaleGMNSpec,
 )
-from probegen_jax.methods.probing.methods import ProbingSpec  # noqa: E402
+from probegen_jax.methods.probing.spec import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table, save_markdown  # noqa: E402
 
 NAMES = {"probegen": "ProbeGen", "vanilla": "Vanilla probing", "synthetic": "Synthetic probes",

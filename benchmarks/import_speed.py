@@ -86,12 +86,19 @@ def make_small_cnn_set(root: Path, networks: int, seed: int = 0) -> list[Path]:
         layout.append(f'{varname},{position},{position + size},"{shape}"')
         position += size
     (root / "layout.csv").write_text("\n".join(layout) + "\n")
+    write_small_cnn_metrics(root / "metrics.csv.gz", networks, rng)
+    np.savetxt(root / "split.csv", rng.permutation(rows), fmt="%d")
+    return [root / n for n in ("weights.npy", "metrics.csv.gz", "layout.csv", "split.csv")]
+
+
+def write_small_cnn_metrics(path: Path, networks: int, rng: np.random.Generator) -> None:
+    """A Small CNN Zoo ``metrics.csv.gz``: the published columns, one row per (network, step)."""
     header = ["config.activation", "config.b_init", "config.dataset", "config.dnn_architecture", "config.dropout",
               "config.epochs", "config.epochs_between_checkpoints", "config.init_std", "config.l2reg",
               "config.learning_rate", "config.num_layers", "config.num_units", "config.optimizer",
               "config.random_seed", "config.train_fraction", "config.w_init", "modeldir", "step", "test_accuracy",
               "test_loss", "train_accuracy", "train_loss"]
-    with gzip.open(root / "metrics.csv.gz", "wt", newline="") as f:
+    with gzip.open(path, "wt", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for net in range(networks):
@@ -100,8 +107,6 @@ def make_small_cnn_set(root: Path, networks: int, seed: int = 0) -> list[Path]:
                 writer.writerow([act, "zeros", "cifar10", "cnn", 0.1, 86, 20, 0.05, 1e-4, 3e-3, 3, 16, opt, 42,
                                  0.5, "he_normal", f"/tmp/run/{net}", step, rng.uniform(), rng.uniform(),
                                  rng.uniform(), rng.uniform()])
-    np.savetxt(root / "split.csv", rng.permutation(rows), fmt="%d")
-    return [root / n for n in ("weights.npy", "metrics.csv.gz", "layout.csv", "split.csv")]
 
 
 # ----------------------------------------------------------------------------- measuring

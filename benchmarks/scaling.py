@@ -37,7 +37,7 @@ def measure(nets: int, probes: int, steps: int, batch: int, repeats: int) -> dic
 
     from probegen_jax.archs import make_arch
     from probegen_jax.methods.probing import probe, probe_zoo
-    from probegen_jax.methods.probing.methods import ProbingSpec
+    from probegen_jax.methods.probing.spec import ProbingSpec
     from probegen_jax.parallel import place_on_mesh, replicated, shard_zoo, zoo_mesh
     from probegen_jax.training.loop import (
         TrainConfig,

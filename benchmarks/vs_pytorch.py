@@ -37,7 +37,7 @@ from common import machine_description, median_seconds  # noqa: E402
 from probegen_jax.archs import make_arch  # noqa: E402
 from probegen_jax.flops import xla_cost  # noqa: E402
 from probegen_jax.methods.probing import probe, probe_zoo  # noqa: E402
-from probegen_jax.methods.probing.methods import ProbingSpec  # noqa: E402
+from probegen_jax.methods.probing.spec import ProbingSpec  # noqa: E402
 from probegen_jax.report import markdown_table  # noqa: E402
 from probegen_jax.training.tasks import classification  # noqa: E402
 from probegen_jax.training.loop import TrainConfig, TrainState, epoch_function, batch_order, make_optimizer  # noqa: E402

@@ -27,11 +27,23 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from probegen_jax.data.images import FASHION_MNIST_DIR
 from probegen_jax.errors import user_error_message
 from probegen_jax.make import finished_zoo
 from probegen_jax.timing import describe_generation
 
 EXAMPLES = __doc__.split("\n\n", 1)[1]
+DATA_DIR_HELP = f"folder of Fashion-MNIST IDX files (default: {FASHION_MNIST_DIR}, Debian's package)"
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one to show: not for required options, options whose
+    default is derived (None) or off (False), or whose help says its default itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _zoo_make_inr(args: argparse.Namespace) -> None:
@@ -158,7 +170,7 @@ def _sane_sample(args: argparse.Namespace) -> None:
 def _add_cnn_zoo_arguments(p: argparse.ArgumentParser, epochs: list[int]) -> None:
     p.add_argument("--dataset", default="digits", choices=["digits", "fashion_mnist"],
                    help="images the CNNs train on; digits ships with scikit-learn")
-    p.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--out", required=True, help="directory to save the zoo to (resumes if interrupted)")
     p.add_argument("--epochs", type=int, nargs="+", default=epochs, help="checkpoint epochs; the last is the length")
     p.add_argument("--train-size", type=int, default=None, help="training pool (default: the whole train part)")
@@ -218,7 +230,8 @@ def _eval(args: argparse.Namespace) -> None:
     from probegen_jax.methods.contract import evaluate
 
     run, zoo = _run_and_zoo(args)
-    print(json.dumps({"recipe": run.train_config.recipe, args.split: evaluate(run, zoo, args.split)}, indent=2))
+    print(json.dumps({"run": str(args.run), "method": run.method, "target": run.target,
+                      "recipe": run.train_config.recipe, args.split: evaluate(run, zoo, args.split)}, indent=2))
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -259,6 +272,10 @@ def _zoo_make_text_tree(args: argparse.Namespace) -> None:
 
 TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "learning_rate", "weight_decay": "weight_decay",
                "eval_every": "eval_every", "seed": "seed", "steps": "steps"}
+TRAIN_HELP = {"epochs": "passes over the train split", "batch_size": "networks per optimiser step",
+              "lr": "peak learning rate", "weight_decay": "weight decay (adam: coupled L2, adamw: decoupled)",
+              "eval_every": "epochs between validations", "seed": "seed of the init and the batch order",
+              "steps": "optimiser steps instead of --epochs (whole epochs, rounded up; 0: --epochs)"}
 FOREST_METHODS = {"probex", "dense_expert"}  # also train one run per tree of a folder (--trees)
 
 
@@ -266,7 +283,9 @@ def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Se
     """A ``--flag`` per field of a method's spec (typed by its default); returns the field names."""
     import dataclasses
 
-    names = []
+    from probegen_jax.methods.settings import SETTINGS, setting_choices
+
+    names, choices = [], setting_choices(f.name for f in dataclasses.fields(spec_type))
     group = p.add_argument_group("method settings")
     for field in dataclasses.fields(spec_type):
         if field.name in skip:
@@ -279,7 +298,10 @@ def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Se
             {"type": type(default[0]), "nargs": "+"} if isinstance(default, tuple) and default else \
             {"type": type(default) if default is not None else str}
         shown = "the zoo's own" if default is None else default
-        group.add_argument(*flags, dest=field.name, default=None, help=f"(default: {shown})", **kind)
+        if field.name in choices:
+            kind["choices"] = choices[field.name]
+        group.add_argument(*flags, dest=field.name, default=None, help=f"{SETTINGS.get(field.name, field.name)} "
+                                                                       f"(default: {shown})", **kind)
         names.append(field.name)
     return names
 
@@ -312,7 +334,8 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
                             "below change one setting of it")
         for flag, field in TRAIN_FLAGS.items():
             p.add_argument(f"--{flag.replace('_', '-')}", type=type(getattr(cfg, field)), default=None,
-                           help=f"(default: the recipe's; default recipe: {getattr(cfg, field)})")
+                           help=f"{TRAIN_HELP.get(flag, field)} (default: the recipe's; default recipe: "
+                                f"{getattr(cfg, field)})")
         p.add_argument("--devices", type=int, default=0, help="shard batches over this many devices (0: one)")
         if name == "probegen":
             p.add_argument("--source", choices=sorted(SOURCES), help="train this probing method instead (as "
@@ -341,10 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     make = zoo.add_parser("make", help="train a whole zoo").add_subparsers(dest="kind", required=True,
                                                                          metavar="KIND")
     inr = make.add_parser("inr", help="one SIREN per image (DWSNets INR protocol)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=DefaultsShown)
     inr.add_argument("--dataset", default="digits", choices=["digits", "fashion_mnist"],
                      help="images to fit; digits ships with scikit-learn")
-    inr.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    inr.add_argument("--data-dir", help=DATA_DIR_HELP)
     inr.add_argument("--out", required=True, help="directory to save the zoo to (resumes if interrupted)")
     inr.add_argument("--train", type=int, default=None, help="train INRs (default: all but --val)")
     inr.add_argument("--val", type=int, default=200, help="validation INRs, from the train images")
@@ -361,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "are valid, as in the published zoo, where the images allow three stride-2 "
                                         "3x3 of them (15x15 and up: fashion_mnist); on smaller images (8x8 digits) "
                                         "same. The zoo records which (meta 'padding').",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsShown)
     _add_cnn_zoo_arguments(small, [0, 1, 2, 3, 20, 40, 60, 80, 86])
     small.add_argument("--networks", type=int, default=1000, help="networks to train")
     small.add_argument("--chunk-size", type=int, default=256, help="networks trained together in one compiled call")
@@ -370,19 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "setting SANE is evaluated on): tanh, Adam 1e-3, init std 0.08, no dropout or L2")
     small.set_defaults(func=_zoo_make_small_cnn)
     wild = make.add_parser("wild-cnn", help="heterogeneous CNNs in architecture buckets (CNN Wild Park style)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=DefaultsShown)
     _add_cnn_zoo_arguments(wild, [0, 1, 2, 5, 10, 20])
     wild.add_argument("--architectures", type=int, default=100, help="sampled architectures (buckets)")
     wild.add_argument("--per-arch", type=int, default=28, help="networks per architecture")
     wild.set_defaults(func=_zoo_make_wild_cnn)
     trees = make.add_parser("trees", help="model trees: pretrained bases and their fine-tuned children (ProbeX)",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsShown)
     trees.add_argument("--out", required=True, help="directory; one sub-directory per tree (resumes if interrupted)")
     trees.add_argument("--trees", nargs="+", default=["vit", "mixer", "mlp", "lora"],
                        choices=["vit", "mixer", "mlp", "lora"], help="which trees (lora: the generative tree)")
     trees.add_argument("--children", type=int, default=300, help="children per tree")
     trees.add_argument("--dataset", default="fashion_mnist", choices=["digits", "fashion_mnist"])
-    trees.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    trees.add_argument("--data-dir", help=DATA_DIR_HELP)
     trees.add_argument("--seed", type=int, default=0)
     trees.add_argument("--width", type=int, default=32,
                        help="ViT/Mixer model dimension (their MLPs and the MLP tree: 2x, the LoRA autoencoder: 4x)")
@@ -459,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     sane = commands.add_parser("sane", help="use a trained SANE model").add_subparsers(
         dest="sane_command", required=True, metavar="SANE_COMMAND")
     smp = sane.add_parser("sample", help="new networks from the KDE of the best networks' embeddings (SUB/BOOT)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=DefaultsShown)
     smp.add_argument("--model", required=True, help="run directory written by `train sane`")
     smp.add_argument("--zoo", required=True, help="the zoo whose best train networks are the anchors")
     smp.add_argument("--out", required=True, help="directory to save the sampled networks to (a zoo)")
@@ -469,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--anchor-fraction", type=float, default=0.3)
     smp.add_argument("--bandwidth", type=float, default=0.2)
     smp.add_argument("--reference-batch", type=int, default=500, help="training images the samples are scored on")
-    smp.add_argument("--data-dir", help="folder of Fashion-MNIST IDX files (default: Debian's)")
+    smp.add_argument("--data-dir", help=DATA_DIR_HELP)
     smp.add_argument("--seed", type=int, default=0)
     smp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     smp.set_defaults(func=_sane_sample)

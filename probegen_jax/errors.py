@@ -37,6 +37,11 @@ class UnknownNameError(ProbegenError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ZooKindError(UnknownNameError, ValueError):
+    """A zoo of a kind the method does not read (several architectures for a method of one).
+    An ``UnknownNameError`` too, which it was raised as before."""
+
+
 class CheckpointError(ProbegenError, ValueError):
     """A training checkpoint is corrupt or belongs to a different run configuration."""
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from probegen_jax.archs import Arch
 from probegen_jax.training.learner import Learner
-from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.spec import ProbingSpec
 from probegen_jax.methods.probing.probe import probe
 from probegen_jax.methods.probing.probegen import mlp_head, response_transform
 from probegen_jax.types import Params, PRNGKey

@@ -690,12 +690,3 @@ def _load_orbax(path: Path, abstract: Any, error: type[Exception]) -> Any:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else ""
-
-
-def os_error_hint(e: OSError) -> str:
-    """A short hint for a failed write (full disk, permissions), for error messages."""
-    if e.errno == errno.ENOSPC:
-        return "no space left on the device: free some space or write elsewhere"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied: check the folder's permissions or write elsewhere"
-    return e.strerror or str(e)

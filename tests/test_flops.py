@@ -12,7 +12,7 @@ from probegen_jax.flops import (
     probegen_inr_flops,
     probing_flops,
 )
-from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.spec import ProbingSpec
 
 
 def test_probegen_xla_flops_match_analytic():

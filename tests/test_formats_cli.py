@@ -29,7 +29,6 @@ def test_import_info_export_round_trip(tmp_path, capsys):
 
 
 def test_small_cnn_zoo_export_import(tmp_path, capsys):
-    pytest.importorskip("probegen_jax.archs.cnn")
     from test_formats_small_cnn_zoo import cnn_zoo
 
     save_zoo(cnn_zoo(n=5), tmp_path / "cnn")

@@ -150,15 +150,21 @@ def test_fmnist_splits_json_with_label_key(tmp_path):
     np.testing.assert_array_equal(raw_zoo.targets["label"], zoo.targets["label"])
 
 
-def test_nfn_siren_layout(tmp_path):
+def write_nfn_sirens(root, n=7):
+    """``n`` NFN SIRENs as NFN writes them; returns [(model, label)]."""
     torch.manual_seed(2)
     models = []
-    for idx in range(7):
+    for idx in range(n):
         model, label = NfnSiren(), idx % 3
-        path = tmp_path / f"randinit_smaller_{label}s" / f"net{idx}.pth"
-        path.parent.mkdir(exist_ok=True)
+        path = root / f"randinit_smaller_{label}s" / f"net{idx}.pth"
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path)
         models.append((model, label))
+    return models
+
+
+def test_nfn_siren_layout(tmp_path):
+    models = write_nfn_sirens(tmp_path)
     assert list(models[0][0].state_dict()) == ["net.0.linear.weight", "net.0.linear.bias", "net.1.linear.weight",
                                                "net.1.linear.bias", "net.2.weight", "net.2.bias"]
     zoo = import_zoo("nfn-siren", tmp_path, split_points=(4, 6), progress=False)
@@ -170,6 +176,36 @@ def test_nfn_siren_layout(tmp_path):
     (tmp_path / "randinit_smaller_2s" / "net5.pth").unlink()
     with pytest.raises(DataFileError, match="net5.pth"):
         import_zoo("nfn-siren", tmp_path, progress=False)
+
+
+def test_splits_left_empty_are_named_with_their_option(tmp_path, capsys):
+    import probegen_jax as pj
+    from probegen_jax.cli import main
+    from probegen_jax.errors import MissingSplitError
+
+    write_nfn_sirens(tmp_path / "nets", n=30)  # fewer than the default split points (45000, 50000)
+    with pytest.warns(UserWarning, match=r"'val' and 'test' splits are empty \(30 networks\).*split_points=\[A,B\]"):
+        zoo = import_zoo("nfn-siren", tmp_path / "nets", progress=False)
+    cfg = pj.TrainConfig(epochs=1, batch_size=8)
+    with pytest.raises(MissingSplitError, match=r"split 'val' is empty.*selects its best epoch on it.*"
+                                                r"--option split_points=\[A,B\]"):
+        pj.train("probegen", zoo, {"num_probes": 4}, cfg, progress=False)
+
+    assert main(["zoo", "import", "nfn-siren", str(tmp_path / "nets"), "--out", str(tmp_path / "zoo")]) == 0
+    assert "'val' and 'test' splits are empty" in capsys.readouterr().err
+    assert main(["train", "probegen", "--zoo", str(tmp_path / "zoo"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("probegen-jax: error: ") and "split 'val' is empty" in err[0], err
+    assert "ZeroDivisionError" not in err[0] and "split_points" in err[0]
+
+    # an empty test split alone: trained and selected, no test metrics, said once
+    with pytest.warns(UserWarning, match="'test' split is empty"):
+        zoo = import_zoo("nfn-siren", tmp_path / "nets", split_points=(20, 30), progress=False)
+    with pytest.warns(UserWarning, match="split 'test' is empty, so no test metrics"):
+        run = pj.train("probegen", zoo, {"num_probes": 4}, cfg, progress=False)
+    assert run.result.test == {} and "accuracy" in run.result.val
+    with pytest.raises(MissingSplitError, match="split 'test' of the zoo is empty"):
+        pj.evaluate(run, zoo, "test")
 
 
 def small_siren_zoo(n=9, w0=30.0, offset=0.5):
@@ -207,6 +243,20 @@ def test_writer_round_trip_and_reference_loader(tmp_path, w0, offset):
     assert len(import_zoo("dwsnets", out, progress=False)) == len(zoo)
     with pytest.raises(FileExistsError):
         export_zoo("dwsnets", zoo, out, progress=False)
+
+
+def test_export_names_folders_by_dataset_and_old_names_still_read(tmp_path):
+    out = export_zoo("dwsnets", small_siren_zoo(), tmp_path / "inrs", progress=False)  # meta dataset: digits
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders[0] == "digits_testing_7_00007" and all(f.startswith("digits_") for f in folders)
+    assert len(folders) == 9
+    (out / "splits.json").unlink()
+    (out / "zoo_meta.json").unlink()
+    for folder in folders:  # as exports named them before: DWSNets' MNIST names
+        (out / folder).rename(out / folder.replace("digits_", "mnist_png_", 1))
+    back = import_zoo("dwsnets", out, progress=False)
+    assert len(back) == 9 and sorted(back.targets["label"].tolist()) == sorted(np.arange(9) % 10)
+    assert len(back.indices("test")) == 2
 
 
 def test_errors_name_file_and_problem(tmp_path):

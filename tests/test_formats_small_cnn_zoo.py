@@ -14,13 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("probegen_jax.archs.cnn")  # the small_cnn architecture
-
-from probegen_jax.archs import make_arch  # noqa: E402
-from probegen_jax.archs.cnn import ACTIVATION_LEAF  # noqa: E402
-from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError  # noqa: E402
-from probegen_jax.zoo import Zoo  # noqa: E402
-from probegen_jax.zoo.formats import export_zoo, import_zoo  # noqa: E402
+from probegen_jax.archs import make_arch
+from probegen_jax.archs.cnn import ACTIVATION_LEAF
+from probegen_jax.errors import DataFileError, ShapeMismatchError, UnknownNameError, ZooFormatError
+from probegen_jax.zoo import Zoo
+from probegen_jax.zoo.formats import export_zoo, import_zoo
 
 X = np.random.default_rng(0).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
 

@@ -2,7 +2,11 @@
 ``model`` and ``config``), read into architecture buckets whose JAX outputs match PyTorch's,
 residual connections included."""
 
+import contextlib
 import json
+import os
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +70,9 @@ def jax_out(zoo, i):
     return np.asarray(zoo.arch.apply(jax.tree.map(lambda a: a[i], zoo.params), jnp.asarray(X)))
 
 
-def make_park(root, checkpoints=2, splits=True):
-    """Trials trial_<t> with checkpoint_<k>/checkpoint.pt; returns {path: model}."""
+def make_park(root, checkpoints=2, splits=True, config=dict):
+    """Trials trial_<t> with checkpoint_<k>/checkpoint.pt (the config as ``config(cfg)`` makes it);
+    returns {path: model}."""
     torch.manual_seed(0)
     made, listing = {}, {"train": {"path": [], "score": [], "step": []}, "test": {"path": [], "score": [], "step": []}}
     for t in range(5):
@@ -76,7 +81,7 @@ def make_park(root, checkpoints=2, splits=True):
             model = ParkCNN(cfg)
             path = root / "cifar10_zooV2" / f"trial_{t}" / f"checkpoint_{k:06d}" / "checkpoint.pt"
             path.parent.mkdir(parents=True)
-            torch.save({"model": model.state_dict(), "config": cfg, "iteration": k,
+            torch.save({"model": model.state_dict(), "config": config(cfg), "iteration": k,
                         "last_result": {"test/acc": 0.1 * t + 0.01 * k}}, path)
             made[path] = model
             split = "test" if t == 4 else "train"
@@ -142,7 +147,7 @@ def test_errors(tmp_path):
 
 
 def test_buckets_as_one_heterogeneous_zoo(tmp_path):
-    hetero = pytest.importorskip("probegen_jax.zoo.hetero")
+    import probegen_jax.zoo.hetero as hetero
     from probegen_jax.zoo.formats import to_hetero
 
     made, listing = make_park(tmp_path)
@@ -156,3 +161,59 @@ def test_buckets_as_one_heterogeneous_zoo(tmp_path):
     for i in (0, 5, 9):
         bucket = zoo.buckets[zoo.bucket[i]]
         np.testing.assert_allclose(jax_out(bucket, zoo.position[i]), torch_out(made[paths[i]]), atol=1e-4, rtol=1e-4)
+
+
+@contextlib.contextmanager
+def omegaconf_stand_in():
+    """``omegaconf`` importable while the block runs: stand-ins whose pickles are OmegaConf's own
+    (tests/fixtures/omegaconf_standin); afterwards gone again, as for a user without OmegaConf."""
+    folder = str(Path(__file__).parent / "fixtures" / "omegaconf_standin")
+    sys.path.insert(0, folder)
+    try:
+        import omegaconf
+
+        yield omegaconf
+    finally:
+        sys.path.remove(folder)
+        for name in [m for m in sys.modules if m.split(".")[0] == "omegaconf"]:
+            del sys.modules[name]
+
+
+def test_omegaconf_configs_read_as_plain_dicts_without_trust(tmp_path):
+    with omegaconf_stand_in() as omegaconf:
+        made, listing = make_park(tmp_path, checkpoints=1, config=omegaconf.create)
+    first = tmp_path / listing["train"]["path"][0]
+    with pytest.raises(Exception, match="omegaconf"):  # what torch's own safe loading says of these files
+        torch.load(first, weights_only=True)
+    zoos = import_zoo("wild-park", tmp_path, progress=False)
+    assert "omegaconf" not in sys.modules
+    assert sorted(len(z) for z in zoos) == [1, 2, 2]
+    paths = [tmp_path / p for s in ("train", "test") for p in listing[s]["path"]]
+    for zoo in zoos:
+        for i, order in enumerate(zoo.meta["order"]):
+            np.testing.assert_allclose(jax_out(zoo, i), torch_out(made[paths[order]]), atol=1e-4, rtol=1e-4)
+
+    from probegen_jax.zoo.formats.common import load_torch
+
+    assert load_torch(first)["config"] == CONFIGS[0]  # lists, ints, strings: plain values
+
+
+def test_other_classes_in_a_config_stay_refused(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.makedirs, (str(marker),)
+
+    with omegaconf_stand_in() as omegaconf:
+        enum_config = omegaconf.create(CONFIGS[0])
+        enum_config._content["activation"] = omegaconf.nodes.EnumNode(enum_config, None, _val="relu")
+        for name, config in (("enum", enum_config), ("payload", {**CONFIGS[0], "x": Payload()})):
+            path = tmp_path / name / "trial_0" / "checkpoint_000001" / "checkpoint.pt"
+            path.parent.mkdir(parents=True)
+            torch.save({"model": ParkCNN(CONFIGS[0]).state_dict(), "config": config, "iteration": 1,
+                        "last_result": {"test/acc": 0.5}}, path)
+    for name, refused in (("enum", "nodes.EnumNode"), ("payload", "os.makedirs")):
+        with pytest.raises(ZooFormatError, match=f"(?s){refused}.*trust_pickle"):
+            import_zoo("wild-park", tmp_path / name, progress=False)
+    assert not marker.exists()

@@ -16,7 +16,7 @@ from probegen_jax.methods.probing.image_sources import (
     image_probe_source,
     random_textures,
 )
-from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.spec import ProbingSpec
 from probegen_jax.methods.probing.probe import probe, probe_zoo
 from probegen_jax.methods.probing.probegen import probing_learner
 

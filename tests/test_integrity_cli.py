@@ -62,7 +62,6 @@ def test_a_zoo_of_format_version_1_loads_with_a_one_line_warning(tmp_path, capsy
 
 
 def test_full_disk_during_export_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("probegen_jax.zoo.formats.dwsnets")
     save_zoo(tiny_zoo(), tmp_path / "zoo")
 
     def full(fd):

@@ -13,7 +13,7 @@ from probegen_jax.methods.probing.sources import (
     coordinate_probe_source,
     dense_generator,
     fixed_probes,
-    learned_probes,
+    free_probes,
 )
 
 K = 16
@@ -86,7 +86,7 @@ def test_vanilla_probes_are_the_params():
     source = coordinate_probe_source("vanilla", K)
     params = source.init(jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(source.apply(params)), np.asarray(params["probes"]))
-    squashed = learned_probes(K, (2,), squash="tanh")
+    squashed = free_probes(K, (2,), squash="tanh")
     np.testing.assert_allclose(np.asarray(squashed.apply(params)), np.tanh(np.asarray(params["probes"])), rtol=1e-6)
 
 

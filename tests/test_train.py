@@ -198,7 +198,7 @@ def test_scanned_and_looped_epochs_take_the_same_steps(digits_zoo, splits, kind)
 
 def test_epochs_are_scanned_unless_a_cpu_step_convolves(digits_zoo, splits):
     from probegen_jax.archs import make_arch
-    from probegen_jax.methods.probing.methods import ProbingSpec
+    from probegen_jax.methods.probing.spec import ProbingSpec
 
     def step_args(arch, learner, n=4):
         params = jax.vmap(arch.init)(jax.random.split(jax.random.key(0), n))

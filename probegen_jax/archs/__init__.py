@@ -13,6 +13,7 @@ from probegen_jax.archs.base import (
     register_arch,
     registered_archs,
     tree_path_name,
+    unregistered_arch_error,
 )
 from probegen_jax.archs.cnn import small_cnn, wild_cnn
 from probegen_jax.archs.dense import mlp, siren
@@ -25,5 +26,5 @@ from probegen_jax.archs.torch_cnn import torch_cnn
 __all__ = [
     "Arch", "arch_from_function", "arch_from_linen", "arch_from_nnx", "arch_from_spec",
     "check_finite", "flatten_params", "layer_order", "lora", "make_arch", "minilm_top", "mixer", "mlp", "register_arch", "registered_archs", "siren", "small_cnn", "tensors", "torch_cnn",
-    "tree_path_name", "vit", "wild_cnn",
+    "tree_path_name", "unregistered_arch_error", "vit", "wild_cnn",
 ]

@@ -220,6 +220,17 @@ def arch_factory(path: str) -> Callable[..., Arch]:
                                "'package.module:function' importable here") from e
 
 
+def unregistered_arch_error(what: str, name: str, call: str) -> UnknownNameError:
+    """The error for ``what`` (a saved zoo or run) of an architecture this process cannot rebuild:
+    it names the ``call`` that passes the architecture, and the ``factory`` that makes it loadable
+    anywhere."""
+    return UnknownNameError(
+        f"{what} of the unregistered architecture {name!r}, which this process cannot rebuild by itself: pass it, "
+        f"{call} with ARCH the Arch you saved it with; or record, before saving, the importable function that "
+        f"builds it, arch = dataclasses.replace(arch, factory='your_module:function', config={{...}}), and any "
+        f"process rebuilds it, the command line included (your module on PYTHONPATH)")
+
+
 def registered_archs() -> list[str]:
     return sorted(_REGISTRY)
 

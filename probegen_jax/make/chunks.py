@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import load_pytree, read_json, remove_stale_temps, save_pytree, write_json
+from probegen_jax.progress import progress as progress_bar
 from probegen_jax.timing import NO_TIME, Stopwatch, Timing
 
 ChunkFn = Callable[[int], Mapping[str, np.ndarray]]
@@ -44,7 +44,7 @@ def run_chunks(
     chunks of two different zoos are never mixed. With ``work_dir=None`` nothing is written.
     """
     if work_dir is None:
-        return [dict(make_chunk(i)) for i in tqdm(range(num_chunks), desc=desc, disable=not progress,
+        return [dict(make_chunk(i)) for i in progress_bar(range(num_chunks), desc=desc, disable=not progress,
                                                   unit="chunk")]
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def run_chunks(
         write_json(plan_file, plan)
     chunks, stopwatch = [], Stopwatch(time_spent(work_dir))
     done = sum(chunk_path(work_dir, i).exists() for i in range(num_chunks))
-    with tqdm(total=num_chunks, initial=done, desc=desc, disable=not progress, unit="chunk") as bar:
+    with progress_bar(total=num_chunks, initial=done, desc=desc, disable=not progress, unit="chunk") as bar:
         for i in range(num_chunks):
             path = chunk_path(work_dir, i)
             if path.exists():
@@ -69,7 +69,7 @@ def run_chunks(
                     chunks.append(load_pytree(path, error=ZooFormatError))
                     continue
                 except ZooFormatError as e:  # damaged (IntegrityError) or incomplete: compute it again
-                    tqdm.write(f"{e}; computing chunk {i} again")
+                    bar.write(f"{e}; computing chunk {i} again")
             remove_stale_temps(path)
             chunk = {k: np.asarray(v) for k, v in make_chunk(i).items()}
             save_pytree(path, chunk)

@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from probegen_jax.archs import Arch, flatten_params, make_arch
 from probegen_jax.archs.cnn import (
@@ -70,6 +69,7 @@ from probegen_jax.make.chunks import (
 )
 from probegen_jax.make.processes import run_chunks_on_processes, time_spent_before
 from probegen_jax.parallel import is_main_process
+from probegen_jax.progress import progress as progress_bar
 from probegen_jax.zoo.store import save_zoo
 from probegen_jax.zoo.zoo import Zoo, at_epoch  # noqa: F401  (at_epoch: the CNN zoos' checkpoint filter)
 
@@ -340,7 +340,7 @@ def train_network_chunk(
     ckpts, metrics = [], {m: [] for m in METRICS}
     finite = jnp.ones((n,), bool)
     epoch = 0
-    bar = tqdm(total=cfg.epochs[-1], desc=f"epochs of {n} CNNs", unit="epoch", leave=False,
+    bar = progress_bar(total=cfg.epochs[-1], desc=f"epochs of {n} CNNs", unit="epoch", leave=False,
                disable=not (progress and is_main_process()))
     for target in cfg.epochs:
         while epoch < target:

@@ -27,9 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from probegen_jax.errors import UnknownNameError
+from probegen_jax.errors import MissingSplitError, ShapeMismatchError, ZooKindError
 from probegen_jax.methods.registry import FitRequest, Method, get_method, make_spec, methods
 from probegen_jax.methods.run import Run, finished_run, save_run, zoo_fingerprint
 from probegen_jax.training.learner import Learner
@@ -37,9 +38,10 @@ from probegen_jax.training.loop import Optimizer, TrainConfig, TrainResult, eval
 from probegen_jax.training.loop import predict as predict_params
 from probegen_jax.stored import in_memory
 from probegen_jax.training.tasks import task_for
-from probegen_jax.zoo.zoo import SPLITS, at_epoch, task_defaults
+from probegen_jax.zoo.zoo import SPLITS, at_epoch, empty_splits, splits_set_by, task_defaults
 
 SMALL_SPLIT = 20  # fewer networks than this in a split make its metrics mostly noise
+FLAT_SPREAD = 0.05  # regression predictions whose std is below this share of the targets' are near constant
 
 
 def spec_with_zoo_defaults(spec: Any, zoo: Any) -> Any:
@@ -60,10 +62,26 @@ def split_members(zoo: Any, split: str) -> np.ndarray:
 
 
 def warn_small_splits(zoo: Any) -> None:
-    small = {s: len(v) for s, v in zoo.splits.items() if s in SPLITS and len(v) < SMALL_SPLIT}
+    small = {s: len(v) for s, v in zoo.splits.items() if s in SPLITS and 0 < len(v) < SMALL_SPLIT}
     if small:
         warnings.warn(f"zoo splits with fewer than {SMALL_SPLIT} networks: {small}; their metrics are mostly noise",
                       stacklevel=3)
+
+
+def trained_splits(zoo: Any, method: str, zoo_path: str | None = None) -> list[str]:
+    """The splits ``train`` uses: train and val, refused when empty (``MissingSplitError`` naming
+    the option that sets them), and test unless empty (a warning when it is there but empty)."""
+    where = f"zoo {zoo_path}" if zoo_path else "the zoo"
+    empty = empty_splits(zoo)
+    for split, role in (("train", "trains on"), ("val", "selects its best epoch on")):
+        if split in empty:
+            raise MissingSplitError(f"{where}: split {split!r} is empty ({len(zoo)} networks, splits "
+                                    f"{ {s: len(v) for s, v in zoo.splits.items()} }); {method} {role} it; "
+                                    f"the splits are set by {splits_set_by(zoo.meta)}")
+    if "test" in empty and "test" in zoo.splits:
+        warnings.warn(f"{where}: split 'test' is empty, so no test metrics are reported; the splits are set by "
+                      f"{splits_set_by(zoo.meta)}", stacklevel=3)
+    return [s for s in SPLITS if s not in empty]
 
 
 def select_checkpoint(zoo: Any, checkpoint: str | int | None) -> tuple[Any, str | int]:
@@ -105,7 +123,7 @@ def train(
         raise ValueError("give cfg or recipe, not both (change a recipe with dataclasses.replace(recipe_config(...)))")
     cfg = recipe_config(method, recipe) if recipe is not None else method.train_config if cfg is None else cfg
     if zoo.packs_inputs and not method.heterogeneous:
-        raise UnknownNameError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
+        raise ZooKindError(f"method {method.name!r} needs a zoo of one architecture; for heterogeneous zoos "
                                f"use one of {[m.name for m in methods().values() if m.heterogeneous]}")
     zoo, checkpoint = select_checkpoint(zoo, checkpoint)
     zoo = readable_by(method, zoo)
@@ -117,10 +135,11 @@ def train(
         if done is not None:
             return done
         checkpoint_dir = checkpoint_dir or str(Path(out) / "checkpoints")
+    used = trained_splits(zoo, method.name, zoo_path)
     warn_small_splits(zoo)
     task = task_for(zoo, target)
     y = zoo.target(target)
-    members = {s: split_members(zoo, s) for s in SPLITS if s in zoo.splits}
+    members = {s: split_members(zoo, s) for s in used}
     if method.resolve is not None:
         spec = method.resolve(spec, zoo, target, task, cfg, progress)
     constants = method.prepare(spec, zoo, members["train"], y[members["train"]], task)
@@ -138,11 +157,36 @@ def train(
         options["order_fn"] = bucket_batch_order(buckets)
         fit_cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, cfg.batch_size))
     result = (method.fit or _train_with_loop)(FitRequest(learner, task, splits, fit_cfg, options, spec, zoo, constants))
+    val_inputs, val_targets = splits["val"]
+    warn_if_unlearnt(method.name, result, predict_params(learner.apply, result.params, val_inputs, mesh=mesh,
+                                                         batch_size=cfg.eval_batch_size), val_targets, task, cfg)
     run = Run(method=method.name, spec=spec, task=task, target=target, checkpoint=checkpoint, params=result.params,
               constants=constants, result=result, train_config=cfg, zoo=fingerprint, requested=requested)
     if out is not None:
         save_run(run, out)
     return run
+
+
+def warn_if_unlearnt(method: str, result: TrainResult, predictions: np.ndarray, targets: np.ndarray, task: Any,
+                     cfg: TrainConfig) -> None:
+    """Warn where a run looks stopped before it learnt: its predictions on val with almost no
+    spread (one class for every network; a regression spread under ``FLAT_SPREAD`` of the
+    targets'), or its best validation epoch the last of three or more evaluations."""
+    reasons = []
+    if task.name in ("classification", "zero_shot") and len(predictions) > 1 and \
+            len(np.unique(np.argmax(predictions, -1))) == 1:
+        reasons.append("it predicts one class for every val network")
+    elif task.name == "regression" and len(predictions) > 1:
+        spread, wanted = float(np.std(predictions)), float(np.std(targets))
+        if wanted > 0 and spread < FLAT_SPREAD * wanted:
+            reasons.append(f"its predictions on val are almost constant (std {spread:.3g}, the targets' {wanted:.3g})")
+    evaluated = [h.get("epoch") for h in result.history]
+    if len(evaluated) >= 3 and result.best_epoch == evaluated[-1]:
+        reasons.append(f"its best validation epoch is the last ({result.best_epoch + 1} of {cfg.epochs}): it was "
+                       "still improving")
+    if reasons:
+        warnings.warn(f"{method}: {'; '.join(reasons)}; it may have stopped before it learnt: train longer (epochs, "
+                      f"now {cfg.epochs}) or faster (learning rate, now {cfg.learning_rate:g})", stacklevel=3)
 
 
 # ----------------------------------------------------------------------------- any run, any zoo
@@ -154,9 +198,41 @@ def readable_by(method: Method, zoo: Any) -> Any:
 
 
 def rebuild(run: Run, zoo: Any) -> tuple[Method, Learner]:
-    """The method and learner of ``run`` on ``zoo``'s architectures."""
+    """The method and learner of ``run`` on ``zoo``'s architectures; a zoo whose architectures
+    give the learner other params than the run's is refused, naming both architectures."""
     method = get_method(run.method)
-    return method, method.learner(run.spec, zoo, run.task, run.constants)
+    learner = method.learner(run.spec, zoo, run.task, run.constants)
+    misfit = params_misfit(jax.eval_shape(learner.init, jax.random.key(0)), run.params)
+    if misfit:
+        trained = ", ".join(describe_arch(a) for a in run.zoo.get("archs", [])) if isinstance(run.zoo, dict) else "?"
+        raise ShapeMismatchError(f"the zoo's networks ({', '.join(describe_arch(a.spec()) for a in zoo.archs)}) do "
+                                 f"not fit this {run.method} run, trained on networks of {trained}: {misfit}; "
+                                 "give a zoo of the architecture the run was trained on (for probing methods: the "
+                                 "same input shape and number of outputs)")
+    return method, learner
+
+
+def describe_arch(spec: dict[str, Any]) -> str:
+    """An architecture's name and settings, as one short phrase."""
+    config = ", ".join(f"{k}={v}" for k, v in spec.get("config", {}).items())
+    return f"{spec['name']}({config})"[:200]
+
+
+def params_misfit(expected: Any, params: Any) -> str:
+    """Where ``params`` differ in structure or shape from ``expected`` (abstract arrays), said in
+    a phrase; empty when they fit."""
+    def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+        return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(np.shape(a))
+                for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    got, want = shapes(params), shapes(expected)
+    for name in want:
+        if name not in got:
+            return f"{name}, which these networks need, is not in the run"
+        if got[name] != want[name]:
+            return f"{name} is {list(got[name])} in the run, {list(want[name])} for these networks"
+    extra = sorted(set(got) - set(want))
+    return f"the run holds {extra[0]}, which these networks do not use" if extra else ""
 
 
 def predict(run: Run, zoo: Any, *, indices: np.ndarray | None = None, batch_size: int = 256,
@@ -178,5 +254,8 @@ def evaluate(run: Run, zoo: Any, split: str = "test", *, batch_size: int = 256, 
     method, learner = rebuild(run, zoo)
     zoo = readable_by(method, zoo)
     idx = split_members(zoo, split)
+    if not len(idx):
+        raise MissingSplitError(f"split {split!r} of the zoo is empty: no metrics to compute; the splits are set by "
+                                f"{splits_set_by(zoo.meta)}")
     data = (method.inputs(run.spec, zoo, idx), zoo.target(run.target)[idx])
     return evaluate_params(learner, run.task, run.params, data, batch_size=batch_size, mesh=mesh)

@@ -100,15 +100,32 @@ class RecordedArchs:
         return self.archs[0].output_dim
 
 
-def recorded_archs(record: dict[str, Any], where: Path) -> RecordedArchs:
-    from probegen_jax.archs import arch_from_spec
+def recorded_archs(record: dict[str, Any], where: Path, arch: Any = None) -> RecordedArchs:
+    """The run's architectures: ``arch`` (an ``Arch``, or one per bucket) where given, else rebuilt
+    from the record (registered ones, or those with a ``factory``)."""
+    from probegen_jax.archs import Arch, arch_from_spec, unregistered_arch_error
 
     zoo = record["zoo"]
-    if not zoo.get("registered", True):
-        raise UnknownNameError(f"{where}: run of an unregistered architecture {zoo['archs'][0]['name']!r}; pass "
-                               "zoo= (a zoo of that architecture) to load_run")
-    archs = tuple(arch_from_spec(a) for a in zoo["archs"])
+    if arch is not None:
+        archs = (arch,) if isinstance(arch, Arch) else tuple(arch)
+    elif not zoo.get("registered", True):
+        raise unregistered_arch_error(f"{where}: run", zoo["archs"][0]["name"],
+                                      f"pj.load_run({str(where)!r}, arch=ARCH)")
+    else:
+        archs = tuple(arch_from_spec(a) for a in zoo["archs"])
     return RecordedArchs(archs, bool(zoo.get("packs_inputs", len(archs) > 1)))
+
+
+def learner_archs(record: dict[str, Any], where: Path, zoo: Any = None, arch: Any = None) -> Any:
+    """What a saved run's learner is rebuilt on: ``arch`` where given, else the recorded
+    architectures (so the params load as saved; ``predict`` refuses a zoo of other networks, naming
+    both), else ``zoo`` (runs of unregistered architectures, or whose factory is not importable)."""
+    if zoo is None or arch is not None:
+        return recorded_archs(record, where, arch)
+    try:
+        return recorded_archs(record, where)
+    except UnknownNameError:
+        return zoo
 
 
 def save_run(run: Run, run_dir: str | os.PathLike) -> Path:
@@ -159,9 +176,10 @@ def _converted_v1(record: dict[str, Any], zoo: Any) -> tuple[dict[str, Any], Any
     return converted, zoo
 
 
-def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
-    """The ``Run`` saved in ``run_dir``. ``zoo`` (any zoo of the run's architectures) is needed only
-    for runs of unregistered architectures and for probing runs saved before the run format."""
+def load_run(run_dir: str | os.PathLike, zoo: Any = None, *, arch: Any = None) -> Run:
+    """The ``Run`` saved in ``run_dir``. Runs of unregistered architectures (no ``factory``) need
+    ``arch`` (the ``Arch``, or one per bucket) or ``zoo`` (any zoo of them); probing runs saved
+    before the run format need ``zoo``."""
     from probegen_jax.methods.registry import get_method, make_spec
 
     run_dir = Path(run_dir).absolute()
@@ -176,7 +194,7 @@ def load_run(run_dir: str | os.PathLike, zoo: Any = None) -> Run:
         result = TrainResult(None, **record["result"])
     except (TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{run_dir / RECORD}: damaged run record ({type(e).__name__}: {e})") from e
-    archs = zoo if zoo is not None else recorded_archs(record, run_dir)
+    archs = learner_archs(record, run_dir, zoo, arch)
     constants = load_pytree(run_dir / "constants", None) if record.get("constants") else {}
     learner = method.learner(spec, archs, task, constants)
     abstract = jax.eval_shape(learner.init, jax.random.key(0))

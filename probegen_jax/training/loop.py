@@ -4,7 +4,7 @@ optax (Adam or AdamW, optionally AMSGrad; cosine decay stepped every iteration, 
 one-cycle, after an optional linear warm-up; optional gradient-norm clipping), batches of networks
 (optionally augmented in weight space, with head dropout and label smoothing: ``training.recipes``),
 an epoch as one jit-compiled ``lax.scan``, evaluation on val, the best-val params kept and test
-reported at them, orbax checkpoints after every evaluation, and resumption that gives the same
+reported at them, checkpoints (``training.checkpoints``) after every evaluation, and resumption that gives the same
 final result as an uninterrupted run (batch order depends only on seed and epoch).
 """
 
@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError
 from probegen_jax.training.checkpoints import CheckpointManager
 from probegen_jax.training.learner import Learner
+from probegen_jax.progress import progress as progress_bar
 from probegen_jax.parallel import (
     is_main_process,
     map_in_blocks,
@@ -341,7 +341,7 @@ def fit(
     Args:
       splits: ``{"train": (inputs, targets), "val": ..., "test": ...}``; inputs are pytrees with a
         leading axis (e.g. stacked zoo params). ``"test"`` is optional.
-      checkpoint_dir: orbax checkpoints after every evaluation; a run started again on the same
+      checkpoint_dir: checkpoints after every evaluation (``training.checkpoints``); a run started again on the same
         directory with the same settings resumes from the last one.
       mesh: a ``zoo_mesh``: batches are split across its devices, params replicated.
       order_fn: ``(seed, epoch, n, batch_size) -> [steps, batch_size]`` train indices per step;
@@ -413,7 +413,7 @@ def fit_objective(
         state = place_on_mesh(state, replicated(mesh))
     epoch_fn = _epoch_fn(objective, optimizer, mesh, cfg.seed, scan=None)
     started = time.perf_counter() - elapsed
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not (progress and is_main_process()), unit="epoch",
+    bar = progress_bar(range(start_epoch, epochs), desc=desc, disable=not (progress and is_main_process()), unit="epoch",
                initial=start_epoch, total=epochs)
     for epoch in bar:
         order = (order_fn or batch_order)(cfg.seed, epoch, n_train, batch_size)

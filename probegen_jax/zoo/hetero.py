@@ -254,11 +254,15 @@ def _load_order(path: Path, version: int) -> dict[str, Any]:
         raise ZooFormatError(f"{path / 'order.npz'}: missing or corrupt ({e})") from e
 
 
-def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
-    """Load a zoo written by ``save_hetero_zoo``, every file checked against its checksum."""
+def load_hetero_zoo(path: str | os.PathLike, *, archs: Sequence[Arch] | None = None) -> HeteroZoo:
+    """Load a zoo written by ``save_hetero_zoo``, every file checked against its checksum;
+    ``archs``: one per bucket, for buckets of unregistered architectures."""
     path = Path(path).absolute()
     record = _hetero_record(path)
-    buckets = tuple(load_zoo(path / f"bucket_{b:04d}") for b in range(record["num_buckets"]))
+    if archs is not None and len(archs) != record["num_buckets"]:
+        raise ShapeMismatchError(f"{path}: {record['num_buckets']} architecture buckets, but {len(archs)} archs given")
+    buckets = tuple(load_zoo(path / f"bucket_{b:04d}", arch=None if archs is None else archs[b])
+                    for b in range(record["num_buckets"]))
     order = _load_order(path, record["format_version"])
     try:
         return HeteroZoo(buckets, order["bucket"], order["position"], order["splits"], record.get("meta", {}))
@@ -266,7 +270,13 @@ def load_hetero_zoo(path: str | os.PathLike) -> HeteroZoo:
         raise ZooFormatError(f"{path}: the saved order does not fit the buckets ({e})") from e
 
 
-def load_any_zoo(path: str | os.PathLike, *, lazy: bool = False) -> Zoo | HeteroZoo:
-    """A saved ``Zoo`` or ``HeteroZoo``, whichever ``path`` holds (``lazy``: see ``load_zoo``;
-    a heterogeneous zoo is read whole)."""
-    return load_hetero_zoo(path) if is_hetero_zoo(path) else load_zoo(path, lazy=lazy)
+def load_any_zoo(path: str | os.PathLike, *, arch: Arch | Sequence[Arch] | None = None,
+                 lazy: bool = False) -> Zoo | HeteroZoo:
+    """A saved ``Zoo`` or ``HeteroZoo``, whichever ``path`` holds. ``arch``: the architecture of a
+    zoo of an unregistered one (of a heterogeneous zoo, one per bucket); ``lazy``: see ``load_zoo``
+    (a heterogeneous zoo is read whole)."""
+    if is_hetero_zoo(path):
+        return load_hetero_zoo(path, archs=[arch] if isinstance(arch, Arch) else arch)
+    if arch is not None and not isinstance(arch, Arch):
+        raise TypeError(f"{path}: a zoo of one architecture takes one Arch as arch=, got {type(arch).__name__}")
+    return load_zoo(path, arch=arch, lazy=lazy)

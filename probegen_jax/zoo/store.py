@@ -19,8 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from probegen_jax.archs import Arch, arch_from_spec, flatten_params
-from probegen_jax.errors import UnknownNameError, ZooFormatError
+from probegen_jax.archs import Arch, arch_from_spec, flatten_params, unregistered_arch_error
+from probegen_jax.errors import ZooFormatError
 from probegen_jax.io import is_pytree_dir, load_pytree, load_record, read_json, save_pytree
 from probegen_jax.stored import is_stored
 from probegen_jax.zoo.zoo import Zoo
@@ -95,9 +95,7 @@ def load_zoo(path: str | os.PathLike, *, arch: Arch | None = None, verify: bool 
     meta = read_zoo_meta(path)
     if arch is None:
         if not meta.get("arch_registered", True):
-            raise UnknownNameError(
-                f"{path}: zoo of unregistered architecture {meta['arch']['name']!r}; pass arch= to load_zoo"
-            )
+            raise unregistered_arch_error(f"{path}: zoo", meta["arch"]["name"], f"pj.load_zoo({str(path)!r}, arch=ARCH)")
         arch = arch_from_spec(meta["arch"])
     restored = load_pytree(path, error=ZooFormatError, verify=verify,
                            lazy=(lambda keys: keys[:1] == ("params",)) if lazy else None) \

@@ -13,6 +13,7 @@ from probegen_jax.archs import Arch, check_finite
 from probegen_jax.errors import MissingSplitError, ShapeMismatchError
 from probegen_jax.stored import has_stored, in_memory, is_stored, take_rows
 from probegen_jax.types import Params
+from probegen_jax.zoo.formats import FORMATS
 
 SPLITS = ("train", "val", "test")
 
@@ -136,6 +137,23 @@ class Zoo:
         if made:
             lines.append(f"made by: {made} {self.meta.get('config', {})}")
         return "\n".join(lines)
+
+
+def empty_splits(zoo: Any) -> list[str]:
+    """The splits of ``SPLITS`` that hold no network (absent ones included), in that order."""
+    return [s for s in SPLITS if not len(zoo.splits.get(s, ()))]
+
+
+def splits_set_by(meta: Mapping[str, Any]) -> str:
+    """What sets a zoo's splits, read from its record: the option of the format it was imported
+    from, the settings it was made with, or the ``splits`` it was built with."""
+    if meta.get("format") in FORMATS:
+        return FORMATS[meta["format"]].splits_set_by()
+    config = meta.get("config") if isinstance(meta.get("config"), Mapping) else {}
+    settings = [f"{k}={config[k]}" for k in ("num_train", "num_val", "num_test", "split_fractions") if k in config]
+    if settings:
+        return f"the settings the zoo was made with ({', '.join(settings)}); make it again with others"
+    return "the splits the zoo was built with (Zoo(arch, params, targets, splits={'train': ..., 'val': ..., ...}))"
 
 
 @dataclasses.dataclass(frozen=True)

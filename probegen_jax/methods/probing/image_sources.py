@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probegen_jax.errors import ShapeMismatchError, UnknownNameError
-from probegen_jax.methods.probing.sources import ProbeSource, fixed_probes, learned_probes
+from probegen_jax.methods.probing.sources import ProbeSource, fixed_probes, free_probes
 from probegen_jax.types import Array, Params, PRNGKey
 
 # (output channels as a multiple of the width (None: image channels), kernel, stride, padding)
@@ -168,7 +168,7 @@ def image_probe_source(kind: str, num_probes: int, input_shape: tuple[int, ...],
         "probegen": lambda: dcgan_generator(num_probes, input_shape),
         "probegen5": lambda: dcgan_generator(num_probes, input_shape, num_layers=5, name="probegen5"),
         "nonlinear": lambda: dcgan_generator(num_probes, input_shape, activation=jax.nn.relu, name="nonlinear"),
-        "vanilla": lambda: learned_probes(num_probes, input_shape, squash="tanh"),
+        "vanilla": lambda: free_probes(num_probes, input_shape, squash="tanh"),
         "synthetic": lambda: fixed_probes(random_textures(num_probes, input_shape, seed=seed)),
     }
     if kind not in makers:

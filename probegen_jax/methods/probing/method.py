@@ -7,7 +7,7 @@ import dataclasses
 
 from probegen_jax.methods.registry import Method, register
 from probegen_jax.methods.probing.hetero import hetero_probing_learner
-from probegen_jax.methods.probing.methods import ProbingSpec
+from probegen_jax.methods.probing.spec import ProbingSpec
 from probegen_jax.training.learner import Learner
 from probegen_jax.training.tasks import Task
 

@@ -35,7 +35,7 @@ class ProbeSource:
 _SQUASH = {None: lambda x: x, "tanh": jnp.tanh}
 
 
-def learned_probes(num_probes: int, input_shape: tuple[int, ...], *, squash: str | None = None) -> ProbeSource:
+def free_probes(num_probes: int, input_shape: tuple[int, ...], *, squash: str | None = None) -> ProbeSource:
     """Vanilla probing: each probe is a free tensor, initialised N(0, 1), optionally tanh-squashed."""
     input_shape = tuple(input_shape)
     return ProbeSource(
@@ -99,7 +99,7 @@ def coordinate_probe_source(kind: str, num_probes: int, dim: int = 2, *, seed: i
     makers = {
         "probegen": lambda: dense_generator(num_probes, (dim,)),
         "nonlinear": lambda: dense_generator(num_probes, (dim,), activation=jax.nn.relu, name="nonlinear"),
-        "vanilla": lambda: learned_probes(num_probes, (dim,)),
+        "vanilla": lambda: free_probes(num_probes, (dim,)),
         "synthetic": lambda: uniform_coordinate_probes(num_probes, dim, seed=seed),
     }
     if kind not in makers:

@@ -36,12 +36,22 @@ if TYPE_CHECKING:  # imported where used: the JAX-free submodules (inr_files) mu
 
 @dataclasses.dataclass(frozen=True)
 class ZooFormat:
-    """A public format: ``module:function`` names of its reader and writer (imported lazily)."""
+    """A public format: ``module:function`` names of its reader and writer (imported lazily), and
+    the reader option that sets its splits (named when a split is empty)."""
 
     name: str
     description: str
     reader: str | None
     writer: str | None = None
+    splits_option: str = ""
+
+    def splits_set_by(self) -> str:
+        """What sets the splits of a zoo read in this format, said to a user."""
+        if self.splits_option.startswith("("):
+            return f"the {self.name} layout {self.splits_option}"
+        option, _, explained = self.splits_option.partition(" ")
+        return (f"the {self.name} import option {option} {explained}: `probegen-jax zoo import {self.name} PATH "
+                f"--option {option}` (Python: import_zoo({self.name!r}, PATH, {option}))")
 
     def _load(self, ref: str) -> Callable[..., Any]:
         module, fn = ref.split(":")
@@ -58,15 +68,20 @@ class ZooFormat:
 
 FORMATS: dict[str, ZooFormat] = {f.name: f for f in [
     ZooFormat("dwsnets", "DWSNets MNIST/FMNIST-INR SIRENs (torch state dicts + splits JSON)",
-              "dwsnets:read_dwsnets", "dwsnets:write_dwsnets"),
-    ZooFormat("nfn-siren", "NFN SIREN zoos (<prefix>_<label>s/net<idx>.pth)", "dwsnets:read_nfn_siren"),
+              "dwsnets:read_dwsnets", "dwsnets:write_dwsnets",
+              "val_size=N (validation INRs drawn from the training ones), or a splits JSON as the path"),
+    ZooFormat("nfn-siren", "NFN SIREN zoos (<prefix>_<label>s/net<idx>.pth)", "dwsnets:read_nfn_siren",
+              splits_option="split_points=[A,B] (train: net0 to net<A-1>, val: A to B-1, test: B on; "
+                            "default [45000,50000])"),
     ZooFormat("small-cnn-zoo", "Small CNN Zoo (weights.npy, metrics.csv.gz, layout.csv)",
-              "small_cnn_zoo:read_small_cnn_zoo", "small_cnn_zoo:write_small_cnn_zoo"),
-    ZooFormat("wild-park", "CNN Wild Park (torch dicts with model and config)", "wild_park:read_wild_park"),
+              "small_cnn_zoo:read_small_cnn_zoo", "small_cnn_zoo:write_small_cnn_zoo",
+              "split_file=F (the row order whose first half is train+val, second half test)"),
+    ZooFormat("wild-park", "CNN Wild Park (torch dicts with model and config)", "wild_park:read_wild_park",
+              splits_option="splits_file=F (a splits JSON; without one networks are split 80/10/10)"),
     ZooFormat("model-zoos", "Model Zoos (params.json, result.json, checkpoint_N/checkpoints)",
-              "model_zoos:read_model_zoos"),
+              "model_zoos:read_model_zoos", splits_option="(none: models are split 70/15/15)"),
     ZooFormat("model-j", "Model-J trees (one safetensors file per model, classes in its metadata)",
-              "model_j:read_model_j"),
+              "model_j:read_model_j", splits_option="(none: the split folders of each tree)"),
 ]}
 
 
@@ -83,16 +98,35 @@ def get_format(name: str, *, need: str = "read") -> ZooFormat:
 
 def import_zoo(format: str, path: str | os.PathLike, **options: Any) -> Zoo | list[Zoo]:
     """Read a zoo stored in a public ``format`` (see ``FORMATS``). The temporary folder of an
-    export that did not complete is refused."""
+    export that did not complete is refused. A split left empty is said in a warning naming the
+    format's option that sets the splits (``ZooFormat.splits_set_by``)."""
     from probegen_jax.errors import ZooFormatError
     from probegen_jax.io import is_temp_path
 
-    reader = get_format(format, need="read").read
+    fmt = get_format(format, need="read")
     for part in (Path(path).absolute(), *Path(path).absolute().parents):
         if is_temp_path(part):
             raise ZooFormatError(f"{path}: inside {part.name}, the temporary folder of a write that did not complete "
                                  "(killed, or the disk filled); export the zoo again")
-    return reader(path, **options)
+    result = fmt.read(path, **options)
+    warn_empty_splits(result, fmt, path)
+    return result
+
+
+def warn_empty_splits(result: Zoo | list[Zoo], fmt: ZooFormat, path: str | os.PathLike) -> None:
+    """Warn, naming ``fmt``'s split option, where a split (train, val or test; over all buckets)
+    of an imported zoo holds no network."""
+    import warnings
+
+    from probegen_jax.zoo.zoo import SPLITS
+
+    zoos = result if isinstance(result, list) else [result]
+    empty = [s for s in SPLITS if not any(len(z.splits.get(s, ())) for z in zoos)]
+    if empty:
+        warnings.warn(f"{path}: the imported zoo's {' and '.join(repr(s) for s in empty)} split"
+                      f"{'s are' if len(empty) > 1 else ' is'} empty ({sum(len(z) for z in zoos)} networks); "
+                      f"methods train on 'train' and select on 'val'; the splits are set by {fmt.splits_set_by()}",
+                      stacklevel=3)
 
 
 def export_zoo(format: str, zoo: Zoo | list[Zoo], path: str | os.PathLike, *, overwrite: bool = False,

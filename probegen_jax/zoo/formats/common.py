@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from probegen_jax.errors import (
     DataFileError,
@@ -24,6 +23,7 @@ from probegen_jax.errors import (
     ZooFormatError,
 )
 from probegen_jax import io
+from probegen_jax.progress import progress as progress_of
 from probegen_jax.io import atomic_write
 
 PathName = str | os.PathLike  # a file path: a string or a Path
@@ -55,11 +55,12 @@ def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False, data: byt
     path = Path(path)
     if data is None and not path.is_file():
         raise DataFileError(f"{path}: file not found")
+    refused = ""  # the global the fast reader refused, if that is why torch.load is tried
     if not trust_pickle:
         try:
             return torchfile.load(path, data=data)
-        except torchfile.Unsupported:
-            pass
+        except torchfile.Unsupported as e:
+            refused = str(e) if str(e).startswith("global ") else ""
         except Exception as e:  # a damaged zip or pickle: DamagedFile, pickle and decoding errors
             raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)})") from e
     torch = require_torch(f"reading {path}")
@@ -67,9 +68,9 @@ def load_torch(path: str | os.PathLike, *, trust_pickle: bool = False, data: byt
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors...
         hint = ""
-        if not trust_pickle and "Unsupported global" in str(e):  # an intact file naming a class, not damage
-            hint = ("; the file holds Python objects beyond tensors: if it comes from a source you trust, "
-                    "pass trust_pickle=True (--trust-pickle)")
+        if not trust_pickle and ("Unsupported global" in str(e) or refused):  # an intact file naming a class
+            hint = (f"; the file holds Python objects beyond tensors and configs{f' ({refused})' if refused else ''}: "
+                    "if it comes from a source you trust, pass trust_pickle=True (--trust-pickle)")
         raise ZooFormatError(f"{path}: cannot read PyTorch file ({type(e).__name__}: {_first_line(e)}){hint}") from e
 
 
@@ -220,7 +221,7 @@ def _shown(progress: bool) -> bool:
 
 
 def progress_iter(items: Iterable, *, total: int | None, desc: str, progress: bool) -> Iterable:
-    return tqdm(items, total=total, desc=desc, disable=not _shown(progress), unit="net", mininterval=0.5)
+    return progress_of(items, total=total, desc=desc, disable=not _shown(progress), unit="net", mininterval=0.5)
 
 
 def resolve_listed_path(listed: str, listing_file: Path) -> Path | None:
@@ -308,9 +309,9 @@ def map_file_chunks(fn: Callable[[Sequence[PathName], Iterable[bytes | None]], A
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def progress_bar(*, total: int, desc: str, progress: bool, unit: str = "net") -> tqdm:
+def progress_bar(*, total: int, desc: str, progress: bool, unit: str = "net") -> Any:
     """A bar advanced by hand (``update(n)``), for work that arrives in chunks."""
-    return tqdm(total=total, desc=desc, disable=not _shown(progress), unit=unit, mininterval=0.5)
+    return progress_of(total=total, desc=desc, disable=not _shown(progress), unit=unit, mininterval=0.5)
 
 
 class Buckets:

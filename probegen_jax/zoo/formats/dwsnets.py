@@ -1,9 +1,10 @@
 """INR zoos in the DWSNets and NFN layouts: one SIREN per image, one PyTorch state dict per file.
 
 DWSNets (MNIST-INR, FMNIST-INR):
-  * MNIST folder: ``<root>/mnist_png_{training,testing}_<label>_<n>/checkpoints/model_final.pth``;
-    the split comes from ``training``/``testing`` in the folder name and the label from its
-    second-to-last ``_`` field. DWSNets draws a 5,000-INR validation set from the training INRs
+  * MNIST folder: ``<root>/mnist_png_{training,testing}_<label>_<n>/checkpoints/model_final.pth``
+    (this library's exports name the folders by their dataset, ``digits_training_3_00012``; any
+    ``<dataset>_{training,testing}_<label>_<n>`` folder reads alike); the split comes from
+    ``training``/``testing`` in the folder name and the label from its second-to-last ``_`` field. DWSNets draws a 5,000-INR validation set from the training INRs
     without a seed; here it is a seeded permutation (``val_size``, ``seed``); pass a splits file to
     use a particular split.
   * splits JSON: ``{split: {"path": [...], "label": [...]}}`` (as DWSNets' split scripts write it),
@@ -55,6 +56,9 @@ DWSNETS_W0 = 30.0
 DWSNETS_OFFSET = 0.5
 SPLIT_ORDER = ("train", "val", "test")
 EXPORT_RECORD = "zoo_meta.json"  # written by ``write_dwsnets``: how many INRs it wrote and listed
+# folders of one INR each: DWSNets' ``mnist_png_<split>_<label>_<n>`` (any ``mnist_png_`` folder,
+# checked when read), or this library's exports ``<dataset>_{training,testing}_<label>_<n>``
+INR_FOLDER = re.compile(r"mnist_png_|.+_(training|testing)_\d+_\d+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,13 +137,13 @@ def list_splits_json(path: Path) -> Listing:
     return Listing(paths, labels, _splits_from_sizes(sizes), path)
 
 
-def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[tuple[str, str]]:
-    """Sorted ``(folder, file)`` for ``root/<folder>/**/*<suffix>`` with ``folder`` starting
-    ``folder_prefix``: ``os.scandir`` on strings, whose entries know whether they are folders without
+def _files_under(root: Path, folder_name: re.Pattern, suffix: str) -> list[tuple[str, str]]:
+    """Sorted ``(folder, file)`` for ``root/<folder>/**/*<suffix>`` with ``folder`` matching
+    ``folder_name``: ``os.scandir`` on strings, whose entries know whether they are folders without
     a ``stat`` (several times faster than ``Path.glob`` on tens of thousands of folders)."""
     found = []
     with os.scandir(root) as tops:
-        folders = [(e.name, e.path) for e in tops if e.name.startswith(folder_prefix) and e.is_dir()]
+        folders = [(e.name, e.path) for e in tops if folder_name.match(e.name) and e.is_dir()]
     for name, top in folders:
         todo = [top]
         while todo:
@@ -155,9 +159,10 @@ def _files_under(root: Path, folder_prefix: str, suffix: str) -> list[tuple[str,
 
 def list_mnist_folder(root: Path, *, val_size: int = 5000, seed: int = 0) -> Listing:
     """DWSNets' MNIST-INR folder; validation: ``min(val_size, n_train // 10)`` seeded train INRs."""
-    files = _files_under(root, "mnist_png_", ".pth")
+    files = _files_under(root, INR_FOLDER, ".pth")
     if not files:
-        raise DataFileError(f"{root}: no DWSNets INRs here (expected mnist_png_*/**/*.pth)")
+        raise DataFileError(f"{root}: no DWSNets INRs here (expected mnist_png_*/**/*.pth, or "
+                            "<dataset>_{training,testing}_<label>_<n>/**/*.pth)")
     by_split: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     for folder, f in files:
         fields = folder.split("_")
@@ -309,6 +314,13 @@ def dwsnets_state_dicts(zoo: Zoo) -> tuple[dict[str, np.ndarray], int]:
     return tensors, n_layers
 
 
+def export_folder_prefix(meta: Mapping[str, Any]) -> str:
+    """How an export names its INR folders: by the zoo's dataset (``digits``, ``fashion_mnist``),
+    ``mnist_png`` for MNIST as DWSNets does, ``inr`` when the zoo records none."""
+    dataset = re.sub(r"[^A-Za-z0-9]+", "_", str(meta.get("dataset") or "inr")).strip("_").lower() or "inr"
+    return "mnist_png" if dataset == "mnist" else dataset
+
+
 def _split_of(zoo: Zoo) -> np.ndarray:
     names = np.full(len(zoo), "", dtype=object)
     for split, idx in zoo.splits.items():
@@ -320,8 +332,9 @@ def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, 
                   final_dir: str | os.PathLike | None = None) -> Path:
     """Write ``zoo`` as DWSNets INRs: the MNIST-INR folder layout plus ``splits.json``.
 
-    Files: ``<out>/mnist_png_{training,testing}_<label>_<i>/checkpoints/model_final.pth`` (train
-    and val INRs under ``training``, test under ``testing``), each a state dict
+    Files: ``<out>/<dataset>_{training,testing}_<label>_<i>/checkpoints/model_final.pth`` (train
+    and val INRs under ``training``, test under ``testing``; ``<dataset>`` from ``meta["dataset"]``,
+    ``mnist_png`` as DWSNets names MNIST's), each a state dict
     ``seq.{i}.{weight,bias}`` plus its integer ``label``; ``splits.json`` lists absolute paths and
     labels per split (under ``final_dir`` when ``out`` is a temporary folder to be renamed to it,
     as ``export_zoo`` does); ``zoo_meta.json`` records how many INRs were written and listed, which
@@ -337,9 +350,10 @@ def write_dwsnets(zoo: Zoo, out: str | os.PathLike, *, overwrite: bool = False, 
     split_of = _split_of(zoo)
     listing: dict[str, dict[str, list]] = {s: {"path": [], "label": []} for s in zoo.splits}
     digits = max(5, len(str(len(zoo))))
+    dataset = export_folder_prefix(zoo.meta)
     for i in progress_iter(range(len(zoo)), total=len(zoo), desc="writing INRs", progress=progress):
         kind = "testing" if split_of[i] == "test" else "training"
-        name = Path(f"mnist_png_{kind}_{labels[i]}_{i:0{digits}d}") / "checkpoints" / "model_final.pth"
+        name = Path(f"{dataset}_{kind}_{labels[i]}_{i:0{digits}d}") / "checkpoints" / "model_final.pth"
         state = {k: torch.from_numpy(np.array(v[i])) for k, v in tensors.items()}
         state["label"] = int(labels[i])
         save_torch(state, out / name)

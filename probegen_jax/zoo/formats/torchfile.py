@@ -6,8 +6,9 @@ dicts/lists of tensors and Python scalars (state dicts, ``{"model": ..., "config
 CPU-bound far below disk speed. This reader takes the file in one read and parses PyTorch's
 zip layout directly (``<archive>/data.pkl`` plus one stored, uncompressed
 ``<archive>/data/<key>`` entry per storage; CRC-32 checked), with an unpickler that admits only
-``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the numeric storage types.
-Tensors come back as numpy arrays (bounds-checked, copied out of the file's bytes).
+``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2``, the numeric storage types and
+OmegaConf's configs, read as plain dicts and lists (``omegaconf_pickle``). Tensors come back as
+numpy arrays (bounds-checked, copied out of the file's bytes).
 
 A zoo's files are written alike (one architecture, one file name): a file of the same size whose
 bytes match an earlier file's everywhere except the entries' contents and CRC-32 fields holds the
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from probegen_jax.zoo.formats import omegaconf_pickle
 
 STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -194,6 +197,7 @@ class _Unpickler(pickle.Unpickler):
         self.storages: dict[str, np.ndarray] = {}
         self.storage_keys: dict[int, str] = {}
         self.tensors: dict[int, tuple[str, int, tuple[int, ...], tuple[int, ...]]] = {}
+        self.configs = False  # whether OmegaConf stand-ins were built (``omegaconf_pickle.to_plain``)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "OrderedDict"):
@@ -202,7 +206,14 @@ class _Unpickler(pickle.Unpickler):
             return self._rebuild_tensor
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
+        if (stand_in := omegaconf_pickle.find(module, name)) is not None:
+            self.configs = True
+            return stand_in
         raise Unsupported(f"global {module}.{name}")
+
+    def load(self) -> Any:
+        obj = super().load()
+        return omegaconf_pickle.to_plain(obj) if self.configs else obj
 
     def _rebuild_tensor(self, storage: np.ndarray, offset: Any, size: Any, stride: Any, *rest: Any) -> np.ndarray:
         tensor = _rebuild_tensor_v2(storage, offset, size, stride, *rest)

@@ -12,8 +12,9 @@ the score is the checkpoint's ``last_result["test/acc"]``. A checkpoint with no 
 step is skipped and counted by reason (``meta["skipped"]``), never given a NaN target.
 
 The published checkpoints pickle their config as an OmegaConf object, which ``weights_only``
-loading refuses: read such files with ``trust_pickle=True`` (and omegaconf installed) if you trust
-their source.
+loading refuses; the reader takes OmegaConf's containers as plain dicts and lists with no
+OmegaConf installed (``omegaconf_pickle``), and refuses any other class unless
+``trust_pickle=True``.
 """
 
 from __future__ import annotations
