@@ -306,14 +306,24 @@ def _add_spec_arguments(p: argparse.ArgumentParser, spec_type: type, *, skip: Se
     return names
 
 
-def _add_method_parsers(train: argparse._SubParsersAction) -> None:
-    """``train METHOD`` for every registered method: the zoo, the run folder, training settings
-    (defaults: the method's) and one flag per spec field."""
-    from probegen_jax.methods.registry import methods
+def _method_named(argv: Sequence[str]) -> str | None:
+    """The library method a ``train METHOD ...`` command line names, if it names one."""
+    from probegen_jax.methods.registry import METHOD_FAMILIES
+
+    args = list(argv)
+    after = args[args.index("train") + 1:] if "train" in args else []  # the command follows global flags
+    return after[0] if after and any(after[0] in names for names in METHOD_FAMILIES.values()) else None
+
+
+def _add_method_parsers(train: argparse._SubParsersAction, only: str | None = None) -> None:
+    """``train METHOD`` for every registered method (``only``: for that one alone, so that a run
+    imports only its own method family): the zoo, the run folder, training settings (defaults:
+    the method's) and one flag per spec field."""
+    from probegen_jax.methods.registry import get_method, methods
     from probegen_jax.methods.probing.method import SOURCES
     from probegen_jax.training.recipes import recipe_names
 
-    for name, method in methods().items():
+    for name, method in ({only: get_method(only)} if only else methods()).items():
         p = train.add_parser(name, help=method.description, description=method.description)
         forest = name in FOREST_METHODS
         p.add_argument("--zoo", required=not forest, help="a saved zoo directory")
@@ -343,7 +353,9 @@ def _add_method_parsers(train: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_train, spec_fields=_add_spec_arguments(p, method.spec_type, skip=("source", "layer")))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; given the ``argv`` it will parse, a ``train METHOD`` command
+    gets only that method's parser, which spares the run importing every other method family."""
     parser = argparse.ArgumentParser(
         prog="probegen-jax", description="Weight-space learning on model zoos (ProbeGen and friends).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -476,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a method on a zoo").add_subparsers(
         dest="method", required=True, metavar="METHOD")
-    _add_method_parsers(train)
+    _add_method_parsers(train, _method_named(argv or []))
 
 
     sane = commands.add_parser("sane", help="use a trained SANE model").add_subparsers(
@@ -516,7 +528,8 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     with warnings.catch_warnings():  # restored on return (main is also called in-process)
         if not args.debug:
             warnings.showwarning = one_line_warning

@@ -60,3 +60,29 @@ def test_parser_rejects_unknown_probe_source():
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["train", "probegen", "--zoo", "z", "--out", "o", "--source", "bogus"])
     assert exit_info.value.code == 2
+
+
+def test_a_train_command_imports_only_its_own_method_family():
+    """``train probegen`` builds one method's parser and loads neither SANE (flax) nor the graph
+    metanetworks; ``train --help`` still lists every method; the family table is what the
+    modules register."""
+    import subprocess
+    import sys
+
+    from probegen_jax.methods.registry import METHOD_FAMILIES, methods
+
+    script = ("import sys; from probegen_jax.cli import build_parser; "
+              "a = build_parser(sys.argv[1:]).parse_args(sys.argv[1:]); "
+              "print(a.method, sorted(m for m in sys.modules if m.startswith('probegen_jax.methods.') "
+              "and m.count('.') == 3), 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, "--debug", "train", "probegen", "--zoo", "z", "--out", "o"],
+                         capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
+    assert out[0] == "probegen"
+    assert "sane" not in out[1] and "graphs" not in out[1] and "probing" in out[1] and out[1].endswith("False\n")
+    check = ("import importlib, sys, probegen_jax.methods.registry as r; importlib.import_module(sys.argv[1]); "
+             "print(' '.join(sorted(r._REGISTRY)))")
+    for module, names in METHOD_FAMILIES.items():
+        registered = subprocess.run([sys.executable, "-c", check, module], capture_output=True, text=True,
+                                    check=True).stdout.split()
+        assert set(names) <= set(registered), module
+    assert set(methods()) >= {n for names in METHOD_FAMILIES.values() for n in names}

@@ -25,6 +25,7 @@ from probegen_jax.errors import (
 from probegen_jax import io
 from probegen_jax.progress import progress as progress_of
 from probegen_jax.io import atomic_write
+from probegen_jax.parallel import usable_cores
 
 PathName = str | os.PathLike  # a file path: a string or a Path
 READ_THREADS = 4  # read tasks in flight: enough to keep a disk's queue full; more contend for the GIL
@@ -244,8 +245,7 @@ def default_workers() -> int:
     """Reader processes for a large import: one per two cores this process may use, at most 8.
     One process parses INR files at about 100 MB/s (files written alike are replayed in groups),
     the speed of a plain disk; more pay off only with more cores and a faster disk."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores // 2))
+    return max(1, min(8, usable_cores() // 2))
 
 
 def read_ahead(paths: Sequence[PathName], *, threads: int = READ_THREADS, window: int = READ_WINDOW,
