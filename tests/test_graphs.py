@@ -12,6 +12,7 @@ import pytest
 
 from probegen_jax.archs import make_arch
 from probegen_jax.methods.graphs import GRAPH_METHODS, NFNHNPSpec, NFTSpec, NGGNNSpec, NGTSpec, ScaleGMNSpec
+from probegen_jax.methods.graphs import graph
 from probegen_jax.methods.graphs.graph import graph_builder, graph_constants, graph_space, layout_of
 from probegen_jax.training.loop import TrainConfig, fit
 from probegen_jax.training.tasks import classification
@@ -206,3 +207,49 @@ def test_graph_methods_run_on_heterogeneous_zoos_and_ignore_padding(name):
     alone = np.asarray(apply(theta, zoo.inputs(np.arange(3))))
     assert both.shape == (6, 2) and np.all(np.isfinite(both))
     np.testing.assert_allclose(both[:3], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_shared_structure_helpers_equal_the_per_graph_helpers():
+    """A static structure shared by the batch (a view of one row) scatters and gathers whole
+    ``[B, D]`` slabs per edge; the same index materialised per graph takes the per-graph path:
+    values and gradients of every helper agree, padding index included."""
+    rng = np.random.default_rng(0)
+    b, e, v, d = 5, 40, 12, 3
+    receivers, senders = (np.broadcast_to(rng.integers(0, v + 1, e), (b, e)) for _ in range(2))
+    assert graph.shared_index(receivers) is not None and graph.shared_index(np.array(receivers)) is None
+    data = jnp.asarray(rng.normal(size=(b, e, d)), jnp.float32)
+    nodes = jnp.asarray(rng.normal(size=(b, v, d)), jnp.float32)
+    mask = np.broadcast_to(rng.random(e) < 0.8, (b, e))
+    g = graph.Graphs(nodes, data, senders, receivers, None, None, None, mask, None)
+    per_graph = g._replace(senders=np.array(senders), receivers=np.array(receivers), edge_mask=np.array(mask))
+    cases = {op: (lambda x, g, op=op: graph.segment(op, x, g.receivers, v), data) for op in ("sum", "min", "max")}
+    cases |= {"gather": (lambda x, g: graph.gather_nodes(x, g.senders), nodes),
+              "dense_edges": (lambda x, g: graph.dense_edges(g, x, v), data),
+              "in_degree": (lambda x, g: graph.in_degree(g, v) * x[:, :1], nodes)}
+    for name, (fn, x) in cases.items():
+        want = jax.value_and_grad(lambda x: jnp.sum(jnp.sin(fn(x, per_graph))))(x)
+        got = jax.value_and_grad(lambda x: jnp.sum(jnp.sin(fn(x, g))))(x)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_one_architectures_graphs_share_their_structure_and_predict_as_traced_ones():
+    """NG-GNN end to end: graphs of one architecture carry their structure as constants (the
+    shared path); passed as a jit argument (traced, as a heterogeneous zoo's are) they take the
+    per-graph path; predictions and gradients agree."""
+    from probegen_jax.methods.graphs import ng_gnn
+
+    zoo, spec = _siren_zoo(), SPECS["ng_gnn"]
+    space = graph_space(zoo.archs, graph_constants(zoo, zoo.indices("train")))
+    graphs = graph_builder(space)(zoo.params)
+    assert graph.shared_index(graphs.receivers) is not None
+    theta = ng_gnn.init_params(spec, space, 3, jax.random.key(0))
+
+    def loss(theta, g):
+        return jnp.sum(jnp.sin(ng_gnn.forward(spec, space, theta, g)))
+
+    shared = jax.jit(lambda t: jax.value_and_grad(loss)(t, graphs))(theta)  # structure: constants
+    traced = jax.jit(jax.value_and_grad(loss))(theta, graphs)
+    np.testing.assert_allclose(shared[0], traced[0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(shared[1]), jax.tree.leaves(traced[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

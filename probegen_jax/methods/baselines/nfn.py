@@ -34,6 +34,8 @@ from probegen_jax.errors import ShapeMismatchError
 from probegen_jax.training.learner import Learner
 from probegen_jax.methods.probing.probegen import mlp_head
 from probegen_jax.nn.dropout import with_head_dropout
+from probegen_jax.nn.fourier import fourier_encode as fourier_features
+from probegen_jax.nn.fourier import fourier_projection as gaussian_projection
 from probegen_jax.types import Array, Params, PRNGKey
 
 
@@ -180,11 +182,7 @@ def np_pool(ws: WeightSpace) -> Array:
 def fourier_encode(ws: WeightSpace, projection: Array) -> WeightSpace:
     """Each scalar ``x`` -> ``[sin(2 pi x B), cos(2 pi x B)]`` with a fixed ``B: [1, m]``."""
 
-    def enc(a):
-        z = 2 * math.pi * (a @ projection)
-        return jnp.concatenate([jnp.sin(z), jnp.cos(z)], axis=-1)
-
-    return map_weight_space(enc, ws)
+    return map_weight_space(lambda a: fourier_features(a, projection, cos_first=False), ws)
 
 
 # ----------------------------------------------------------------------------- learner
@@ -214,7 +212,7 @@ def _standardize(ws: WeightSpace, scales: LayerScales) -> WeightSpace:
 
 def fourier_projection(cfg: NFNConfig) -> Array:
     """The fixed (untrained) Gaussian projection ``[1, fourier_features]`` of the input encoding."""
-    return jax.random.normal(jax.random.key(cfg.fourier_seed), (1, cfg.fourier_features)) * cfg.fourier_scale
+    return gaussian_projection(cfg.fourier_seed, 1, cfg.fourier_features, cfg.fourier_scale)
 
 
 def nfn_features(cfg: NFNConfig, params: Params, ws: WeightSpace) -> Array:

@@ -275,6 +275,12 @@ def _unravel(arch: Arch):
     return int(flat.size), unravel
 
 
+def _graphs(structure: dict[str, Array], nodes: Array, edges: Array) -> Graphs:
+    s = structure
+    return Graphs(nodes * s["node_mask"][..., None], edges * s["edge_mask"][..., None], s["senders"], s["receivers"],
+                  s["node_kind"], s["edge_kind"], s["node_mask"], s["edge_mask"], s["output_nodes"])
+
+
 def graph_builder(space: GraphSpace, archs: Sequence[Arch] | None = None):
     """``inputs -> Graphs``: stacked params of one architecture, or (with ``archs``, one per layout)
     a heterogeneous zoo's packed ``{"bucket", "weights"}`` rows."""
@@ -285,18 +291,20 @@ def graph_builder(space: GraphSpace, archs: Sequence[Arch] | None = None):
         return graph_features(space.layouts[b], params, size, space.weight_scale[b], space.bias_scale[b], v, e)
 
     def assemble(bucket: Array, nodes: Array, edges: Array) -> Graphs:
-        s = {k: a[bucket] for k, a in table.items()}
-        return Graphs(nodes * s["node_mask"][..., None], edges * s["edge_mask"][..., None], s["senders"],
-                      s["receivers"], s["node_kind"], s["edge_kind"], s["node_mask"], s["edge_mask"],
-                      s["output_nodes"])
+        return _graphs({k: a[bucket] for k, a in table.items()}, nodes, edges)
 
     if archs is None:
         if len(space.layouts) != 1:
             raise ShapeMismatchError("neural graph: a zoo of several architectures needs their archs")
 
+        shared = {k: a[0] for k, a in space.structure().items()}
+
         def build(params: Params) -> Graphs:
+            # One architecture: every graph has the structure of the first, a static constant (a
+            # broadcast view, so segment and gather_nodes take their shared-structure paths).
             nodes, edges = features(0, params)
-            return assemble(jnp.zeros(nodes.shape[0], jnp.int32), nodes, edges)
+            return _graphs({k: np.broadcast_to(a, (nodes.shape[0], *a.shape)) for k, a in shared.items()},
+                           nodes, edges)
 
         return build
 
@@ -340,28 +348,76 @@ def graph_learner(init_params: Callable, forward: Callable, spec: Any, zoo, num_
 # ----------------------------------------------------------------------------- message passing helpers
 
 
+def shared_index(index: Array) -> np.ndarray | None:
+    """The one row of a static ``[B, E]`` index every graph of the batch shares (a NumPy view that
+    broadcasts one row), else ``None``: structure traced, or different per graph."""
+    if isinstance(index, np.ndarray) and index.ndim == 2 and index.strides[0] == 0:
+        return index[0]
+    return None
+
+
 def segment(op: str, data: Array, receivers: Array, num_nodes: int) -> Array:
     """Per-graph aggregation of edge data ``[B, E, D]`` at ``receivers [B, E]`` -> ``[B, num_nodes, D]``.
 
-    Indices ``num_nodes`` (padding) fall into a dropped extra segment; empty segments give 0.
+    Indices ``num_nodes`` (padding) fall into a dropped extra segment; empty segments give 0. Where
+    every graph shares its structure (``shared_index``) each edge's ``[B, D]`` slab is scattered as
+    one row, a third of the time of scattering ``B * E`` rows of ``D`` on a CPU (same values).
     """
-    b = data.shape[0]
-    ids = (receivers + jnp.arange(b)[:, None] * (num_nodes + 1)).reshape(-1)
-    flat = data.reshape(-1, data.shape[-1])
     fn = {"sum": jax.ops.segment_sum, "max": jax.ops.segment_max, "min": jax.ops.segment_min}[op]
-    out = fn(flat, ids, num_segments=b * (num_nodes + 1))
-    out = jnp.where(jnp.isfinite(out), out, 0.0)
-    return out.reshape(b, num_nodes + 1, -1)[:, :num_nodes]
+    shared = shared_index(receivers)
+    if shared is not None:
+        edges_first = jnp.swapaxes(data, 0, 1)
+        if op == "sum":
+            out = fn(edges_first, shared, num_segments=num_nodes + 1)
+        else:
+            out = _shared_extremum(fn, shared, num_nodes + 1)(edges_first)
+        out = jnp.swapaxes(out, 0, 1)
+    else:
+        b = data.shape[0]
+        ids = (receivers + jnp.arange(b)[:, None] * (num_nodes + 1)).reshape(-1)
+        out = fn(data.reshape(-1, data.shape[-1]), ids, num_segments=b * (num_nodes + 1))
+        out = out.reshape(b, num_nodes + 1, -1)
+    return jnp.where(jnp.isfinite(out), out, 0.0)[:, :num_nodes]
+
+
+def _shared_extremum(fn: Callable, index: np.ndarray, num_segments: int) -> Callable[[Array], Array]:
+    """``fn`` (segment max or min) of ``[E, ...]`` rows at a static ``index``, whose gradient goes
+    to the rows that attain each segment's extremum, shared equally among ties (what autodiff of
+    ``fn`` gives), as one gather and one segment sum instead of autodiff's scatters."""
+
+    @jax.custom_vjp
+    def extremum(rows: Array) -> Array:
+        return fn(rows, index, num_segments=num_segments)
+
+    def forward(rows: Array) -> tuple[Array, tuple[Array, Array]]:
+        out = extremum(rows)
+        return out, (rows, out)
+
+    def backward(residuals: tuple[Array, Array], grad: Array) -> tuple[Array]:
+        rows, out = residuals
+        attains = (rows == out[index]).astype(rows.dtype)
+        ties = jax.ops.segment_sum(attains, index, num_segments=num_segments)
+        return (attains * (grad / jnp.maximum(ties, 1.0))[index],)
+
+    extremum.defvjp(forward, backward)
+    return extremum
 
 
 def gather_nodes(nodes: Array, index: Array) -> Array:
     """``nodes [B, V, D]`` at ``index [B, E]`` (index ``V``, padding, reads zeros)."""
     padded = jnp.pad(nodes, ((0, 0), (0, 1), (0, 0)))
+    shared = shared_index(index)
+    if shared is not None:
+        return padded[:, shared]
     return jnp.take_along_axis(padded, index[..., None], axis=1)
 
 
 def in_degree(g: Graphs, num_nodes: int) -> Array:
     """``[B, V, 1]`` number of incoming (real) edges of each node."""
+    shared = shared_index(g.receivers)
+    if shared is not None and isinstance(g.edge_mask, np.ndarray):  # a constant of the structure
+        counts = np.bincount(shared[g.edge_mask[0]], minlength=num_nodes + 1)[:num_nodes]
+        return np.broadcast_to(counts.astype(np.float32)[:, None], (g.receivers.shape[0], num_nodes, 1))
     return segment("sum", g.edge_mask[..., None].astype(jnp.float32), g.receivers, num_nodes)
 
 
@@ -378,7 +434,11 @@ def dense_edges(g: Graphs, edges: Array, num_nodes: int) -> Array:
     """Edge list features ``[B, E, D]`` scattered into ``[B, V, V, D]`` (sender, receiver); absent pairs 0."""
     b = edges.shape[0]
     out = jnp.zeros((b, num_nodes + 1, num_nodes + 1, edges.shape[-1]), edges.dtype)
-    out = out.at[jnp.arange(b)[:, None], g.senders, g.receivers].add(edges * g.edge_mask[..., None])
+    senders, receivers = shared_index(g.senders), shared_index(g.receivers)
+    if senders is not None and receivers is not None:  # one [B, D] slab per edge, as in segment
+        out = out.at[:, senders, receivers].add(edges * g.edge_mask[..., None])
+    else:
+        out = out.at[jnp.arange(b)[:, None], g.senders, g.receivers].add(edges * g.edge_mask[..., None])
     return out[:, :num_nodes, :num_nodes]
 
 
@@ -399,5 +459,6 @@ __all__ = [
     "layout_of",
     "mean_log_degree",
     "segment",
+    "shared_index",
     "zoo_graphs",
 ]

@@ -3,7 +3,6 @@ encodings of scalars, node/edge input embeddings and the output-node readout."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 
 from probegen_jax.archs.dense import dense_layer_init, mlp_apply, mlp_init
 from probegen_jax.methods.graphs.graph import Graphs
+from probegen_jax.nn.fourier import fourier_encode, fourier_projection  # noqa: F401 (the graph models' encoding)
 from probegen_jax.types import Array, Params, PRNGKey
 
 
@@ -33,17 +33,6 @@ def layer_norm(p: Params, x: Array, eps: float = 1e-5) -> Array:
     mean = x.mean(-1, keepdims=True)
     var = jnp.square(x - mean).mean(-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["offset"]
-
-
-def fourier_projection(seed: int, in_dim: int, features: int, sigma: float) -> Array:
-    """A fixed (untrained) Gaussian projection ``[in_dim, features]`` with standard deviation ``sigma``."""
-    return jax.random.normal(jax.random.key(seed), (in_dim, features)) * sigma
-
-
-def fourier_encode(x: Array, projection: Array) -> Array:
-    """``[cos(2 pi x B), sin(2 pi x B)]`` (random Fourier features of each row of ``x``)."""
-    z = 2 * math.pi * (x @ projection)
-    return jnp.concatenate([jnp.cos(z), jnp.sin(z)], -1)
 
 
 def keys(key: PRNGKey, names: Sequence[str]) -> dict[str, PRNGKey]:

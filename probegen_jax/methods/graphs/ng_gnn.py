@@ -67,9 +67,11 @@ def pna_layer_init(key: PRNGKey, d: int) -> Params:
 
 def pna_layer_apply(p: Params, g: Graphs, nodes: Array, edges: Array, delta: float) -> Array:
     v = nodes.shape[1]
-    x_i, x_j = gather_nodes(nodes, g.receivers), gather_nodes(nodes, g.senders)
+    # W [x_i, x_j] + b, with each half of W applied to the V nodes before the gather to the E edges
+    to_receiver, to_sender = jnp.split(p["pre"]["kernel"], 2, axis=0)
+    pre = gather_nodes(nodes @ to_receiver, g.receivers) + gather_nodes(nodes @ to_sender, g.senders)
     scale, shift = jnp.split(linear(p["film"], edges), 2, -1)
-    msg = scale * linear(p["pre"], jnp.concatenate([x_i, x_j], -1)) + shift
+    msg = scale * (pre + p["pre"]["bias"]) + shift
     msg = msg * g.edge_mask[..., None]
     deg = in_degree(g, v)
     safe = jnp.maximum(deg, 1.0)
