@@ -1,5 +1,5 @@
 """Progress of long work: a bar on a terminal (or in a notebook), one line per finished stage
-anywhere else.
+anywhere else (and, for long stages, one line a minute while they run).
 
 A bar redraws itself with carriage returns, which fill a log file or a pipe (CI logs,
 ``make demo > log``) with frames. Written anywhere but a terminal, each stage instead prints one
@@ -41,11 +41,12 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
 
 class StageLine:
     """Progress written as one line when the stage ends (``close``, the end of iteration, or the
-    end of a ``with`` block), nothing before; a stage ended by an error writes nothing (the error
-    says what happened)."""
+    end of a ``with`` block), and while it runs at most one line every ``every`` seconds (an
+    hour-long zoo generation in a log shows it is alive); a stage ended by an error writes no
+    end line (the error says what happened)."""
 
     def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
-                 unit: str = "it", initial: int = 0, file: TextIO | None = None):
+                 unit: str = "it", initial: int = 0, file: TextIO | None = None, every: float = 60.0):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = initial + len(iterable)
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
@@ -53,12 +54,13 @@ class StageLine:
         self.file = file
         self.postfix: dict[str, Any] = {}
         self.closed = False
-        self._started = time.perf_counter()
+        self.every = every
+        self._started = self._last_line = time.perf_counter()
 
     def __iter__(self) -> Iterator:
         for item in self.iterable:
             yield item
-            self.n += 1
+            self.update()
         self.close()
 
     def __enter__(self) -> StageLine:
@@ -70,6 +72,10 @@ class StageLine:
 
     def update(self, n: int = 1) -> None:
         self.n += n
+        now = time.perf_counter()
+        if now - self._last_line >= self.every and not (self.total is not None and self.n >= self.total):
+            self._last_line = now
+            print(self.line(ended=False), file=self.file or sys.stderr, flush=True)
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **figures: Any) -> None:
         self.postfix = {**(ordered_dict or {}), **figures}
@@ -84,14 +90,16 @@ class StageLine:
     def write(text: str, file: TextIO | None = None) -> None:
         print(text, file=file or sys.stdout)
 
-    def line(self) -> str:
-        """The stage's line: ``desc: n/total units in 1.2s (figures)``."""
+    def line(self, *, ended: bool = True) -> str:
+        """The stage's line: ``desc: n/total units in 1.2s (figures)``; while it runs
+        (``ended=False``), ``desc: n/total units after 60.0s (figures)``."""
         done = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
         units = self.unit if (self.total if self.total is not None else self.n) == 1 else f"{self.unit}s"
         seconds = time.perf_counter() - self._started
-        stopped = "" if self.total is None or self.n >= self.total else "stopped at "
+        stopped = "" if not ended or self.total is None or self.n >= self.total else "stopped at "
         figures = f" ({', '.join(f'{k}={v}' for k, v in self.postfix.items())})" if self.postfix else ""
-        return f"{self.desc + ': ' if self.desc else ''}{stopped}{done} {units} in {seconds:.1f}s{figures}"
+        when = "in" if ended else "after"
+        return f"{self.desc + ': ' if self.desc else ''}{stopped}{done} {units} {when} {seconds:.1f}s{figures}"
 
     def close(self) -> None:
         if not self.closed:

@@ -59,3 +59,26 @@ def test_training_zoo_reading_and_generation_write_lines_to_a_pipe(capsys):
     assert [line.split(":")[0] for line in lines] == ["probegen", "reading INRs", "chunks"], lines
     assert lines[0].startswith("probegen: 2/2 epochs in ") and "accuracy=" in lines[0]
     assert lines[1].startswith("reading INRs: 4/4 nets") and lines[2].startswith("chunks: 2/2 chunks")
+
+
+def test_a_long_stage_in_a_pipe_says_it_is_alive():
+    """Written to a pipe, a stage longer than ``every`` seconds writes interim lines while it runs
+    (not for its last step, which the end line reports), then its end line."""
+    import io
+
+    from probegen_jax.progress import StageLine
+
+    out = io.StringIO()
+    stage = StageLine(total=3, desc="fitting INRs", unit="chunk", file=out, every=0.0)
+    stage.update()
+    stage.update()
+    stage.update()
+    stage.close()
+    lines = out.getvalue().splitlines()
+    assert [ln.split(" after ")[0] for ln in lines[:2]] == ["fitting INRs: 1/3 chunks", "fitting INRs: 2/3 chunks"]
+    assert len(lines) == 3 and lines[2].startswith("fitting INRs: 3/3 chunks in ")
+    quiet = io.StringIO()
+    with StageLine(total=2, desc="slow", file=quiet) as s:  # the default: a line a minute at most
+        s.update()
+        s.update()
+    assert len(quiet.getvalue().splitlines()) == 1
