@@ -18,31 +18,17 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_description, median_seconds, median_seconds_and_cores
+from common import cnn_chunk_arguments, machine_description, median_seconds, median_seconds_and_cores
 
 from probegen_jax.archs import make_arch
-from probegen_jax.archs.cnn import (
-    CONV_IMPLS,
-    conv_impl,
-    conv_layers_of,
-    conv_stack_apply,
-    conv_stack_init,
-    conv_stack_shapes,
-)
+from probegen_jax.archs.cnn import CONV_IMPLS, conv_impl
 from probegen_jax.parallel import zoo_mesh
 from probegen_jax.methods.probing.image_sources import dcgan_generator, dcgan_specs, generator_pre_tanh
 from probegen_jax.methods.probing import probe_zoo
 from probegen_jax.report import markdown_table
-from probegen_jax.make.cnn import (
-    CNNTraining,
-    init_opt_state,
-    network_keys,
-    sample_hparams,
-    train_steps,
-)
+from probegen_jax.make.cnn import CNNTraining, train_steps
 
 ACTIVATIONS = ("relu", "tanh")
 
@@ -50,23 +36,11 @@ ACTIVATIONS = ("relu", "tanh")
 def training_rows(chunks, image: int, steps: int, pool: int, repeats: int):
     """Net-steps per second of the vmapped trainer (all hyper-parameters per network)."""
     cfg = CNNTraining(activations=ACTIVATIONS)
-    arch = make_arch("small_cnn", input_shape=(image, image, 1), activation=ACTIVATIONS)
-    layers = conv_layers_of(arch)
-    shapes = conv_stack_shapes(layers, 1, 10)
-    images = jax.random.uniform(jax.random.key(0), (pool, image, image, 1), minval=-1, maxval=1)
-    labels = jax.random.randint(jax.random.key(1), (pool,), 0, 10)
     steps_per_epoch = -(-pool // cfg.batch_size)
     rows = []
     for n in chunks:
-        keys = network_keys(0, np.arange(n))
-        hp = jax.vmap(lambda k: sample_hparams(k, cfg))(keys)
-        params = jax.vmap(lambda k, h: {**conv_stack_init(k, shapes, h["init_std"]),
-                                        "activation_id": h["activation"]})(keys, hp)
-        opt = jax.vmap(lambda p: init_opt_state(p, cfg.optimizers))(params)
-        perms = jnp.tile(jnp.arange(pool, dtype=jnp.int32), (n, 1))
-        sizes = jnp.full((n,), pool, jnp.int32)
-        run = partial(train_steps, partial(conv_stack_apply, layers=layers), params, opt, hp, keys, perms, sizes,
-                      images, labels, jnp.asarray(0), opt_names=cfg.optimizers, batch_size=cfg.batch_size, steps=steps)
+        args, keywords = cnn_chunk_arguments(n, image, pool, ACTIVATIONS)
+        run = partial(train_steps, *args, **keywords, steps=steps)
         seconds, cores = median_seconds_and_cores(run, repeats=repeats)
         net_steps = n * steps / seconds
         rows.append([n, f"{image}x{image}", steps, f"{seconds:.2f}", f"{net_steps:,.0f}",
