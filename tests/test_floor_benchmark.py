@@ -1,6 +1,7 @@
 """benchmarks/floor.py at toy sizes: what its rows count, and that every registered method has one."""
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_rows_are_within_the_floor(rates):
 
 def test_an_inr_fitting_step_is_one_step_of_every_inr():
     [row] = floor.inr_fit_rows(TOY)
-    assert row.seconds > 0 and row.memory_bytes is None
+    assert math.isfinite(row.seconds) and row.memory_bytes is None  # a difference of times: noise at toy size
     pixels = TOY.inr_chunk * TOY.image**2
     # every pixel's forward and backward matmuls, and a sine and its cosine per hidden unit
     assert row.cost.flops > 3 * 2 * (2 * 32 + 32 * 32 + 32 * 1) * pixels
