@@ -58,6 +58,7 @@ def main(argv=None) -> None:
                    help="layers of the top trained transformer layer to read")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--zero-shot-seeds", nargs="+", type=int, default=None, help="(default: --seeds)")
     p.add_argument("--heldout", type=int, default=10, help="zero-shot: classes held out (the last ones of a "
                                                            "seeded permutation)")
     p.add_argument("--out", default="results/probex_text_tree")
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
     zs = {}
     for method, (kind, relu) in METHODS.items():
         zs[method] = [zero_shot(splits, seen, heldout, jnp.asarray(text), kind, relu,
-                                dataclasses.replace(base, seed=seed)) for seed in args.seeds]
+                                dataclasses.replace(base, seed=seed)) for seed in args.zero_shot_seeds or args.seeds]
     record["zero_shot"] = {"tree": names[0], "layer": name, "heldout": [zoo.meta["class_names"][c] for c in heldout],
                            "runs": zs}
     table = report.markdown_table(["layer", "method", *names, "params"], rows)
