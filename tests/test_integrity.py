@@ -21,7 +21,7 @@ from probegen_jax import io
 from probegen_jax.archs import siren
 from probegen_jax.errors import CheckpointError, IntegrityError, ProbegenError, ZooFormatError, user_error_message
 from probegen_jax.training.checkpoints import CheckpointManager
-from probegen_jax.training.loop import TrainConfig, TrainState
+from probegen_jax.training.loop import TrainConfig, TrainState, config_record
 from probegen_jax.zoo import Zoo, load_zoo, save_zoo
 from probegen_jax.zoo.hetero import HeteroZoo, load_hetero_zoo, save_hetero_zoo
 
@@ -82,7 +82,7 @@ def _load_run_is_same(root) -> bool:
 
 
 def _save_checkpoints(root):
-    manager = CheckpointManager(root, TrainConfig(epochs=3))
+    manager = CheckpointManager(root, config_record(TrainConfig(epochs=3)))
     for epoch in range(2):
         state = tiny_state(epoch)
         manager.save(epoch, state, {"params": state.params, "epoch": epoch, "val": {"acc": 0.5}, "score": 0.5},
@@ -91,7 +91,7 @@ def _save_checkpoints(root):
 
 def _restored_checkpoint_is_same(root) -> bool:
     """The newest checkpoint, or (with a warning) the one before it: never anything else."""
-    state, best, history, next_epoch, _ = CheckpointManager(root, TrainConfig(epochs=3)).restore(tiny_state())
+    state, best, history, next_epoch, _ = CheckpointManager(root, config_record(TrainConfig(epochs=3))).restore(tiny_state())
     return (trees_equal(state, tiny_state(next_epoch - 1)) and history == [{"epoch": next_epoch - 1}]
             and trees_equal(best["params"], tiny_state(next_epoch - 1).params))
 
@@ -180,7 +180,7 @@ def _flip_last_byte(path) -> None:
 def test_resume_falls_back_past_a_damaged_checkpoint_and_never_uses_one(tmp_path, victim, damage):
     _save_checkpoints(tmp_path / "ckpt")
     damage(tmp_path / "ckpt" / "1" / victim)
-    manager = CheckpointManager(tmp_path / "ckpt", TrainConfig(epochs=3))
+    manager = CheckpointManager(tmp_path / "ckpt", config_record(TrainConfig(epochs=3)))
     with pytest.warns(UserWarning, match=rf"ckpt/1/{victim}.*resuming from the checkpoint of epoch 0"):
         state, _, history, next_epoch, seconds = manager.restore(tiny_state())
     assert next_epoch == 1 and seconds == 1.0 and trees_equal(state, tiny_state(0))
@@ -208,7 +208,7 @@ def test_malformed_progress_is_refused_naming_the_file(tmp_path, progress, messa
         manifest["record"] = progress
     io.write_json(manifest_file, manifest)  # as another writer would: a valid checksum
     with pytest.raises(CheckpointError, match=message) as err:
-        CheckpointManager(tmp_path / "ckpt", TrainConfig(epochs=3)).restore(tiny_state())
+        CheckpointManager(tmp_path / "ckpt", config_record(TrainConfig(epochs=3))).restore(tiny_state())
     assert str(manifest_file) in str(err.value)
 
 
@@ -256,7 +256,7 @@ def test_paths_with_any_characters_round_trip(tmp_path, name):
     save_zoo(zoo, folder)
     assert zoos_equal(load_zoo(folder), zoo)
     _save_checkpoints(folder / "ckpt")
-    state, *_ = CheckpointManager(folder / "ckpt", TrainConfig(epochs=3)).restore(tiny_state())
+    state, *_ = CheckpointManager(folder / "ckpt", config_record(TrainConfig(epochs=3))).restore(tiny_state())
     assert trees_equal(state, tiny_state(1))
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,11 @@ PROGRESS_KEYS = {"config": dict, "epoch": int, "best_epoch": int, "best_val": di
 class CheckpointManager:
     """Checksummed checkpoints of (state, best params, progress) after each evaluation."""
 
-    def __init__(self, directory: str | os.PathLike, cfg: Any):
+    def __init__(self, directory: str | os.PathLike, config: Mapping[str, Any]):
+        """``config``: the JSON record of the run's settings (``training.loop.config_record``),
+        which a checkpoint must have been written with to be restored."""
         self.directory = Path(directory).absolute()
-        from probegen_jax.training.loop import config_record
-
-        self.config = json.loads(json.dumps(config_record(cfg)))
+        self.config = json.loads(json.dumps(dict(config)))
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def steps(self) -> list[int]:

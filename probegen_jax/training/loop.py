@@ -402,7 +402,7 @@ def fit_objective(
     best = {"params": params, "epoch": -1, "val": {}, "score": -np.inf}
     history: list[dict[str, float]] = []
     start_epoch, elapsed = 0, 0.0
-    manager = CheckpointManager(checkpoint_dir, cfg) if checkpoint_dir is not None else None
+    manager = CheckpointManager(checkpoint_dir, config_record(cfg)) if checkpoint_dir is not None else None
     if manager is not None and manager.latest() is not None:
         state, best, history, start_epoch, elapsed = manager.restore(state)
 
