@@ -173,6 +173,9 @@ def _fit_in_blocks(
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), fitted)
 
 
+CPU_BLOCK_SIZE = 4  # INRs a CPU worker fits together (see fitting_layout)
+
+
 def fitting_layout(batch: int) -> tuple[int, int]:
     """``(workers, block_size)`` for fitting ``batch`` INRs here: on CPU one worker thread per
     core, each fitting blocks of 4 INRs (a block's activations, about 0.6 MB for a 28x28 image,
@@ -183,8 +186,6 @@ def fitting_layout(batch: int) -> tuple[int, int]:
     workers = min(jax.local_device_count(), batch)
     return workers, -(-batch // workers)
 
-
-CPU_BLOCK_SIZE = 4
 
 
 def fit_inrs(
